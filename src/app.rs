@@ -1,0 +1,363 @@
+//! The modes, step by step: run a command under the lock, take it (`--lock`), give it back
+//! (`--unlock`), look at it (`--status`, `--list`). This is the one place where the etcd
+//! side (is the lock still ours?) meets the process side (the command, signals).
+
+use crate::config::{Config, LockName, Mode, OnLost, Wait};
+use crate::error::{signal_name, Error, Result};
+use crate::etcd::{Etcd, KeepAlive, Lease, LeaseState};
+use crate::lock::{self, Contender, Queue, Ticket, Turn};
+use crate::output;
+use crate::record::Record;
+use crate::run::{self, Command, Signals};
+use std::cell::RefCell;
+use std::ffi::OsString;
+use std::time::Duration;
+use tokio::time::{sleep, sleep_until, Instant};
+
+/// How the run ended, for `main` to turn into an exit code.
+pub enum Outcome {
+    /// Exit with this code.
+    Code(u8),
+    /// The command died of this signal: die of it too, so a calling shell stops as it would
+    /// have for the bare command.
+    Signal(i32),
+}
+
+pub async fn main(config: Config) -> Result<Outcome> {
+    let name = config.lock_name.clone();
+    let name = || {
+        name.clone()
+            .ok_or_else(|| Error::Usage("no lock name given".into()))
+    };
+    match &config.mode {
+        Mode::Run(argv) => run_mode(&config, &name()?, argv).await,
+        Mode::Lock => lock_mode(&config, &name()?).await,
+        Mode::Unlock => unlock_mode(&config, &name()?).await,
+        Mode::Status => status_mode(&config, &name()?).await,
+        Mode::List => list_mode(&config).await,
+    }
+}
+
+/// The lock, once we hold it.
+struct Held {
+    etcd: Etcd,
+    lease: Lease,
+    keepalive: KeepAlive,
+    ticket: Ticket,
+    /// etcd's revision when we took it: watching our key from there misses no unlock.
+    revision: i64,
+    taken: Instant,
+}
+
+/// Joins the queue and waits for our turn, within the configured wait. Whatever goes wrong
+/// (busy, timeout, a signal, etcd), our key is removed before returning the error.
+async fn acquire(
+    config: &Config,
+    name: &LockName,
+    record: &Record,
+    signals: &mut Signals,
+) -> Result<Held> {
+    let started = Instant::now();
+    let etcd = Etcd::connect(config).await?;
+    let lease = etcd.grant(config.ttl).await?;
+    let keepalive = etcd.keep_alive(lease);
+    let queue = Queue::new(&config.prefix, name);
+
+    let holder = RefCell::new(None::<Contender>);
+    let waiting = async {
+        let (ticket, turn) = lock::enqueue(&etcd, &queue, lease.id, record).await?;
+        if let Turn::Wait { head, .. } = &turn {
+            if config.wait == Wait::Upto(Duration::ZERO) {
+                return Err(busy(config, name, head));
+            }
+        }
+        let wait_turn = lock::wait_turn(&etcd, &queue, &ticket, turn, record, |head| {
+            *holder.borrow_mut() = Some(head.clone());
+        });
+        // The timeout bounds the wait in the queue; reaching etcd is bounded by maxtime.
+        let revision = match config.wait {
+            Wait::Forever => wait_turn.await?,
+            Wait::Upto(d) => match tokio::time::timeout_at(started + d, wait_turn).await {
+                Ok(revision) => revision?,
+                Err(_) => {
+                    let head = holder.borrow().clone();
+                    return Err(match head {
+                        Some(head) => busy(config, name, &head),
+                        None => busy_unknown(config, name),
+                    });
+                }
+            },
+        };
+        Ok((ticket, revision))
+    };
+    let mut progress = output::Progress::new(name, config.quiet);
+    let result = {
+        tokio::pin!(waiting);
+        let mut lease_state = keepalive.state.clone();
+        loop {
+            let lease_lost = match *lease_state.borrow() {
+                LeaseState::Alive(until) => until,
+                LeaseState::Gone => Instant::now(),
+            };
+            tokio::select! {
+                result = &mut waiting => break result,
+                signal = signals.recv() => break Err(Error::Interrupted(signal)),
+                _ = sleep_until(lease_lost) => break Err(Error::Etcd(format!(
+                    "lost our place in the queue for {name}: etcd did not renew our lease within its TTL ({})",
+                    humantime::format_duration(lease.ttl)
+                ))),
+                _ = lease_state.changed() => {}
+                _ = sleep_until(progress.due()) => progress.report(holder.borrow().as_ref()),
+            }
+        }
+    };
+    match result {
+        Ok((ticket, revision)) => Ok(Held {
+            etcd,
+            lease,
+            keepalive,
+            ticket,
+            revision,
+            taken: Instant::now(),
+        }),
+        Err(e) => {
+            drop(keepalive);
+            // Best effort: if etcd is unreachable the lease expires by itself within its TTL.
+            if let Err(revoke) = etcd.revoke(lease.id).await {
+                tracing::warn!("{revoke}");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn busy(config: &Config, name: &LockName, head: &Contender) -> Error {
+    Error::Conflict {
+        message: format!("{name} is busy: held by {}", output::describe(head)),
+        code: config.conflict_exit_code,
+    }
+}
+
+fn busy_unknown(config: &Config, name: &LockName) -> Error {
+    Error::Conflict {
+        message: format!("{name} is busy: timed out waiting in its queue"),
+        code: config.conflict_exit_code,
+    }
+}
+
+async fn run_mode(config: &Config, name: &LockName, argv: &[OsString]) -> Result<Outcome> {
+    let mut signals = Signals::catch()?;
+    let program = argv.first().map(|p| {
+        p.to_string_lossy()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    });
+    let record = Record::new("run", program, &config.reason, Some(config.ttl));
+    let held = acquire(config, name, &record, &mut signals).await?;
+
+    let token = held.ticket.revision.to_string();
+    let env = [
+        ("DISTLOCK_LOCK_NAME", name.to_string()),
+        ("DISTLOCK_KEY", held.ticket.key.clone()),
+        ("DISTLOCK_LEASE_ID", format!("{:x}", held.lease.id)),
+        ("DISTLOCK_FENCING_TOKEN", token.clone()),
+        ("ETCD_LOCK_KEY", held.ticket.key.clone()),
+        ("ETCD_LOCK_REV", token),
+    ];
+    let mut command = match Command::spawn(argv, &env) {
+        Ok(command) => command,
+        Err(e) => {
+            release(&held).await;
+            return Err(e);
+        }
+    };
+    let ended = supervise(config, &held, &mut command, &mut signals).await;
+    drop(signals);
+
+    let status = match ended {
+        Ok(status) => status,
+        Err(e) => {
+            release(&held).await;
+            return Err(e);
+        }
+    };
+    match config.hold_at_least {
+        Some(min) if held.taken.elapsed() < min => hold_on(&held, min, &record).await,
+        _ => release(&held).await,
+    }
+    Ok(match status.signal() {
+        Some(signal) if signal == nix::libc::SIGINT => Outcome::Signal(signal),
+        _ => Outcome::Code(run::shell_status(status)),
+    })
+}
+
+use std::os::unix::process::ExitStatusExt;
+
+/// Waits for the command while keeping watch on the lock. Signals go on to the command. If the
+/// lock is lost, the command is stopped (or, with `--on-lost=warn`, left to finish) and the
+/// result is `Error::Lost`.
+async fn supervise(
+    config: &Config,
+    held: &Held,
+    command: &mut Command,
+    signals: &mut Signals,
+) -> Result<std::process::ExitStatus> {
+    // Stop the command this long before etcd may expire the lease: the grace period, plus a
+    // margin for the signal to land and the process to die.
+    let margin = (held.lease.ttl / 10).min(Duration::from_millis(500));
+    let mut lease_state = held.keepalive.state.clone();
+    // Watching our own key notices an operator's --unlock at once. A short command is done
+    // before this starts, so an uncontended run costs no watch at all.
+    let released = async {
+        sleep(Duration::from_millis(250)).await;
+        lock::wait_released(&held.etcd, &held.ticket, held.revision).await
+    };
+    tokio::pin!(released);
+    let why = loop {
+        let stop_at = match *lease_state.borrow() {
+            LeaseState::Alive(until) => until.checked_sub(config.kill_grace + margin),
+            LeaseState::Gone => Some(Instant::now()),
+        }
+        .unwrap_or_else(Instant::now);
+        tokio::select! {
+            status = command.wait() => return status,
+            signal = signals.recv() => {
+                tracing::info!("passing {} on to the command", signal_name(signal));
+                command.signal(signal);
+            }
+            _ = lease_state.changed() => {}
+            result = &mut released => break match result {
+                Ok(()) => "its key was removed (an operator's --unlock, or the lease expired)".to_string(),
+                Err(e) => format!("etcd stopped answering ({e})"),
+            },
+            _ = sleep_until(stop_at) => break match *lease_state.borrow() {
+                LeaseState::Gone => "etcd says its lease no longer exists".to_string(),
+                LeaseState::Alive(_) => format!(
+                    "etcd did not acknowledge a keepalive in time; the lease may expire in {}",
+                    humantime::format_duration(config.kill_grace + margin)
+                ),
+            },
+        }
+    };
+    let message = format!(
+        "lost the lock {} while the command ran: {why}",
+        held.ticket.key
+    );
+    match config.on_lost {
+        OnLost::Kill => {
+            tracing::error!("{message}; stopping the command");
+            let group = command.group();
+            let stopped = command.terminate(config.kill_grace);
+            tokio::pin!(stopped);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    signal = signals.recv() => group.signal(signal),
+                }
+            }
+        }
+        OnLost::Warn => {
+            tracing::warn!("{message}; letting the command finish (--on-lost=warn)");
+            let group = command.group();
+            loop {
+                tokio::select! {
+                    _ = command.wait() => break,
+                    signal = signals.recv() => group.signal(signal),
+                }
+            }
+        }
+    }
+    Err(Error::Lost(message))
+}
+
+/// Releases the lock with one revoke. If etcd cannot be reached, the lease expires by itself.
+async fn release(held: &Held) {
+    if let Err(e) = held.etcd.revoke(held.lease.id).await {
+        tracing::warn!(
+            "{e}; the lock frees itself when its lease expires (within {})",
+            humantime::format_duration(held.lease.ttl)
+        );
+    }
+}
+
+/// `--hold-at-least`: moves our key to a fresh lease of the remaining time (same key, same
+/// place) that nobody keeps alive, and lets our own lease go.
+async fn hold_on(held: &Held, min: Duration, record: &Record) {
+    let left = min.saturating_sub(held.taken.elapsed());
+    // etcd counts whole seconds; round up so the lock is never held shorter than asked.
+    let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    let moved = async {
+        let lease = held.etcd.grant(Duration::from_secs(secs.max(1))).await?;
+        let record = record.taken_now(Some(lease.ttl));
+        lock::move_to_lease(&held.etcd, &held.ticket, lease.id, &record).await
+    };
+    match moved.await {
+        Ok(true) => tracing::info!(
+            "holding {} for {secs}s more (--hold-at-least)",
+            held.ticket.key
+        ),
+        Ok(false) => {}
+        Err(e) => tracing::warn!("cannot keep the lock for --hold-at-least: {e}"),
+    }
+    release(held).await;
+}
+
+async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcome> {
+    let mut signals = Signals::catch()?;
+    let record = Record::new("lock", None, &config.reason, Some(config.ttl));
+    let held = acquire(config, name, &record, &mut signals).await?;
+    // Detach the key from our lease (or move it to one of --ttl that nobody keeps alive), in
+    // a transaction guarded by its create revision, so it keeps its place and outlives us.
+    let detached = async {
+        let lease = match config.lock_ttl {
+            Some(ttl) => Some(held.etcd.grant(ttl).await?),
+            None => None,
+        };
+        let record = record.taken_now(lease.map(|l| l.ttl));
+        lock::move_to_lease(&held.etcd, &held.ticket, lease.map_or(0, |l| l.id), &record).await
+    };
+    let result = detached.await;
+    release(&held).await;
+    match result {
+        Ok(true) => {
+            output::print_locked(&held.ticket);
+            Ok(Outcome::Code(0))
+        }
+        Ok(false) => Err(Error::Etcd(format!(
+            "the lock {} was removed right after we took it; try again",
+            held.ticket.key
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+async fn unlock_mode(config: &Config, name: &LockName) -> Result<Outcome> {
+    let etcd = Etcd::connect(config).await?;
+    match lock::unlock(&etcd, &Queue::new(&config.prefix, name)).await? {
+        Some(holder) => {
+            tracing::info!("removed {}", holder.key);
+            Ok(Outcome::Code(0))
+        }
+        None => Err(Error::Conflict {
+            message: format!("{name} is not locked; nothing to unlock"),
+            code: config.conflict_exit_code,
+        }),
+    }
+}
+
+async fn status_mode(config: &Config, name: &LockName) -> Result<Outcome> {
+    let etcd = Etcd::connect(config).await?;
+    let queue = Queue::new(&config.prefix, name);
+    let contenders = lock::contenders(&etcd, &queue).await?;
+    output::print_status(name, &contenders);
+    Ok(Outcome::Code(0))
+}
+
+async fn list_mode(config: &Config) -> Result<Outcome> {
+    let etcd = Etcd::connect(config).await?;
+    let locks = lock::all_locks(&etcd, &config.prefix).await?;
+    output::print_list(&locks);
+    Ok(Outcome::Code(0))
+}

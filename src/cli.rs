@@ -1,0 +1,280 @@
+//! The command line as the user typed it: the clap definition (the one place each flag is
+//! documented) and the rewrite that keeps the Go tool's single-dash spellings working.
+//!
+//! Values stay raw strings here; `config` layers them over the YAML file and defaults and
+//! validates them, so an error can say where a bad value came from.
+
+use clap::parser::ValueSource;
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
+use std::ffi::OsString;
+
+const AFTER_HELP: &str = "\
+Precedence: built-in defaults < YAML file < DISTLOCK_* environment < command-line flags.
+An environment variable set to the empty string counts as unset. Single-dash long flags
+(-lock-name=x -lock) and a command given without `--` are accepted, as the Go tool did.
+
+The command gets DISTLOCK_LOCK_NAME, DISTLOCK_KEY, DISTLOCK_LEASE_ID, DISTLOCK_FENCING_TOKEN,
+ETCD_LOCK_KEY and ETCD_LOCK_REV in its environment.
+
+Exit codes:
+  0        done: lock taken (--lock), released (--unlock), listed; or the command exited 0
+  1        not acquired (busy with --nowait, --timeout passed); --unlock of a free lock
+           (--conflict-exit-code changes it)
+  2        usage or configuration error; nothing was changed in etcd
+  3        etcd unreachable, refused the request, or rejected the credentials
+  4        the lock was lost while the command ran
+  126/127  the command could not be executed / was not found (the lock was released)
+  128+N    the command was killed by signal N
+  other    the command's own exit status
+
+Files: /etc/distlock/distlock.yaml (default --config; missing is fine)";
+
+/// Run a command, or hold a lock, under an etcd lock shared by a fleet of servers.
+#[derive(Debug, Parser)]
+#[command(
+    name = "distlock",
+    version,
+    after_help = AFTER_HELP,
+    // The command's own flags belong to it, not to us.
+    trailing_var_arg = true,
+)]
+pub struct Cli {
+    /// Name of the lock (1-255 bytes, no '/', whitespace or control characters)
+    #[arg(long, env = "DISTLOCK_LOCKNAME", value_name = "NAME")]
+    pub lock_name: Option<String>,
+
+    /// Acquire the lock, print its key and fencing token, and exit 0 with the lock still held
+    #[arg(long, group = "mode")]
+    pub lock: bool,
+
+    /// Release the lock, whoever holds it
+    #[arg(long, group = "mode")]
+    pub unlock: bool,
+
+    /// Show all locks under the prefix
+    #[arg(long, group = "mode")]
+    pub list: bool,
+
+    /// Show one lock: its holder and waiters
+    #[arg(long, group = "mode")]
+    pub status: bool,
+
+    /// Stored with the lock and shown to everyone who waits or looks
+    #[arg(long, env = "DISTLOCK_REASON", value_name = "TEXT")]
+    pub reason: Option<String>,
+
+    /// Fail at once when the lock is busy (same as --timeout=0)
+    #[arg(long)]
+    pub nowait: bool,
+
+    /// Longest wait: seconds (30) or a duration (90s, 5m); -1 waits forever [default: -1]
+    #[arg(
+        long,
+        env = "DISTLOCK_TIMEOUT",
+        value_name = "T",
+        allow_hyphen_values = true
+    )]
+    pub timeout: Option<String>,
+
+    /// Comma-separated etcd URLs; https:// means TLS [default: http://127.0.0.1:2379]
+    #[arg(long, env = "DISTLOCK_ENDPOINTS", value_name = "URLS")]
+    pub endpoints: Option<String>,
+
+    /// Key namespace in etcd, e.g. one for staging and one for prod [default: /distlock/]
+    #[arg(long, env = "DISTLOCK_PREFIX", value_name = "P")]
+    pub prefix: Option<String>,
+
+    /// YAML configuration file [default: /etc/distlock/distlock.yaml]
+    #[arg(long, env = "DISTLOCK_CONFIG", value_name = "FILE")]
+    pub config: Option<OsString>,
+
+    /// Lease TTL while the command runs; with --lock the lock expires after T instead of never
+    /// [default: 10s]
+    #[arg(long, env = "DISTLOCK_TTL", value_name = "T")]
+    pub ttl: Option<String>,
+
+    /// Deadline for dialing etcd and for each etcd request [default: 5s]
+    #[arg(long, env = "DISTLOCK_MAXTIME", value_name = "T")]
+    pub maxtime: Option<String>,
+
+    /// Keep the lock at least D after taking it, even if the command ends sooner
+    #[arg(long, env = "DISTLOCK_HOLD_AT_LEAST", value_name = "D")]
+    pub hold_at_least: Option<String>,
+
+    /// When the lock is lost while the command runs: kill it (default) or only warn
+    #[arg(long, env = "DISTLOCK_ON_LOST", value_name = "POLICY")]
+    pub on_lost: Option<String>,
+
+    /// Time between SIGTERM and SIGKILL when the command must stop [default: 2s, at most TTL/3]
+    #[arg(long, env = "DISTLOCK_KILL_GRACE", value_name = "D")]
+    pub kill_grace: Option<String>,
+
+    /// Exit code for "not acquired" and "unlock of a free lock", like flock -E [default: 1]
+    #[arg(long, env = "DISTLOCK_CONFLICT_EXIT_CODE", value_name = "N")]
+    pub conflict_exit_code: Option<String>,
+
+    /// Say less: no progress messages while waiting
+    #[arg(short, long, action = ArgAction::Count)]
+    pub quiet: u8,
+
+    /// Say more (-vv for etcd-level detail); DISTLOCK_LOG takes a tracing filter
+    #[arg(short, long, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// The command to run under the lock, with its arguments
+    #[arg(value_name = "COMMAND", allow_hyphen_values = true)]
+    pub command: Vec<OsString>,
+
+    /// Ids of the options whose value came from a DISTLOCK_* variable, not a flag.
+    #[arg(skip)]
+    pub from_env: Vec<String>,
+}
+
+impl Cli {
+    /// Parses the process's arguments, accepting the Go tool's single-dash long flags.
+    pub fn parse_args() -> Result<Cli, clap::Error> {
+        // The spec says an empty DISTLOCK_* variable counts as unset, but clap takes "" as a
+        // value. Dropping them first is simplest; we are still single-threaded here.
+        for (name, value) in std::env::vars_os() {
+            if value.is_empty() && name.to_string_lossy().starts_with("DISTLOCK_") {
+                std::env::remove_var(name);
+            }
+        }
+        Self::parse_from_args(std::env::args_os().collect())
+    }
+
+    pub fn parse_from_args(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+        let matches = Cli::command().try_get_matches_from(go_style_to_gnu(args))?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        cli.from_env = matches
+            .ids()
+            .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::EnvVariable))
+            .map(|id| id.to_string())
+            .collect();
+        Ok(cli)
+    }
+
+    /// How the user spelled the option with clap id `id`: `--lock-name` or `DISTLOCK_LOCKNAME`.
+    pub fn origin(&self, id: &str) -> String {
+        let cmd = Cli::command();
+        let arg = cmd.get_arguments().find(|a| a.get_id() == id);
+        match arg {
+            Some(arg) if self.from_env.iter().any(|e| e == id) => arg
+                .get_env()
+                .map(|e| e.to_string_lossy().into_owned())
+                .unwrap_or_else(|| id.to_string()),
+            Some(arg) => format!("--{}", arg.get_long().unwrap_or(id)),
+            None => id.to_string(),
+        }
+    }
+}
+
+/// Rewrites `-lock-name=x` to `--lock-name=x` for every long flag we know, up to the start of
+/// the command (`--` or the first word that is not a flag), so the command's own arguments are
+/// never touched. Go's `flag` package accepted both spellings, and crontabs use both.
+pub fn go_style_to_gnu(args: Vec<OsString>) -> Vec<OsString> {
+    let cmd = Cli::command();
+    let takes_value = |long: &str| {
+        cmd.get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .map(|a| a.get_action().takes_values())
+    };
+    let mut out = Vec::with_capacity(args.len());
+    let mut iter = args.into_iter();
+    if let Some(program) = iter.next() {
+        out.push(program);
+    }
+    while let Some(arg) = iter.next() {
+        let Some(text) = arg.to_str() else {
+            out.push(arg);
+            break; // not a flag of ours: the command starts here
+        };
+        if text == "--" || !text.starts_with('-') {
+            out.push(arg);
+            break;
+        }
+        let (dashes, body) = match text.strip_prefix("--") {
+            Some(body) => ("--", body),
+            None => ("-", &text[1..]),
+        };
+        let name = body.split('=').next().unwrap_or(body);
+        match takes_value(name) {
+            Some(needs_value) => {
+                out.push(OsString::from(format!("--{body}")));
+                // `-timeout 30`: the next word is the value, not the command.
+                if needs_value && !body.contains('=') {
+                    if let Some(value) = iter.next() {
+                        out.push(value);
+                    }
+                }
+            }
+            // Short flags (-q, -vv) and unknown flags go to clap as typed.
+            None => out.push(if dashes == "--" {
+                arg
+            } else {
+                OsString::from(text)
+            }),
+        }
+    }
+    out.extend(iter);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(args: &[&str]) -> Vec<String> {
+        go_style_to_gnu(args.iter().map(OsString::from).collect())
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn single_dash_long_flags_become_double_dash() {
+        assert_eq!(
+            rewrite(&["distlock", "-lock-name=x", "-lock", "-timeout", "30"]),
+            ["distlock", "--lock-name=x", "--lock", "--timeout", "30"]
+        );
+    }
+
+    #[test]
+    fn the_commands_own_flags_are_untouched() {
+        assert_eq!(
+            rewrite(&["distlock", "-lock-name", "x", "ls", "-lock", "-la"]),
+            ["distlock", "--lock-name", "x", "ls", "-lock", "-la"]
+        );
+        assert_eq!(
+            rewrite(&["distlock", "--lock-name=x", "--", "-lock"]),
+            ["distlock", "--lock-name=x", "--", "-lock"]
+        );
+    }
+
+    #[test]
+    fn short_flags_stay_short() {
+        assert_eq!(
+            rewrite(&["distlock", "-q", "-vv", "--nowait"]),
+            ["distlock", "-q", "-vv", "--nowait"]
+        );
+    }
+
+    #[test]
+    fn a_command_without_double_dash_is_taken_whole() {
+        let cli = Cli::try_parse_from(rewrite(&[
+            "distlock",
+            "-lock-name=x",
+            "yum",
+            "-y",
+            "--nowait",
+        ]))
+        .unwrap();
+        assert_eq!(cli.command, ["yum", "-y", "--nowait"]);
+        assert!(!cli.nowait);
+    }
+}

@@ -1,0 +1,102 @@
+//! The one error type: every way distlock can fail, each mapped to the spec's exit code.
+
+use std::fmt;
+
+#[derive(Debug)]
+pub enum Error {
+    /// Bad command line, environment, or configuration file; nothing was changed in etcd.
+    Usage(String),
+    /// The lock was busy (`--nowait`, `--timeout`) or `--unlock` found it free.
+    /// Carries the exit code so `--conflict-exit-code` can change it.
+    Conflict { message: String, code: u8 },
+    /// etcd could not be reached, refused the request, or rejected the credentials.
+    Etcd(String),
+    /// The lock was lost while the command ran.
+    Lost(String),
+    /// The command exists but could not be executed (permissions, bad format).
+    CannotExecute(String),
+    /// The command was not found.
+    NotFound(String),
+    /// distlock was told to stop by signal N before the command ran.
+    Interrupted(i32),
+}
+
+impl Error {
+    /// The exit code of the spec's table. Exhaustive on purpose: a new variant does not
+    /// compile until it has a code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 2,
+            Error::Conflict { code, .. } => *code,
+            Error::Etcd(_) => 3,
+            Error::Lost(_) => 4,
+            Error::CannotExecute(_) => 126,
+            Error::NotFound(_) => 127,
+            Error::Interrupted(signal) => (128 + signal).clamp(0, 255) as u8,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(m)
+            | Error::Etcd(m)
+            | Error::Lost(m)
+            | Error::CannotExecute(m)
+            | Error::NotFound(m) => f.write_str(m),
+            Error::Conflict { message, .. } => f.write_str(message),
+            Error::Interrupted(signal) => write!(
+                f,
+                "interrupted by {} before the command ran; nothing is left in etcd",
+                signal_name(*signal)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `SIGTERM` for 15, or `signal 42` for one without a name.
+pub fn signal_name(signal: i32) -> String {
+    nix::sys::signal::Signal::try_from(signal)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {signal}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_spec_table() {
+        let table = [
+            (Error::Usage(String::new()), 2),
+            (
+                Error::Conflict {
+                    message: String::new(),
+                    code: 1,
+                },
+                1,
+            ),
+            (
+                Error::Conflict {
+                    message: String::new(),
+                    code: 75,
+                },
+                75,
+            ),
+            (Error::Etcd(String::new()), 3),
+            (Error::Lost(String::new()), 4),
+            (Error::CannotExecute(String::new()), 126),
+            (Error::NotFound(String::new()), 127),
+            (Error::Interrupted(2), 130),
+            (Error::Interrupted(15), 143),
+        ];
+        for (error, code) in table {
+            assert_eq!(error.exit_code(), code, "{error:?}");
+        }
+    }
+}

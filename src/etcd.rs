@@ -1,0 +1,222 @@
+//! The connection to etcd: dialing, the `maxtime` deadline on every request, leases and their
+//! keepalive, and turning etcd's errors into the spec's exit code 3.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use etcd_client::{Client, ConnectOptions};
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::{sleep_until, timeout, Instant};
+
+#[derive(Clone)]
+pub struct Etcd {
+    pub client: Client,
+    maxtime: Duration,
+    endpoints: String,
+}
+
+impl Etcd {
+    pub async fn connect(config: &Config) -> Result<Etcd> {
+        let endpoints = config.endpoints.join(",");
+        // No client-wide request timeout: it would also cut long watches. Every unary call
+        // gets `maxtime` through `call` instead.
+        let options = ConnectOptions::new().with_connect_timeout(config.maxtime);
+        let client = timeout(
+            config.maxtime,
+            Client::connect(&config.endpoints, Some(options)),
+        )
+        .await
+        .map_err(|_| unreachable(&endpoints, config.maxtime))?
+        .map_err(|e| describe(&endpoints, "connect", e))?;
+        Ok(Etcd {
+            client,
+            maxtime: config.maxtime,
+            endpoints,
+        })
+    }
+
+    /// Runs one etcd request under the `maxtime` deadline.
+    pub async fn call<T, F>(&self, what: &str, request: F) -> Result<T>
+    where
+        F: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        match timeout(self.maxtime, request).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(describe(&self.endpoints, what, e)),
+            Err(_) => Err(unreachable(&self.endpoints, self.maxtime)),
+        }
+    }
+
+    /// Grants a lease and returns its id, its TTL as granted (etcd may round a short one up),
+    /// and the latest moment the server may expire it.
+    pub async fn grant(&self, ttl: Duration) -> Result<Lease> {
+        let sent = Instant::now();
+        let mut client = self.client.clone();
+        let granted = self
+            .call(
+                "grant a lease",
+                client.lease_grant(ttl.as_secs() as i64, None),
+            )
+            .await?;
+        let ttl = Duration::from_secs(granted.ttl().max(1) as u64);
+        Ok(Lease {
+            id: granted.id(),
+            ttl,
+            expires: sent + ttl,
+        })
+    }
+
+    /// Revokes a lease, deleting every key attached to it. A lease that is already gone is
+    /// fine: what we wanted is done.
+    pub async fn revoke(&self, lease: i64) -> Result<()> {
+        let mut client = self.client.clone();
+        match timeout(self.maxtime, client.lease_revoke(lease)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(etcd_client::Error::GRpcStatus(s)))
+                if s.message().contains("lease not found") =>
+            {
+                Ok(())
+            }
+            Ok(Err(e)) => Err(describe(&self.endpoints, "revoke the lease", e)),
+            Err(_) => Err(unreachable(&self.endpoints, self.maxtime)),
+        }
+    }
+
+    /// Keeps `lease` alive from now on, in the background, and reports how long it is safe.
+    ///
+    /// Nothing is sent until a third of the TTL has passed, so a short command costs no
+    /// keepalive at all. Each acknowledged keepalive moves the expiry to its *send* time plus
+    /// the TTL: the server may have received it any time after we sent it, so that is the
+    /// latest moment we can be sure it has not expired the lease yet.
+    pub fn keep_alive(&self, lease: Lease) -> KeepAlive {
+        let (tx, rx) = watch::channel(LeaseState::Alive(lease.expires));
+        let client = self.client.clone();
+        let task = tokio::spawn(keep_alive_loop(client, lease, self.maxtime, tx));
+        KeepAlive { state: rx, task }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    pub id: i64,
+    pub ttl: Duration,
+    pub expires: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LeaseState {
+    /// The lease is known to live at least until this moment.
+    Alive(Instant),
+    /// etcd said the lease no longer exists (expired or revoked).
+    Gone,
+}
+
+pub struct KeepAlive {
+    pub state: watch::Receiver<LeaseState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn keep_alive_loop(
+    mut client: Client,
+    lease: Lease,
+    maxtime: Duration,
+    state: watch::Sender<LeaseState>,
+) {
+    let period = lease.ttl / 3;
+    // While etcd does not answer, retry often: the next answer may be the one that saves us.
+    let retry = (lease.ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let mut stream = None;
+    let mut next = Instant::now() + period;
+    loop {
+        sleep_until(next).await;
+        let sent = Instant::now();
+        let answer = timeout(maxtime.min(period), async {
+            match &mut stream {
+                // Opening the stream sends the first keepalive and checks its answer.
+                None => {
+                    let opened = client.lease_keep_alive(lease.id).await?;
+                    stream = Some(opened);
+                    Ok(Some(lease.ttl.as_secs() as i64))
+                }
+                Some((keeper, responses)) => {
+                    keeper.keep_alive().await?;
+                    Ok(responses.message().await?.map(|r| r.ttl()))
+                }
+            }
+        })
+        .await;
+        match answer {
+            Ok(Ok(Some(ttl))) if ttl > 0 => {
+                let _ = state.send(LeaseState::Alive(sent + Duration::from_secs(ttl as u64)));
+                next = sent + period;
+            }
+            Ok(Ok(Some(_))) | Ok(Err(etcd_client::Error::LeaseKeepAliveError(_))) => {
+                let _ = state.send(LeaseState::Gone);
+                return;
+            }
+            // A broken stream is not reopened by etcd-client: drop it and dial again.
+            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
+                tracing::debug!("keepalive of lease {:x} got no answer; retrying", lease.id);
+                stream = None;
+                next = Instant::now() + retry;
+            }
+        }
+    }
+}
+
+fn unreachable(endpoints: &str, maxtime: Duration) -> Error {
+    Error::Etcd(format!(
+        "cannot reach etcd at {endpoints} within {} (maxtime); check that etcd runs there and the endpoints are right",
+        humantime::format_duration(maxtime)
+    ))
+}
+
+/// One line for an etcd failure: what we were doing, and what etcd or the network said.
+fn describe(endpoints: &str, what: &str, error: etcd_client::Error) -> Error {
+    use tonic::Code;
+    let detail = match &error {
+        etcd_client::Error::GRpcStatus(status) => match status.code() {
+            Code::Unauthenticated => format!(
+                "etcd rejected the credentials ({}); check the user and password",
+                status.message()
+            ),
+            Code::PermissionDenied => format!(
+                "etcd denied permission ({}); the user needs readwrite on the lock prefix",
+                status.message()
+            ),
+            Code::Unavailable | Code::DeadlineExceeded => {
+                format!(
+                    "etcd at {endpoints} is unavailable ({})",
+                    first_line(status.message())
+                )
+            }
+            _ => format!("etcd refused the request: {}", first_line(status.message())),
+        },
+        etcd_client::Error::TransportError(e) => {
+            format!("cannot connect to etcd at {endpoints}: {}", source_chain(e))
+        }
+        other => format!("etcd at {endpoints}: {}", first_line(&other.to_string())),
+    };
+    Error::Etcd(format!("cannot {what}: {detail}"))
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+fn source_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text = format!("{text}: {e}");
+        source = e.source();
+    }
+    first_line(&text).to_string()
+}

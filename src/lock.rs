@@ -1,0 +1,391 @@
+//! etcd's lock recipe, as in Go's `client/v3/concurrency/mutex.go`, so that distlock and
+//! `etcdctl lock` exclude each other: every contender is one key `<prefix><name>/<lease hex>`
+//! created under its lease; the lowest create revision holds the lock; each waiter watches only
+//! the key just ahead of it. Plus the Go tool's legacy key `<prefix><name>`, which counts as the
+//! holder while it exists.
+//!
+//! Nothing here knows about processes, signals or terminals.
+
+use crate::config::LockName;
+use crate::error::{Error, Result};
+use crate::etcd::Etcd;
+use crate::record::Record;
+use etcd_client::{
+    Compare, CompareOp, EventType, GetOptions, KeyValue, PutOptions, SortOrder, SortTarget, Txn,
+    TxnOp, TxnOpResponse, WatchFilterType, WatchOptions,
+};
+use std::time::Duration;
+
+/// The keys of one lock.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    /// `<prefix><name>/`: every contender's key starts with it.
+    pub dir: String,
+    /// `<prefix><name>`: the Go tool's lock key.
+    pub legacy: String,
+}
+
+impl Queue {
+    pub fn new(prefix: &str, name: &LockName) -> Queue {
+        let legacy = format!("{prefix}{name}");
+        Queue {
+            dir: format!("{legacy}/"),
+            legacy,
+        }
+    }
+}
+
+/// A key that holds or waits for the lock, as read from etcd.
+#[derive(Debug, Clone)]
+pub struct Contender {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub create_revision: i64,
+    pub lease: i64,
+}
+
+impl From<&KeyValue> for Contender {
+    fn from(kv: &KeyValue) -> Self {
+        Contender {
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            value: kv.value().to_vec(),
+            create_revision: kv.create_revision(),
+            lease: kv.lease(),
+        }
+    }
+}
+
+/// Our own place in the queue.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    pub key: String,
+    pub lease: i64,
+    /// Create revision of our key: our place in line, and the fencing token once we hold it.
+    pub revision: i64,
+}
+
+/// Whose turn it is, from our point of view.
+#[derive(Debug)]
+pub enum Turn {
+    /// We hold the lock; etcd's revision at that moment.
+    Mine { revision: i64 },
+    /// We wait for `blocker` to go (the key just ahead of us, or the legacy key); `head` is
+    /// the current holder. Both were read at `revision`.
+    Wait {
+        blocker: Contender,
+        head: Contender,
+        revision: i64,
+    },
+}
+
+/// Creates our key and learns, in the same round trip, whether we hold the lock.
+///
+/// Our key is the newest in the directory, so the two newest keys are ours and the one just
+/// ahead of us: if there is no second one, nobody is ahead.
+pub async fn enqueue(
+    etcd: &Etcd,
+    queue: &Queue,
+    lease: i64,
+    record: &Record,
+) -> Result<(Ticket, Turn)> {
+    let key = format!("{}{lease:x}", queue.dir);
+    let txn = Txn::new().and_then([
+        TxnOp::put(
+            key.clone(),
+            record.to_json(),
+            Some(PutOptions::new().with_lease(lease)),
+        ),
+        TxnOp::get(queue.dir.clone(), Some(newest(2, None))),
+        TxnOp::get(queue.legacy.clone(), None),
+        TxnOp::get(queue.dir.clone(), Some(oldest())),
+    ]);
+    let mut client = etcd.client.clone();
+    let response = etcd.call("join the lock's queue", client.txn(txn)).await?;
+    let revision = response.header().map(|h| h.revision()).unwrap_or_default();
+    let [newest, legacy, head] = gets(&response.op_responses());
+    let ticket = Ticket {
+        key,
+        lease,
+        revision,
+    };
+    let ahead = newest.into_iter().find(|c| c.create_revision < revision);
+    Ok((ticket, turn(legacy, ahead, head, revision)))
+}
+
+/// Waits until we hold the lock. Wakes only when the key ahead of us is deleted; then checks
+/// again, and if nobody is ahead any more, stamps our record with the time we took the lock in
+/// the same transaction. `on_wait` hears about every new `Turn::Wait` (for progress messages).
+pub async fn wait_turn(
+    etcd: &Etcd,
+    queue: &Queue,
+    ticket: &Ticket,
+    mut turn: Turn,
+    record: &Record,
+    mut on_wait: impl FnMut(&Contender),
+) -> Result<i64> {
+    loop {
+        match turn {
+            Turn::Mine { revision } => return Ok(revision),
+            Turn::Wait {
+                blocker,
+                head,
+                revision,
+            } => {
+                on_wait(&head);
+                wait_deleted(etcd, &blocker.key, revision).await?;
+                turn = claim(etcd, queue, ticket, record).await?;
+            }
+        }
+    }
+}
+
+/// One transaction: if our key is still there, nobody is ahead of it and there is no legacy
+/// key, the lock is ours and our record says since when; otherwise, read who is ahead now.
+async fn claim(etcd: &Etcd, queue: &Queue, ticket: &Ticket, record: &Record) -> Result<Turn> {
+    let txn = Txn::new()
+        .when([
+            Compare::create_revision(ticket.key.clone(), CompareOp::Equal, ticket.revision),
+            // A range compare holds when it holds for every key in the range.
+            Compare::create_revision(queue.dir.clone(), CompareOp::Greater, ticket.revision - 1)
+                .with_prefix(),
+            Compare::version(queue.legacy.clone(), CompareOp::Equal, 0),
+        ])
+        .and_then([TxnOp::put(
+            ticket.key.clone(),
+            record
+                .taken_now(record.ttl.map(Duration::from_secs))
+                .to_json(),
+            Some(PutOptions::new().with_lease(ticket.lease)),
+        )])
+        .or_else([
+            TxnOp::get(ticket.key.clone(), None),
+            TxnOp::get(
+                queue.dir.clone(),
+                Some(newest(1, Some(ticket.revision - 1))),
+            ),
+            TxnOp::get(queue.legacy.clone(), None),
+            TxnOp::get(queue.dir.clone(), Some(oldest())),
+        ]);
+    let mut client = etcd.client.clone();
+    let response = etcd.call("take the lock", client.txn(txn)).await?;
+    let revision = response.header().map(|h| h.revision()).unwrap_or_default();
+    if response.succeeded() {
+        return Ok(Turn::Mine { revision });
+    }
+    let [mine, ahead, legacy, head] = gets(&response.op_responses());
+    if mine.is_empty() {
+        return Err(Error::Etcd(format!(
+            "lost our place in the queue: key {} is gone (its lease expired while etcd was unreachable, or it was removed)",
+            ticket.key
+        )));
+    }
+    Ok(turn(legacy, ahead.into_iter().next(), head, revision))
+}
+
+fn turn(
+    legacy: Vec<Contender>,
+    ahead: Option<Contender>,
+    head: Vec<Contender>,
+    revision: i64,
+) -> Turn {
+    // The legacy key, while it exists, is the holder: the Go tool does not know our queue.
+    if let Some(legacy) = legacy.into_iter().next() {
+        return Turn::Wait {
+            head: legacy.clone(),
+            blocker: legacy,
+            revision,
+        };
+    }
+    match ahead {
+        None => Turn::Mine { revision },
+        Some(blocker) => Turn::Wait {
+            head: head.into_iter().next().unwrap_or_else(|| blocker.clone()),
+            blocker,
+            revision,
+        },
+    }
+}
+
+/// Returns once `key` is deleted at or after `revision + 1`. Starting the watch from the
+/// revision we read it at means a deletion in between is not missed.
+async fn wait_deleted(etcd: &Etcd, key: &str, revision: i64) -> Result<()> {
+    let options = WatchOptions::new()
+        .with_start_revision(revision + 1)
+        .with_filters([WatchFilterType::NoPut]);
+    let mut client = etcd.client.clone();
+    let mut stream = etcd
+        .call("watch the lock", client.watch(key, Some(options)))
+        .await?;
+    loop {
+        match stream.message().await {
+            Ok(Some(response)) => {
+                if response
+                    .events()
+                    .iter()
+                    .any(|e| e.event_type() == EventType::Delete)
+                {
+                    return Ok(());
+                }
+                // Canceled (e.g. the revision was compacted): look again instead of waiting.
+                if response.canceled() {
+                    return Ok(());
+                }
+            }
+            // The stream broke (member restarted, leader change): look again; if etcd is really
+            // gone, the next request says so. A short pause keeps this from spinning.
+            Ok(None) | Err(_) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Returns when our key is deleted: an operator's `--unlock`, or the lease expired.
+pub async fn wait_released(etcd: &Etcd, ticket: &Ticket, revision: i64) -> Result<()> {
+    loop {
+        wait_deleted(etcd, &ticket.key, revision).await?;
+        let mut client = etcd.client.clone();
+        let response = etcd
+            .call("check the lock", client.get(ticket.key.clone(), None))
+            .await?;
+        if response.kvs().is_empty() {
+            return Ok(());
+        }
+    }
+}
+
+/// Moves our key to another lease (0: none), keeping its create revision and so its place.
+/// Guarded by that revision: a key that was unlocked meanwhile is not brought back.
+pub async fn move_to_lease(
+    etcd: &Etcd,
+    ticket: &Ticket,
+    lease: i64,
+    record: &Record,
+) -> Result<bool> {
+    let options = (lease != 0).then(|| PutOptions::new().with_lease(lease));
+    let txn = Txn::new()
+        .when([Compare::create_revision(
+            ticket.key.clone(),
+            CompareOp::Equal,
+            ticket.revision,
+        )])
+        .and_then([TxnOp::put(ticket.key.clone(), record.to_json(), options)]);
+    let mut client = etcd.client.clone();
+    let response = etcd.call("keep the lock", client.txn(txn)).await?;
+    Ok(response.succeeded())
+}
+
+/// The holder of the lock, if any.
+pub async fn holder(etcd: &Etcd, queue: &Queue) -> Result<Option<Contender>> {
+    let txn = Txn::new().and_then([
+        TxnOp::get(queue.legacy.clone(), None),
+        TxnOp::get(queue.dir.clone(), Some(oldest())),
+    ]);
+    let mut client = etcd.client.clone();
+    let response = etcd.call("read the lock", client.txn(txn)).await?;
+    let [legacy, head] = gets(&response.op_responses());
+    Ok(legacy.into_iter().chain(head).next())
+}
+
+/// Removes the current holder's key and revokes its lease, so a running holder learns of it at
+/// once. Returns the holder removed, or `None` if the lock was free.
+pub async fn unlock(etcd: &Etcd, queue: &Queue) -> Result<Option<Contender>> {
+    let Some(holder) = holder(etcd, queue).await? else {
+        return Ok(None);
+    };
+    // Guarded, so that a holder that left meanwhile does not make us remove its successor.
+    let txn = Txn::new()
+        .when([Compare::create_revision(
+            holder.key.clone(),
+            CompareOp::Equal,
+            holder.create_revision,
+        )])
+        .and_then([TxnOp::delete(holder.key.clone(), None)]);
+    let mut client = etcd.client.clone();
+    let response = etcd.call("remove the lock", client.txn(txn)).await?;
+    if !response.succeeded() {
+        return Ok(None);
+    }
+    if holder.lease != 0 {
+        etcd.revoke(holder.lease).await?;
+    }
+    Ok(Some(holder))
+}
+
+fn newest(limit: i64, max_create_revision: Option<i64>) -> GetOptions {
+    let options = GetOptions::new()
+        .with_prefix()
+        .with_sort(SortTarget::Create, SortOrder::Descend)
+        .with_limit(limit);
+    match max_create_revision {
+        Some(revision) => options.with_max_create_revision(revision),
+        None => options,
+    }
+}
+
+fn oldest() -> GetOptions {
+    GetOptions::new()
+        .with_prefix()
+        .with_sort(SortTarget::Create, SortOrder::Ascend)
+        .with_limit(1)
+}
+
+/// The keys each get of a transaction returned, in order.
+fn gets<const N: usize>(responses: &[TxnOpResponse]) -> [Vec<Contender>; N] {
+    let mut found = responses.iter().filter_map(|r| match r {
+        TxnOpResponse::Get(get) => Some(get.kvs().iter().map(Contender::from).collect()),
+        _ => None,
+    });
+    std::array::from_fn(|_| found.next().unwrap_or_default())
+}
+
+/// Everyone in a lock's queue, holder first: the legacy key if there is one, then the queue
+/// in create-revision order.
+pub async fn contenders(etcd: &Etcd, queue: &Queue) -> Result<Vec<Contender>> {
+    let all = GetOptions::new()
+        .with_prefix()
+        .with_sort(SortTarget::Create, SortOrder::Ascend);
+    let txn = Txn::new().and_then([
+        TxnOp::get(queue.legacy.clone(), None),
+        TxnOp::get(queue.dir.clone(), Some(all)),
+    ]);
+    let mut client = etcd.client.clone();
+    let response = etcd.call("read the lock", client.txn(txn)).await?;
+    let [legacy, queued] = gets(&response.op_responses());
+    Ok(legacy.into_iter().chain(queued).collect())
+}
+
+/// Every lock under `prefix`, by name, each with its contenders holder first.
+pub async fn all_locks(etcd: &Etcd, prefix: &str) -> Result<Vec<(String, Vec<Contender>)>> {
+    let options = GetOptions::new()
+        .with_prefix()
+        .with_sort(SortTarget::Create, SortOrder::Ascend);
+    let mut client = etcd.client.clone();
+    let response = etcd
+        .call("list the locks", client.get(prefix, Some(options)))
+        .await?;
+    let mut locks: Vec<(String, Vec<Contender>)> = Vec::new();
+    for contender in response.kvs().iter().map(Contender::from) {
+        let rest = contender.key.strip_prefix(prefix).unwrap_or(&contender.key);
+        let (name, legacy) = match rest.split_once('/') {
+            Some((name, _)) => (name.to_string(), false),
+            None => (rest.to_string(), true),
+        };
+        let slot = match locks.iter().position(|(n, _)| *n == name) {
+            Some(i) => i,
+            None => {
+                locks.push((name, Vec::new()));
+                locks.len() - 1
+            }
+        };
+        // The legacy key holds the lock whatever its revision.
+        if legacy {
+            locks[slot].1.insert(0, contender);
+        } else {
+            locks[slot].1.push(contender);
+        }
+    }
+    locks.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(locks)
+}

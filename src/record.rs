@@ -1,0 +1,98 @@
+//! What a contender stores in its key, so that whoever waits or looks can see who holds a lock
+//! and why: a small JSON object (distlock), an empty value (etcdctl), or the Go tool's
+//! `<unix-seconds>;<hostname>;<reason>` on the legacy key.
+
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime};
+
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub format: u32,
+    pub host: String,
+    pub pid: u32,
+    pub user: String,
+    pub reason: String,
+    /// When the lock was taken (RFC 3339); while waiting, when the wait began.
+    pub since: String,
+    /// `run` or `lock`.
+    pub mode: String,
+    /// The command's program name only: its arguments can hold secrets.
+    pub program: Option<String>,
+    /// Lease TTL in seconds; `None` for a `--lock` held until unlocked.
+    pub ttl: Option<u64>,
+}
+
+impl Record {
+    pub fn new(mode: &str, program: Option<String>, reason: &str, ttl: Option<Duration>) -> Self {
+        Record {
+            format: FORMAT,
+            host: hostname(),
+            pid: std::process::id(),
+            user: username(),
+            reason: reason.to_string(),
+            since: now_rfc3339(),
+            mode: mode.to_string(),
+            program,
+            ttl: ttl.map(|t| t.as_secs()),
+        }
+    }
+
+    /// The same record, stamped as taken now (and with another TTL).
+    pub fn taken_now(&self, ttl: Option<Duration>) -> Self {
+        Record {
+            since: now_rfc3339(),
+            ttl: ttl.map(|t| t.as_secs()),
+            ..self.clone()
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing plain strings and numbers cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn from_json(value: &[u8]) -> Option<Record> {
+        serde_json::from_slice(value).ok()
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn username() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_foreign_values() {
+        let r = Record::new(
+            "run",
+            Some("yum".into()),
+            "Upgrade \"RPMs\" ✓",
+            Some(Duration::from_secs(10)),
+        );
+        assert_eq!(Record::from_json(&r.to_json()), Some(r));
+        assert_eq!(Record::from_json(b""), None);
+        assert_eq!(Record::from_json(b"1700000000;host;reason"), None);
+        assert_eq!(Record::from_json(&[0xff, 0xfe]), None);
+    }
+}

@@ -1,0 +1,207 @@
+//! Running the command: its own process group (so the whole group can be stopped), the
+//! terminal handed to it when distlock is in the foreground, signals passed on once, and its
+//! exit status as a shell would report it.
+//!
+//! Nothing here knows about etcd.
+
+use crate::error::{signal_name, Error, Result};
+use nix::sys::signal::{killpg, SigSet, SigmaskHow, Signal};
+use nix::unistd::{getpgrp, getpid, tcgetpgrp, tcsetpgrp, Pid};
+use std::ffi::OsString;
+use std::future::poll_fn;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::task::Poll;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// The signals that stop distlock, and that it passes on to the command.
+pub const FORWARDED: [i32; 6] = [
+    nix::libc::SIGINT,
+    nix::libc::SIGTERM,
+    nix::libc::SIGHUP,
+    nix::libc::SIGQUIT,
+    nix::libc::SIGUSR1,
+    nix::libc::SIGUSR2,
+];
+
+/// Catches the forwarded signals from the moment it is created, so that none is lost between
+/// joining the queue and starting the command, and none kills distlock with the lock held.
+pub struct Signals(Vec<(i32, tokio::signal::unix::Signal)>);
+
+impl Signals {
+    pub fn catch() -> Result<Signals> {
+        FORWARDED
+            .iter()
+            .map(|&n| {
+                signal(SignalKind::from_raw(n))
+                    .map(|s| (n, s))
+                    .map_err(|e| Error::Usage(format!("cannot handle {}: {e}", signal_name(n))))
+            })
+            .collect::<Result<_>>()
+            .map(Signals)
+    }
+
+    /// The next signal received, in no particular order when several are pending.
+    pub async fn recv(&mut self) -> i32 {
+        poll_fn(|cx| {
+            for (number, stream) in &mut self.0 {
+                if let Poll::Ready(Some(())) = stream.poll_recv(cx) {
+                    return Poll::Ready(*number);
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+pub struct Command {
+    child: tokio::process::Child,
+    group: Pid,
+    /// Set while the command's group owns our terminal; given back when it ends.
+    terminal: bool,
+}
+
+impl Command {
+    /// Starts `argv` in a new process group, with `env` added to our environment.
+    pub fn spawn(argv: &[OsString], env: &[(&str, String)]) -> Result<Command> {
+        let (program, args) = argv
+            .split_first()
+            .ok_or_else(|| Error::Usage("no command given".into()))?;
+        let foreground = in_foreground();
+        let parent = getpid();
+        let mut command = tokio::process::Command::new(program);
+        command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
+        // Its own group: a lost lock can stop everything the command started (a shell
+        // wrapper must not keep the real work alive).
+        command.process_group(0);
+        // SAFETY: the closure runs in the forked child before exec and only makes
+        // async-signal-safe system calls (prctl, getppid, sigprocmask, tcsetpgrp).
+        unsafe {
+            command.pre_exec(move || {
+                // If distlock is killed (even by SIGKILL), the command dies too. The signal is
+                // tied to the thread that forked; we fork from the main thread, which lives as
+                // long as distlock. A parent that died during the fork would never send it.
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+                if nix::unistd::getppid() != parent {
+                    return Err(io::Error::other(
+                        "distlock exited while starting the command",
+                    ));
+                }
+                if foreground {
+                    give_terminal_to(getpid());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(|e| spawn_error(program, &e))?;
+        let group = Pid::from_raw(child.id().map(|id| id as i32).unwrap_or(0));
+        Ok(Command {
+            child,
+            group,
+            terminal: foreground,
+        })
+    }
+
+    /// Sends `signal` to the command's whole process group, as a terminal would.
+    pub fn signal(&self, signal: i32) {
+        self.group().signal(signal);
+    }
+
+    pub fn group(&self) -> Group {
+        Group(self.group)
+    }
+
+    pub async fn wait(&mut self) -> Result<ExitStatus> {
+        let status = self
+            .child
+            .wait()
+            .await
+            .map_err(|e| Error::CannotExecute(format!("cannot wait for the command: {e}")));
+        self.take_back_terminal();
+        status
+    }
+
+    /// SIGTERM to the group, then SIGKILL after `grace` if it is still there.
+    pub async fn terminate(&mut self, grace: Duration) -> Result<ExitStatus> {
+        self.signal(nix::libc::SIGTERM);
+        if let Ok(status) = tokio::time::timeout(grace, self.child.wait()).await {
+            // The leader is gone; anything it left in its group gets no grace.
+            self.signal(nix::libc::SIGKILL);
+            self.take_back_terminal();
+            return status.map_err(|e| Error::CannotExecute(e.to_string()));
+        }
+        tracing::warn!(
+            "the command did not stop within {}; killing it",
+            humantime::format_duration(grace)
+        );
+        self.signal(nix::libc::SIGKILL);
+        self.wait().await
+    }
+
+    fn take_back_terminal(&mut self) {
+        if std::mem::take(&mut self.terminal) {
+            give_terminal_to(getpgrp());
+        }
+    }
+}
+
+/// The command's process group, to signal while something else waits for the command.
+#[derive(Clone, Copy)]
+pub struct Group(Pid);
+
+impl Group {
+    pub fn signal(self, signal: i32) {
+        if let Ok(signal) = Signal::try_from(signal) {
+            // ESRCH: the group is already gone, which is what we wanted.
+            let _ = killpg(self.0, signal);
+        }
+    }
+}
+
+impl Drop for Command {
+    fn drop(&mut self) {
+        self.take_back_terminal();
+    }
+}
+
+/// Whether distlock runs in the foreground of a terminal on stdin (an interactive shell).
+fn in_foreground() -> bool {
+    let stdin = std::io::stdin();
+    tcgetpgrp(&stdin).is_ok_and(|group| group == getpgrp())
+}
+
+/// Makes `group` the terminal's foreground group, so Ctrl-C reaches it (once) and it may read
+/// the terminal. A background group asking this gets SIGTTOU unless it blocks it, as shells do.
+fn give_terminal_to(group: Pid) {
+    let mut ttou = SigSet::empty();
+    ttou.add(Signal::SIGTTOU);
+    let mut old = SigSet::empty();
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut old));
+    let _ = tcsetpgrp(std::io::stdin(), group);
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+}
+
+fn spawn_error(program: &OsString, e: &io::Error) -> Error {
+    let name = program.to_string_lossy();
+    match e.kind() {
+        io::ErrorKind::NotFound => Error::NotFound(format!(
+            "command not found: {name}; check its name and PATH"
+        )),
+        io::ErrorKind::PermissionDenied => Error::CannotExecute(format!(
+            "cannot execute {name}: permission denied; is it executable?"
+        )),
+        _ => Error::CannotExecute(format!("cannot execute {name}: {e}")),
+    }
+}
+
+/// The status as a shell reports it: the exit code, or 128+N when killed by signal N.
+pub fn shell_status(status: ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (None, Some(signal)) => (128 + signal).clamp(0, 255) as u8,
+        (None, None) => 1,
+    }
+}
