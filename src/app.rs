@@ -6,7 +6,7 @@ use crate::config::{Config, LockName, Mode, OnLost, Wait};
 use crate::error::{signal_name, Error, Result};
 use crate::etcd::{Etcd, KeepAlive, Lease, LeaseState};
 use crate::lock::{self, Contender, Queue, Ticket, Turn};
-use crate::output;
+use crate::output::{self, View};
 use crate::record::Record;
 use crate::run::{self, Command, Signals};
 use std::cell::RefCell;
@@ -35,6 +35,10 @@ pub async fn main(config: Config) -> Result<Outcome> {
         Mode::Unlock => unlock_mode(&config, &name()?).await,
         Mode::Status => status_mode(&config, &name()?).await,
         Mode::List => list_mode(&config).await,
+        Mode::ShowConfig => {
+            output::print_settings(config.output, &config.settings);
+            Ok(Outcome::Code(0))
+        }
     }
 }
 
@@ -224,7 +228,7 @@ async fn supervise(
         tokio::select! {
             status = command.wait() => return status,
             signal = signals.recv() => {
-                tracing::info!("passing {} on to the command", signal_name(signal));
+                tracing::debug!("passing {} on to the command", signal_name(signal));
                 command.signal(signal);
             }
             _ = lease_state.changed() => {}
@@ -322,7 +326,7 @@ async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcome> {
     release(&held).await;
     match result {
         Ok(true) => {
-            output::print_locked(&held.ticket);
+            output::print_locked(config.output, name, &held.ticket, config.lock_ttl);
             Ok(Outcome::Code(0))
         }
         Ok(false) => Err(Error::Etcd(format!(
@@ -351,13 +355,23 @@ async fn status_mode(config: &Config, name: &LockName) -> Result<Outcome> {
     let etcd = Etcd::connect(config).await?;
     let queue = Queue::new(&config.prefix, name);
     let contenders = lock::contenders(&etcd, &queue).await?;
-    output::print_status(name, &contenders);
+    let mut views: Vec<View> = contenders.iter().map(View::of).collect();
+    if let Some(holder) = views.first_mut() {
+        if let Some(lease) = contenders.first().map(|c| c.lease).filter(|l| *l != 0) {
+            holder.ttl_left = etcd.time_to_live(lease).await?;
+        }
+    }
+    output::print_status(config.output, name, &views);
     Ok(Outcome::Code(0))
 }
 
 async fn list_mode(config: &Config) -> Result<Outcome> {
     let etcd = Etcd::connect(config).await?;
-    let locks = lock::all_locks(&etcd, &config.prefix).await?;
-    output::print_list(&locks);
+    let locks: Vec<(String, Vec<View>)> = lock::all_locks(&etcd, &config.prefix)
+        .await?
+        .into_iter()
+        .map(|(name, contenders)| (name, contenders.iter().map(View::of).collect()))
+        .collect();
+    output::print_list(config.output, &locks);
     Ok(Outcome::Code(0))
 }

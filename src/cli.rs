@@ -113,6 +113,39 @@ pub struct Cli {
     #[arg(long, env = "DISTLOCK_CONFLICT_EXIT_CODE", value_name = "N")]
     pub conflict_exit_code: Option<String>,
 
+    /// Print every effective setting and where it came from, then exit
+    #[arg(long, group = "mode")]
+    pub show_config: bool,
+
+    /// Output of --status, --list, --lock and --show-config: text or json [default: text]
+    #[arg(long, env = "DISTLOCK_OUTPUT", value_name = "FORMAT")]
+    pub output: Option<String>,
+
+    /// Diagnostics on stderr as text or json lines, for log shippers [default: text]
+    #[arg(long, env = "DISTLOCK_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// CA certificate (PEM) to verify etcd's server certificate [default: system roots]
+    #[arg(long, env = "DISTLOCK_CACERT", value_name = "FILE")]
+    pub cacert: Option<String>,
+
+    /// Client certificate (PEM) for mutual TLS
+    #[arg(long, env = "DISTLOCK_CERT", value_name = "FILE")]
+    pub cert: Option<String>,
+
+    /// Client private key (PEM) for mutual TLS. Its variable is DISTLOCK_KEY_FILE because
+    /// DISTLOCK_KEY is the lock key distlock gives the command.
+    #[arg(long, env = "DISTLOCK_KEY_FILE", value_name = "FILE")]
+    pub key: Option<String>,
+
+    /// etcd user; the password comes from DISTLOCK_PASSWORD or --password-file, never argv
+    #[arg(long, env = "DISTLOCK_USER", value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// File whose first line is the etcd password
+    #[arg(long, env = "DISTLOCK_PASSWORD_FILE", value_name = "FILE")]
+    pub password_file: Option<String>,
+
     /// Say less: no progress messages while waiting
     #[arg(short, long, action = ArgAction::Count)]
     pub quiet: u8,

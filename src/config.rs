@@ -26,6 +26,7 @@ pub enum Mode {
     Unlock,
     Status,
     List,
+    ShowConfig,
 }
 
 /// How long to wait for a busy lock.
@@ -76,10 +77,55 @@ impl fmt::Display for LockName {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Where a setting's value came from, for `--show-config`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Env(String),
+    Flag(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(path) => write!(f, "file {}", path.display()),
+            Source::Env(name) => write!(f, "env {name}"),
+            Source::Flag(name) => write!(f, "flag {name}"),
+        }
+    }
+}
+
+/// One effective setting as `--show-config` shows it (secrets already masked).
+#[derive(Debug, Clone)]
+pub struct Setting {
+    pub key: &'static str,
+    pub value: String,
+    pub source: Source,
+}
+
+/// How to reach etcd: TLS files and credentials.
+#[derive(Debug, Default)]
+pub struct Security {
+    pub cacert: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub user: Option<String>,
+    /// From DISTLOCK_PASSWORD or the password file; never printed.
+    pub password: Option<String>,
+}
+
 #[derive(Debug)]
 pub struct Config {
     pub mode: Mode,
-    /// Present for every mode but `--list`.
+    /// Present for every mode but `--list` and `--show-config`.
     pub lock_name: Option<LockName>,
     pub reason: String,
     pub wait: Wait,
@@ -94,8 +140,13 @@ pub struct Config {
     pub on_lost: OnLost,
     pub kill_grace: Duration,
     pub conflict_exit_code: u8,
+    pub output: Format,
+    pub log_format: Format,
+    pub security: Security,
     pub quiet: bool,
     pub verbose: u8,
+    /// Every setting with its source, for `--show-config`.
+    pub settings: Vec<Setting>,
 }
 
 /// The YAML file. Keys are the Go tool's, plus snake_case names for newer options.
@@ -118,22 +169,170 @@ struct FileConfig {
     #[serde(default, deserialize_with = "duration_value")]
     kill_grace: Option<Duration>,
     conflict_exit_code: Option<u8>,
+    output: Option<String>,
+    log_format: Option<String>,
+    cacert: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
+    user: Option<String>,
+    password_file: Option<String>,
     /// The Go tool's internal lock switch; accepted so old files keep loading, then ignored.
     #[allow(dead_code)]
     internallock: Option<serde_yaml::Value>,
 }
 
+/// Layers one setting at a time and remembers where each value came from.
+struct Layers<'a> {
+    cli: &'a Cli,
+    file: Option<PathBuf>,
+    settings: Vec<Setting>,
+}
+
+impl Layers<'_> {
+    fn cli_source(&self, id: &str) -> Source {
+        let origin = self.cli.origin(id);
+        if origin.starts_with("--") {
+            Source::Flag(origin)
+        } else {
+            Source::Env(origin)
+        }
+    }
+
+    /// Parses a command-line or environment value; the error names where it came from.
+    fn parse<T>(
+        &self,
+        id: &str,
+        text: &Option<String>,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>> {
+        text.as_deref()
+            .map(|t| {
+                parse(t).map_err(|e| Error::Usage(format!("{}={t:?}: {e}", self.cli.origin(id))))
+            })
+            .transpose()
+    }
+
+    /// Picks the command line/environment value, else the file's, else the default, and
+    /// records which one won under the YAML `key`.
+    fn pick<T>(
+        &mut self,
+        key: &'static str,
+        id: &str,
+        cli: Option<T>,
+        file: Option<T>,
+        default: Option<T>,
+        show: impl Fn(&T) -> String,
+    ) -> Option<T> {
+        let (value, source) = match (cli, file, default) {
+            (Some(v), ..) => (Some(v), self.cli_source(id)),
+            (None, Some(v), _) => (Some(v), Source::File(self.file.clone().unwrap_or_default())),
+            (None, None, v) => (v, Source::Default),
+        };
+        self.settings.push(Setting {
+            key,
+            value: value
+                .as_ref()
+                .map(&show)
+                .unwrap_or_else(|| "(not set)".into()),
+            source,
+        });
+        value
+    }
+
+    /// Where a value that was rejected came from, for the error message.
+    fn source_of(&self, key: &str) -> String {
+        match self.settings.iter().find(|s| s.key == key) {
+            Some(Setting {
+                source: Source::File(path),
+                ..
+            }) => format!("{key} in {}", path.display()),
+            Some(Setting {
+                source: Source::Env(name) | Source::Flag(name),
+                ..
+            }) => name.clone(),
+            _ => key.to_string(),
+        }
+    }
+}
+
+fn show_duration(d: &Duration) -> String {
+    humantime::format_duration(*d).to_string()
+}
+
+fn show_string(s: &String) -> String {
+    format!("{s:?}")
+}
+
+fn parse_format(text: &str) -> Result<Format, String> {
+    match text {
+        "text" => Ok(Format::Text),
+        "json" => Ok(Format::Json),
+        _ => Err("expected \"text\" or \"json\"".into()),
+    }
+}
+
+fn parse_on_lost(text: &str) -> Result<OnLost, String> {
+    match text {
+        "kill" => Ok(OnLost::Kill),
+        "warn" => Ok(OnLost::Warn),
+        _ => Err("expected \"kill\" or \"warn\"".into()),
+    }
+}
+
+fn parse_endpoints(text: &str) -> Result<Vec<String>, String> {
+    let list: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(String::from)
+        .collect();
+    check_endpoints(&list)?;
+    Ok(list)
+}
+
+fn check_endpoints(list: &[String]) -> Result<(), String> {
+    if list.is_empty() {
+        return Err("no etcd endpoint given".into());
+    }
+    list.iter().try_for_each(|e| check_endpoint(e))
+}
+
+/// The file's value for a key, converted; the error names the file and the key.
+fn from_file<T>(
+    path: &Option<PathBuf>,
+    key: &str,
+    value: Option<String>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<T>> {
+    value
+        .map(|v| {
+            parse(&v).map_err(|e| {
+                let file = path
+                    .as_deref()
+                    .unwrap_or(Path::new("config file"))
+                    .display();
+                Error::Usage(format!("config file {file}: {key}: {v:?}: {e}"))
+            })
+        })
+        .transpose()
+}
+
 impl Config {
     pub fn resolve(cli: Cli) -> Result<Config> {
-        let file = load_file(&cli)?;
-        let origin = |id: &str| cli.origin(id);
+        let (path, file) = load_file(&cli)?;
+        let mut l = Layers {
+            cli: &cli,
+            file: path.clone(),
+            settings: Vec::new(),
+        };
 
         let mode =
-            match (cli.lock, cli.unlock, cli.status, cli.list) {
+            match (cli.lock, cli.unlock, cli.status, cli.list, cli.show_config) {
                 (true, ..) => Mode::Lock,
                 (_, true, ..) => Mode::Unlock,
-                (_, _, true, _) => Mode::Status,
-                (.., true) => Mode::List,
+                (_, _, true, ..) => Mode::Status,
+                (_, _, _, true, _) => Mode::List,
+                (.., true) => Mode::ShowConfig,
                 _ if cli.command.is_empty() => return Err(Error::Usage(
                     "nothing to do: give a command to run (distlock --lock-name=NAME -- CMD ...) \
                      or one of --lock, --unlock, --status, --list"
@@ -141,18 +340,26 @@ impl Config {
                 )),
                 _ => Mode::Run(cli.command.clone()),
             };
-        if mode != Mode::Run(cli.command.clone()) && !cli.command.is_empty() {
+        if !matches!(mode, Mode::Run(_)) && !cli.command.is_empty() {
             return Err(Error::Usage(format!(
-                "a command ({}) cannot be combined with --lock, --unlock, --status or --list",
+                "a command ({}) cannot be combined with --lock, --unlock, --status, --list or --show-config",
                 cli.command[0].to_string_lossy()
             )));
         }
 
-        let lock_name = match cli.lock_name.clone().or(file.lockname) {
+        let lock_name = l.pick(
+            "lockname",
+            "lock_name",
+            cli.lock_name.clone(),
+            file.lockname,
+            None,
+            show_string,
+        );
+        let lock_name = match lock_name {
             Some(name) => Some(LockName::parse(&name).map_err(|e| {
-                Error::Usage(format!("{e} (from {})", origin_or_file(&cli, "lock_name")))
+                Error::Usage(format!("{e} (from {})", l.source_of("lockname")))
             })?),
-            None if mode == Mode::List => None,
+            None if matches!(mode, Mode::List | Mode::ShowConfig) => None,
             None => {
                 return Err(Error::Usage(
                     "no lock name: give --lock-name=NAME (or DISTLOCK_LOCKNAME, or lockname in the config file)"
@@ -160,98 +367,237 @@ impl Config {
                 ))
             }
         };
+        let reason = l
+            .pick(
+                "reason",
+                "reason",
+                cli.reason.clone(),
+                file.reason,
+                Some(String::new()),
+                show_string,
+            )
+            .unwrap_or_default();
 
-        let timeout = match &cli.timeout {
-            Some(text) => Some(
-                parse_timeout(text)
-                    .map_err(|e| Error::Usage(format!("{}={text:?}: {e}", origin("timeout"))))?,
-            ),
-            None => file.timeout,
-        };
-        let timeout_on_command_line = cli.timeout.is_some() && !from_env(&cli, "timeout");
-        let wait = if cli.nowait {
-            if timeout_on_command_line && matches!(timeout, Some(Wait::Upto(d)) if !d.is_zero()) {
-                return Err(Error::Usage(
-                    "--nowait and a positive --timeout contradict each other: give one of them"
-                        .into(),
-                ));
-            }
-            Wait::Upto(Duration::ZERO)
-        } else {
-            timeout.unwrap_or(Wait::Forever)
-        };
-
-        let endpoints = match &cli.endpoints {
-            Some(list) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|e| !e.is_empty())
-                .map(String::from)
-                .collect(),
-            None => file
-                .endpoints
-                .unwrap_or_else(|| vec![DEFAULT_ENDPOINT.to_string()]),
-        };
-        if endpoints.is_empty() {
-            return Err(Error::Usage(format!(
-                "no etcd endpoint given in {}",
-                origin_or_file(&cli, "endpoints")
-            )));
+        let cli_timeout = l.parse("timeout", &cli.timeout, parse_timeout)?;
+        let timeout_on_command_line = cli_timeout.is_some()
+            && l.cli_source("timeout") != Source::Env("DISTLOCK_TIMEOUT".into());
+        if cli.nowait
+            && timeout_on_command_line
+            && matches!(cli_timeout, Some(Wait::Upto(d)) if !d.is_zero())
+        {
+            return Err(Error::Usage(
+                "--nowait and a positive --timeout contradict each other: give one of them".into(),
+            ));
         }
-        for endpoint in &endpoints {
-            check_endpoint(endpoint).map_err(|e| {
-                Error::Usage(format!("{e} (from {})", origin_or_file(&cli, "endpoints")))
+        // --nowait overrides a timeout from the environment or the file.
+        let cli_timeout = if cli.nowait {
+            Some(Wait::Upto(Duration::ZERO))
+        } else {
+            cli_timeout
+        };
+        let show_wait = |w: &Wait| match w {
+            Wait::Forever => "-1 (wait forever)".to_string(),
+            Wait::Upto(d) => show_duration(d),
+        };
+        let timeout_source = if cli.nowait { "nowait" } else { "timeout" };
+        let wait = l
+            .pick(
+                "timeout",
+                timeout_source,
+                cli_timeout,
+                file.timeout,
+                Some(Wait::Forever),
+                show_wait,
+            )
+            .unwrap_or(Wait::Forever);
+
+        let cli_endpoints = l.parse("endpoints", &cli.endpoints, parse_endpoints)?;
+        if let Some(list) = &file.endpoints {
+            check_endpoints(list).map_err(|e| {
+                Error::Usage(format!(
+                    "config file {}: endpoints: {e}",
+                    path.as_deref().unwrap_or(Path::new("")).display()
+                ))
             })?;
         }
+        let endpoints = l
+            .pick(
+                "endpoints",
+                "endpoints",
+                cli_endpoints,
+                file.endpoints,
+                Some(vec![DEFAULT_ENDPOINT.to_string()]),
+                |v| v.join(","),
+            )
+            .unwrap_or_default();
+        let prefix = l
+            .pick(
+                "prefix",
+                "prefix",
+                cli.prefix.clone(),
+                file.prefix,
+                Some(DEFAULT_PREFIX.to_string()),
+                show_string,
+            )
+            .unwrap_or_default();
 
-        let flag_duration = |id: &str,
-                             text: &Option<String>,
-                             parse: fn(&str) -> Result<Duration, String>|
-         -> Result<Option<Duration>> {
-            text.as_deref()
-                .map(|t| parse(t).map_err(|e| Error::Usage(format!("{}={t:?}: {e}", origin(id)))))
-                .transpose()
-        };
-        let cli_ttl = flag_duration("ttl", &cli.ttl, parse_whole_seconds)?;
-        let ttl = cli_ttl.or(file.ttl).unwrap_or(DEFAULT_TTL);
-        let maxtime = flag_duration("maxtime", &cli.maxtime, parse_positive_duration)?
-            .or(file.maxtime)
+        let cli_ttl = l.parse("ttl", &cli.ttl, parse_whole_seconds)?;
+        let ttl = l
+            .pick(
+                "ttl",
+                "ttl",
+                cli_ttl,
+                file.ttl,
+                Some(DEFAULT_TTL),
+                show_duration,
+            )
+            .unwrap_or(DEFAULT_TTL);
+        let maxtime = l.parse("maxtime", &cli.maxtime, parse_positive_duration)?;
+        let maxtime = l
+            .pick(
+                "maxtime",
+                "maxtime",
+                maxtime,
+                file.maxtime,
+                Some(DEFAULT_MAXTIME),
+                show_duration,
+            )
             .unwrap_or(DEFAULT_MAXTIME);
-        let hold_at_least =
-            flag_duration("hold_at_least", &cli.hold_at_least, parse_whole_seconds)?
-                .or(file.hold_at_least);
-        let kill_grace = flag_duration("kill_grace", &cli.kill_grace, parse_positive_duration)?
-            .or(file.kill_grace)
-            .unwrap_or_else(|| DEFAULT_KILL_GRACE.min(ttl / 4));
+        let hold = l.parse("hold_at_least", &cli.hold_at_least, parse_whole_seconds)?;
+        let hold_at_least = l.pick(
+            "hold_at_least",
+            "hold_at_least",
+            hold,
+            file.hold_at_least,
+            None,
+            show_duration,
+        );
+        let on_lost = l.parse("on_lost", &cli.on_lost, parse_on_lost)?;
+        let file_on_lost = from_file(&path, "on_lost", file.on_lost, parse_on_lost)?;
+        let on_lost = l
+            .pick(
+                "on_lost",
+                "on_lost",
+                on_lost,
+                file_on_lost,
+                Some(OnLost::Kill),
+                |p| format!("{p:?}").to_lowercase(),
+            )
+            .unwrap_or(OnLost::Kill);
+        let grace = l.parse("kill_grace", &cli.kill_grace, parse_positive_duration)?;
+        let default_grace = DEFAULT_KILL_GRACE.min(ttl / 4);
+        let kill_grace = l
+            .pick(
+                "kill_grace",
+                "kill_grace",
+                grace,
+                file.kill_grace,
+                Some(default_grace),
+                show_duration,
+            )
+            .unwrap_or(default_grace);
         if kill_grace > ttl / 2 {
             return Err(Error::Usage(format!(
-                "the kill grace period ({}) must be at most half the TTL ({}) so that the command \
-                 is gone before etcd can expire the lock",
-                humantime::format_duration(kill_grace),
-                humantime::format_duration(ttl)
+                "the kill grace period ({}, from {}) must be at most half the TTL ({}) so that the \
+                 command is gone before etcd can expire the lock",
+                show_duration(&kill_grace),
+                l.source_of("kill_grace"),
+                show_duration(&ttl)
             )));
         }
+        let code = l.parse("conflict_exit_code", &cli.conflict_exit_code, |t| {
+            t.parse::<u8>()
+                .map_err(|_| "expected an exit code from 0 to 255".to_string())
+        })?;
+        let conflict_exit_code = l
+            .pick(
+                "conflict_exit_code",
+                "conflict_exit_code",
+                code,
+                file.conflict_exit_code,
+                Some(1),
+                u8::to_string,
+            )
+            .unwrap_or(1);
+        let output = l.parse("output", &cli.output, parse_format)?;
+        let file_output = from_file(&path, "output", file.output, parse_format)?;
+        let output = l
+            .pick(
+                "output",
+                "output",
+                output,
+                file_output,
+                Some(Format::Text),
+                |f| format!("{f:?}").to_lowercase(),
+            )
+            .unwrap_or(Format::Text);
+        let log_format = l.parse("log_format", &cli.log_format, parse_format)?;
+        let file_log_format = from_file(&path, "log_format", file.log_format, parse_format)?;
+        let log_format = l
+            .pick(
+                "log_format",
+                "log_format",
+                log_format,
+                file_log_format,
+                Some(Format::Text),
+                |f| format!("{f:?}").to_lowercase(),
+            )
+            .unwrap_or(Format::Text);
 
-        let on_lost = match cli.on_lost.as_deref().or(file.on_lost.as_deref()) {
-            None | Some("kill") => OnLost::Kill,
-            Some("warn") => OnLost::Warn,
-            Some(other) => {
-                return Err(Error::Usage(format!(
-                    "{}={other:?}: expected \"kill\" or \"warn\"",
-                    origin_or_file(&cli, "on_lost")
-                )))
+        let show_path = |p: &String| p.clone();
+        let cacert = l.pick(
+            "cacert",
+            "cacert",
+            cli.cacert.clone(),
+            file.cacert,
+            None,
+            show_path,
+        );
+        let cert = l.pick("cert", "cert", cli.cert.clone(), file.cert, None, show_path);
+        let key = l.pick("key", "key", cli.key.clone(), file.key, None, show_path);
+        if cert.is_some() != key.is_some() {
+            return Err(Error::Usage(
+                "a client certificate needs both --cert and --key (DISTLOCK_CERT and DISTLOCK_KEY_FILE)".into(),
+            ));
+        }
+        let user = l.pick(
+            "user",
+            "user",
+            cli.user.clone(),
+            file.user,
+            None,
+            show_string,
+        );
+        let password_file = l.pick(
+            "password_file",
+            "password_file",
+            cli.password_file.clone(),
+            file.password_file,
+            None,
+            show_path,
+        );
+        let password = read_password(password_file.as_deref())?;
+        l.settings.push(Setting {
+            key: "password",
+            value: if password.is_some() {
+                "(set, hidden)"
+            } else {
+                "(not set)"
             }
-        };
-
-        let conflict_exit_code = match &cli.conflict_exit_code {
-            Some(text) => text.parse::<u8>().map_err(|_| {
-                Error::Usage(format!(
-                    "{}={text:?}: expected an exit code from 0 to 255",
-                    origin("conflict_exit_code")
-                ))
-            })?,
-            None => file.conflict_exit_code.unwrap_or(1),
-        };
+            .into(),
+            source: match (&password, &password_file) {
+                (None, _) => Source::Default,
+                (Some(_), Some(_)) => {
+                    Source::File(PathBuf::from(password_file.clone().unwrap_or_default()))
+                }
+                (Some(_), None) => Source::Env("DISTLOCK_PASSWORD".into()),
+            },
+        });
+        if password.is_some() && user.is_none() {
+            return Err(Error::Usage(
+                "a password was given but no --user (DISTLOCK_USER, user)".into(),
+            ));
+        }
 
         Ok(Config {
             // The file's `ttl` sets the lease TTL; only a --ttl or DISTLOCK_TTL given for this
@@ -260,46 +606,50 @@ impl Config {
             lock_ttl: if mode == Mode::Lock { cli_ttl } else { None },
             mode,
             lock_name,
-            reason: cli.reason.clone().or(file.reason).unwrap_or_default(),
+            reason,
             wait,
             endpoints,
-            prefix: cli
-                .prefix
-                .clone()
-                .or(file.prefix)
-                .unwrap_or_else(|| DEFAULT_PREFIX.to_string()),
+            prefix,
             ttl,
             maxtime,
             hold_at_least,
             on_lost,
             kill_grace,
             conflict_exit_code,
+            output,
+            log_format,
+            security: Security {
+                cacert: cacert.map(PathBuf::from),
+                cert: cert.map(PathBuf::from),
+                key: key.map(PathBuf::from),
+                user,
+                password,
+            },
             quiet: cli.quiet > 0,
             verbose: cli.verbose,
+            settings: l.settings,
         })
     }
 }
 
-fn from_env(cli: &Cli, id: &str) -> bool {
-    cli.from_env.iter().any(|e| e == id)
-}
-
-/// Where a value that may also come from the file was given, for error messages.
-fn origin_or_file(cli: &Cli, id: &str) -> String {
-    let given = match id {
-        "lock_name" => cli.lock_name.is_some(),
-        "endpoints" => cli.endpoints.is_some(),
-        "on_lost" => cli.on_lost.is_some(),
-        _ => true,
-    };
-    if given {
-        cli.origin(id)
-    } else {
-        "the config file".to_string()
+/// The password from DISTLOCK_PASSWORD, else the first line of the password file: never from
+/// the command line, where `ps` would show it.
+fn read_password(file: Option<&str>) -> Result<Option<String>> {
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            Error::Usage(format!(
+                "cannot read password file {file}: {}",
+                io_reason(&e)
+            ))
+        })?;
+        return Ok(Some(text.lines().next().unwrap_or_default().to_string()));
     }
+    Ok(std::env::var("DISTLOCK_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty()))
 }
 
-fn load_file(cli: &Cli) -> Result<FileConfig> {
+fn load_file(cli: &Cli) -> Result<(Option<PathBuf>, FileConfig)> {
     let (path, named) = match &cli.config {
         Some(path) => (PathBuf::from(path), true),
         None => (PathBuf::from(DEFAULT_CONFIG), false),
@@ -307,7 +657,7 @@ fn load_file(cli: &Cli) -> Result<FileConfig> {
     let text = match std::fs::read(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => {
-            return Ok(FileConfig::default())
+            return Ok((None, FileConfig::default()))
         }
         Err(e) => {
             return Err(Error::Usage(format!(
@@ -317,7 +667,7 @@ fn load_file(cli: &Cli) -> Result<FileConfig> {
             )))
         }
     };
-    parse_file(&path, &text)
+    Ok((Some(path.clone()), parse_file(&path, &text)?))
 }
 
 fn parse_file(path: &Path, bytes: &[u8]) -> Result<FileConfig> {
@@ -344,8 +694,8 @@ fn check_endpoint(endpoint: &str) -> Result<(), String> {
         .or_else(|| endpoint.strip_prefix("https://"))
         .ok_or_else(|| format!("endpoint {endpoint:?} is not an http:// or https:// URL"))?;
     let host = rest.split('/').next().unwrap_or_default();
-    if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err(format!("endpoint {endpoint:?} has no host"));
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(format!("endpoint {endpoint:?} has no valid host"));
     }
     Ok(())
 }

@@ -1,9 +1,9 @@
 //! The connection to etcd: dialing, the `maxtime` deadline on every request, leases and their
 //! keepalive, and turning etcd's errors into the spec's exit code 3.
 
-use crate::config::Config;
+use crate::config::{Config, Security};
 use crate::error::{Error, Result};
-use etcd_client::{Client, ConnectOptions};
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -21,7 +21,13 @@ impl Etcd {
         let endpoints = config.endpoints.join(",");
         // No client-wide request timeout: it would also cut long watches. Every unary call
         // gets `maxtime` through `call` instead.
-        let options = ConnectOptions::new().with_connect_timeout(config.maxtime);
+        let mut options = ConnectOptions::new().with_connect_timeout(config.maxtime);
+        if config.endpoints.iter().any(|e| e.starts_with("https://")) {
+            options = options.with_tls(tls_options(&config.security)?);
+        }
+        if let (Some(user), Some(password)) = (&config.security.user, &config.security.password) {
+            options = options.with_user(user, password);
+        }
         let client = timeout(
             config.maxtime,
             Client::connect(&config.endpoints, Some(options)),
@@ -81,6 +87,15 @@ impl Etcd {
             Ok(Err(e)) => Err(describe(&self.endpoints, "revoke the lease", e)),
             Err(_) => Err(unreachable(&self.endpoints, self.maxtime)),
         }
+    }
+
+    /// Seconds left on a lease, or `None` if it is gone.
+    pub async fn time_to_live(&self, lease: i64) -> Result<Option<i64>> {
+        let mut client = self.client.clone();
+        let answer = self
+            .call("read the lease", client.lease_time_to_live(lease, None))
+            .await?;
+        Ok((answer.ttl() >= 0).then(|| answer.ttl()))
     }
 
     /// Keeps `lease` alive from now on, in the background, and reports how long it is safe.
@@ -171,6 +186,26 @@ async fn keep_alive_loop(
     }
 }
 
+/// TLS for https:// endpoints: the given CA or the system's roots, and a client certificate
+/// for mutual TLS when one is configured.
+fn tls_options(security: &Security) -> Result<TlsOptions> {
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read(path)
+            .map_err(|e| Error::Usage(format!("cannot read the {what} {}: {e}", path.display())))
+    };
+    let mut tls = TlsOptions::new();
+    tls = match &security.cacert {
+        Some(path) => tls.ca_certificate(Certificate::from_pem(read(path, "CA certificate")?)),
+        None => tls.with_native_roots(),
+    };
+    if let (Some(cert), Some(key)) = (&security.cert, &security.key) {
+        let identity =
+            Identity::from_pem(read(cert, "client certificate")?, read(key, "client key")?);
+        tls = tls.identity(identity);
+    }
+    Ok(tls)
+}
+
 fn unreachable(endpoints: &str, maxtime: Duration) -> Error {
     Error::Etcd(format!(
         "cannot reach etcd at {endpoints} within {} (maxtime); check that etcd runs there and the endpoints are right",
@@ -181,6 +216,11 @@ fn unreachable(endpoints: &str, maxtime: Duration) -> Error {
 /// One line for an etcd failure: what we were doing, and what etcd or the network said.
 fn describe(endpoints: &str, what: &str, error: etcd_client::Error) -> Error {
     use tonic::Code;
+    let unreachable = |detail: &str| {
+        Error::Etcd(format!(
+            "cannot reach etcd at {endpoints} ({detail}); check that etcd runs there and the endpoints are right"
+        ))
+    };
     let detail = match &error {
         etcd_client::Error::GRpcStatus(status) => match status.code() {
             Code::Unauthenticated => format!(
@@ -191,17 +231,16 @@ fn describe(endpoints: &str, what: &str, error: etcd_client::Error) -> Error {
                 "etcd denied permission ({}); the user needs readwrite on the lock prefix",
                 status.message()
             ),
+            // tonic reports a failed dial as Unknown "transport error".
             Code::Unavailable | Code::DeadlineExceeded => {
-                format!(
-                    "etcd at {endpoints} is unavailable ({})",
-                    first_line(status.message())
-                )
+                return unreachable(&status_detail(status))
+            }
+            Code::Unknown if status.message().contains("transport error") => {
+                return unreachable(&status_detail(status))
             }
             _ => format!("etcd refused the request: {}", first_line(status.message())),
         },
-        etcd_client::Error::TransportError(e) => {
-            format!("cannot connect to etcd at {endpoints}: {}", source_chain(e))
-        }
+        etcd_client::Error::TransportError(e) => return unreachable(&root_cause(e)),
         other => format!("etcd at {endpoints}: {}", first_line(&other.to_string())),
     };
     Error::Etcd(format!("cannot {what}: {detail}"))
@@ -211,12 +250,19 @@ fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or(text)
 }
 
-fn source_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text = format!("{text}: {e}");
-        source = e.source();
+/// The status's own message and the innermost cause: `tcp connect error: Connection refused`.
+fn status_detail(status: &tonic::Status) -> String {
+    use std::error::Error as _;
+    match status.source() {
+        Some(source) => format!("{}: {}", first_line(status.message()), root_cause(source)),
+        None => first_line(status.message()).to_string(),
     }
-    first_line(&text).to_string()
+}
+
+fn root_cause(error: &dyn std::error::Error) -> String {
+    let mut error = error;
+    while let Some(source) = error.source() {
+        error = source;
+    }
+    first_line(&error.to_string()).to_string()
 }

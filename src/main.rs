@@ -22,24 +22,34 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let result = config::Config::resolve(cli).and_then(|config| {
-        init_logging(&config);
-        // One lease, one watch and one child need no thread pool, and spawning the child
-        // from the main thread keeps its parent-death signal tied to distlock's lifetime.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| error::Error::Usage(format!("cannot start: {e}")))?;
-        runtime.block_on(app::main(config))
-    });
+    let config = match config::Config::resolve(cli) {
+        Ok(config) => config,
+        Err(e) => return fail(&e, false),
+    };
+    output::init_logging(config.log_format, config.quiet, config.verbose);
+    let json_logs = config.log_format == config::Format::Json;
+    // One lease, one watch and one child need no thread pool, and spawning the child from the
+    // main thread keeps its parent-death signal tied to distlock's lifetime.
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| error::Error::Usage(format!("cannot start: {e}")))
+        .and_then(|runtime| runtime.block_on(app::main(config)));
     match result {
         Ok(app::Outcome::Code(code)) => ExitCode::from(code),
         Ok(app::Outcome::Signal(signal)) => die_of(signal),
-        Err(e) => {
-            eprintln!("distlock: {e}");
-            ExitCode::from(e.exit_code())
-        }
+        Err(e) => fail(&e, json_logs),
     }
+}
+
+/// Prints the one line of a fatal error and returns its exit code.
+fn fail(e: &error::Error, json_logs: bool) -> ExitCode {
+    if json_logs {
+        tracing::error!(exit_code = e.exit_code(), "{e}");
+    } else {
+        eprintln!("distlock: {e}");
+    }
+    ExitCode::from(e.exit_code())
 }
 
 /// Ends the process by `signal` with its default action, so a calling shell sees the command's
@@ -54,22 +64,4 @@ fn die_of(signal: i32) -> ExitCode {
         let _ = raise(sig);
     }
     ExitCode::from((128 + signal).clamp(0, 255) as u8)
-}
-
-fn init_logging(config: &config::Config) {
-    use tracing_subscriber::EnvFilter;
-    let level = match (config.quiet, config.verbose) {
-        (true, _) => "error",
-        (_, 0) => "warn",
-        (_, 1) => "info",
-        _ => "debug",
-    };
-    let filter = EnvFilter::try_from_env("DISTLOCK_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("distlock={level}")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
-        .init();
 }

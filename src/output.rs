@@ -1,90 +1,130 @@
-//! What distlock prints: the holder of a lock in words, `--lock`'s result, `--status` and
-//! `--list`, and the "waiting for …" progress line. Results go to stdout, everything else to
-//! stderr.
+//! What distlock prints: who holds a lock, `--lock`'s result, `--status`, `--list` and
+//! `--show-config` as text or JSON, and the "waiting for …" progress line. Results go to
+//! stdout, diagnostics to stderr. Whatever another tool left in etcd is shown, never trusted:
+//! control characters are escaped and long text is cut in tables.
 
-use crate::config::LockName;
+use crate::config::{Format, LockName, Setting};
 use crate::lock::{Contender, Ticket};
 use crate::record::Record;
+use serde::Serialize;
+use serde_json::json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
-/// Who a contender is, in one line: `node-3 (pid 4242, root) for 2m13s: "Upgrade RPMs"`.
+/// A contender as `--status`, `--list` and JSON show it. The JSON shape is documented in the
+/// README and kept stable: fields are only ever added.
+#[derive(Debug, Serialize)]
+pub struct View {
+    pub key: String,
+    /// The create revision of the key: the fencing token of its holder.
+    pub fencing_token: i64,
+    /// Lease id in hex, or null for a lock held until unlocked.
+    pub lease: Option<String>,
+    /// `distlock`, `legacy` (the Go tool's key) or `other` (etcdctl or anything else).
+    pub kind: &'static str,
+    pub host: Option<String>,
+    pub pid: Option<u32>,
+    pub user: Option<String>,
+    pub reason: Option<String>,
+    /// RFC 3339.
+    pub since: Option<String>,
+    pub age_seconds: Option<u64>,
+    /// `run` or `lock`.
+    pub mode: Option<String>,
+    pub program: Option<String>,
+    /// Seconds until the lease expires unless renewed; null when it never expires.
+    pub ttl_left: Option<i64>,
+}
+
+impl View {
+    pub fn of(c: &Contender) -> View {
+        let mut view = View {
+            key: c.key.clone(),
+            fencing_token: c.create_revision,
+            lease: (c.lease != 0).then(|| format!("{:x}", c.lease)),
+            kind: "other",
+            host: None,
+            pid: None,
+            user: None,
+            reason: None,
+            since: None,
+            age_seconds: None,
+            mode: None,
+            program: None,
+            ttl_left: None,
+        };
+        if let Some(r) = Record::from_json(&c.value) {
+            view.kind = "distlock";
+            view.age_seconds = humantime::parse_rfc3339_weak(&r.since)
+                .ok()
+                .map(|t| age_of(t).as_secs());
+            view.host = Some(r.host);
+            view.pid = Some(r.pid);
+            view.user = Some(r.user);
+            view.reason = Some(r.reason);
+            view.since = Some(r.since);
+            view.mode = Some(r.mode);
+            view.program = r.program;
+        } else if let Some((secs, host, reason)) = legacy_value(c) {
+            let then = UNIX_EPOCH + Duration::from_secs(secs);
+            view.kind = "legacy";
+            view.since = Some(humantime::format_rfc3339_seconds(then).to_string());
+            view.age_seconds = Some(age_of(then).as_secs());
+            view.host = Some(host);
+            view.reason = Some(reason);
+            view.mode = Some("lock".into());
+        }
+        view
+    }
+
+    /// `node-3 (pid 4242, root) for 2m13s: "Upgrade RPMs"`.
+    pub fn describe(&self) -> String {
+        let age = self
+            .age_seconds
+            .map(|s| format!(" for {}", format_age(Duration::from_secs(s))))
+            .unwrap_or_default();
+        let reason = match self.reason.as_deref() {
+            Some("") | None => String::new(),
+            Some(r) => format!(": {}", quoted(r, 200)),
+        };
+        match self.kind {
+            "distlock" => format!(
+                "{} (pid {}, {}){age}{reason}",
+                clean(self.host.as_deref().unwrap_or("?"), 100),
+                self.pid.unwrap_or_default(),
+                clean(self.user.as_deref().unwrap_or("?"), 100),
+            ),
+            "legacy" => format!(
+                "{} (the old Go distlock){age}{reason}",
+                clean(self.host.as_deref().unwrap_or("?"), 100)
+            ),
+            _ => format!(
+                "{} (not distlock's, e.g. etcdctl lock; lease {})",
+                clean(&self.key, 300),
+                self.lease.as_deref().unwrap_or("none")
+            ),
+        }
+    }
+}
+
+/// The Go tool wrote `<unix-seconds>;<hostname>;<reason>` on the bare lock key.
+fn legacy_value(c: &Contender) -> Option<(u64, String, String)> {
+    if c.key.ends_with('/') || c.lease != 0 {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&c.value);
+    let mut parts = text.splitn(3, ';');
+    let secs = parts.next()?.trim().parse::<u64>().ok()?;
+    let host = parts.next()?.to_string();
+    Some((secs, host, parts.next().unwrap_or_default().to_string()))
+}
+
+/// Who a contender is, in one line, for messages.
 pub fn describe(contender: &Contender) -> String {
-    match Holder::of(contender) {
-        Holder::Distlock(r) => {
-            let reason = if r.reason.is_empty() {
-                String::new()
-            } else {
-                format!(": {:?}", r.reason)
-            };
-            format!(
-                "{} (pid {}, {}) for {}{reason}",
-                r.host,
-                r.pid,
-                r.user,
-                age(&r.since)
-            )
-        }
-        Holder::Legacy {
-            since,
-            host,
-            reason,
-        } => {
-            let for_ = since
-                .map(|s| format!(" for {}", format_age(elapsed_since(s))))
-                .unwrap_or_default();
-            format!("{host} (the old Go distlock){for_}: {reason:?}")
-        }
-        Holder::Other => format!(
-            "{} (not distlock's: e.g. etcdctl lock; lease {:x})",
-            contender.key, contender.lease
-        ),
-    }
+    View::of(contender).describe()
 }
 
-/// What a key's value says about its owner.
-pub enum Holder {
-    Distlock(Record),
-    Legacy {
-        since: Option<u64>,
-        host: String,
-        reason: String,
-    },
-    Other,
-}
-
-impl Holder {
-    pub fn of(contender: &Contender) -> Holder {
-        if let Some(record) = Record::from_json(&contender.value) {
-            return Holder::Distlock(record);
-        }
-        // The Go tool wrote `<unix-seconds>;<hostname>;<reason>` on the bare lock key.
-        if !contender.key.ends_with('/') && contender.lease == 0 {
-            let text = String::from_utf8_lossy(&contender.value);
-            let mut parts = text.splitn(3, ';');
-            if let (Some(secs), Some(host), reason) = (parts.next(), parts.next(), parts.next()) {
-                if let Ok(secs) = secs.trim().parse::<u64>() {
-                    return Holder::Legacy {
-                        since: Some(secs),
-                        host: host.to_string(),
-                        reason: reason.unwrap_or_default().to_string(),
-                    };
-                }
-            }
-        }
-        Holder::Other
-    }
-}
-
-fn age(since: &str) -> String {
-    match humantime::parse_rfc3339_weak(since) {
-        Ok(t) => format_age(SystemTime::now().duration_since(t).unwrap_or_default()),
-        Err(_) => "an unknown time".into(),
-    }
-}
-
-fn elapsed_since(unix_secs: u64) -> Duration {
-    let then = UNIX_EPOCH + Duration::from_secs(unix_secs);
+fn age_of(then: SystemTime) -> Duration {
     SystemTime::now().duration_since(then).unwrap_or_default()
 }
 
@@ -99,39 +139,173 @@ pub fn format_age(d: Duration) -> String {
     }
 }
 
-/// `--lock`'s result, ready for `eval` in a shell script.
-pub fn print_locked(ticket: &Ticket) {
-    println!("DISTLOCK_KEY={}", ticket.key);
-    println!("DISTLOCK_FENCING_TOKEN={}", ticket.revision);
+/// Text from etcd made safe for a terminal: control characters escaped, cut to `max` chars.
+fn clean(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .take(max)
+        .collect();
+    if out.chars().count() == max && text.chars().count() > max {
+        out.pop();
+        out.push('…');
+    }
+    out
 }
 
-pub fn print_status(name: &LockName, contenders: &[Contender]) {
-    let Some((holder, waiters)) = contenders.split_first() else {
-        println!("{name}: free");
-        return;
-    };
-    println!("{name}: held by {}", describe(holder));
+fn quoted(text: &str, max: usize) -> String {
+    format!("\"{}\"", clean(text, max))
+}
+
+fn print_json(value: &serde_json::Value) {
+    // A Value always serializes.
     println!(
-        "  key {}  fencing token {}",
-        holder.key, holder.create_revision
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
     );
-    for (i, waiter) in waiters.iter().enumerate() {
-        println!("  waiting {}: {}", i + 1, describe(waiter));
+}
+
+/// `--lock`'s result: as text, lines ready for `eval` in a shell script.
+pub fn print_locked(format: Format, name: &LockName, ticket: &Ticket, ttl: Option<Duration>) {
+    match format {
+        Format::Text => {
+            println!("DISTLOCK_KEY={}", ticket.key);
+            println!("DISTLOCK_FENCING_TOKEN={}", ticket.revision);
+        }
+        Format::Json => print_json(&json!({
+            "lock": name.to_string(),
+            "key": ticket.key,
+            "fencing_token": ticket.revision,
+            "expires_in_seconds": ttl.map(|t| t.as_secs()),
+        })),
     }
 }
 
-pub fn print_list(locks: &[(String, Vec<Contender>)]) {
-    let width = locks
+/// `--status`: the holder, then the waiters in queue order.
+pub fn print_status(format: Format, name: &LockName, views: &[View]) {
+    if format == Format::Json {
+        return print_json(&json!({
+            "lock": name.to_string(),
+            "held": !views.is_empty(),
+            "holder": views.first(),
+            "waiters": views.get(1..).unwrap_or_default(),
+        }));
+    }
+    let Some((holder, waiters)) = views.split_first() else {
+        println!("{name}: free");
+        return;
+    };
+    println!("{name}: held by {}", holder.describe());
+    let ttl = match (holder.ttl_left, &holder.lease) {
+        (Some(left), _) => format!("expires in {left}s unless renewed"),
+        (None, None) => "held until unlocked".into(),
+        (None, Some(_)) => "lease gone".into(),
+    };
+    println!("  key:           {}", clean(&holder.key, 300));
+    println!("  fencing token: {}", holder.fencing_token);
+    if let Some(mode) = &holder.mode {
+        println!("  mode:          {mode}");
+    }
+    if let Some(program) = &holder.program {
+        println!("  program:       {}", clean(program, 100));
+    }
+    if let Some(since) = &holder.since {
+        println!("  since:         {since}");
+    }
+    println!("  lease:         {ttl}");
+    if waiters.is_empty() {
+        println!("  no one waiting");
+    }
+    for (i, waiter) in waiters.iter().enumerate() {
+        println!("  waiting {}: {}", i + 1, waiter.describe());
+    }
+}
+
+/// `--list`: one row per lock, in columns as wide as their widest cell.
+pub fn print_list(format: Format, locks: &[(String, Vec<View>)]) {
+    if format == Format::Json {
+        let locks: Vec<_> = locks
+            .iter()
+            .map(|(name, views)| {
+                json!({
+                    "lock": name,
+                    "holder": views.first(),
+                    "waiting": views.len().saturating_sub(1),
+                })
+            })
+            .collect();
+        return print_json(&json!({ "locks": locks }));
+    }
+    let rows: Vec<[String; 5]> = locks
         .iter()
-        .map(|(n, _)| n.chars().count())
+        .map(|(name, views)| {
+            let holder = views.first();
+            let who = holder.map_or(String::new(), |h| match h.kind {
+                "distlock" => format!(
+                    "{} ({})",
+                    clean(h.host.as_deref().unwrap_or("?"), 60),
+                    h.pid.unwrap_or_default()
+                ),
+                "legacy" => format!("{} (Go tool)", clean(h.host.as_deref().unwrap_or("?"), 60)),
+                _ => "(etcdctl or other)".into(),
+            });
+            let age = holder
+                .and_then(|h| h.age_seconds)
+                .map_or("-".into(), |s| format_age(Duration::from_secs(s)));
+            let reason = holder.and_then(|h| h.reason.as_deref()).unwrap_or("");
+            [
+                clean(name, 255),
+                who,
+                age,
+                views.len().saturating_sub(1).to_string(),
+                clean(reason, 80),
+            ]
+        })
+        .collect();
+    let header = ["LOCK", "HOLDER", "FOR", "WAITING", "REASON"].map(String::from);
+    let mut widths = [0; 5];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+/// `--show-config`: every effective setting and where it came from.
+pub fn print_settings(format: Format, settings: &[Setting]) {
+    if format == Format::Json {
+        let map: serde_json::Map<String, serde_json::Value> = settings
+            .iter()
+            .map(|s| {
+                let entry = json!({ "value": s.value, "source": s.source.to_string() });
+                (s.key.to_string(), entry)
+            })
+            .collect();
+        return print_json(&serde_json::Value::Object(map));
+    }
+    let width = settings.iter().map(|s| s.key.len()).max().unwrap_or(0);
+    let value_width = settings
+        .iter()
+        .map(|s| s.value.chars().count())
         .max()
-        .unwrap_or(4)
-        .max(4);
-    println!("{:width$}  {:>7}  HOLDER", "LOCK", "WAITING");
-    for (name, contenders) in locks {
-        let holder = contenders.first().map(describe).unwrap_or_default();
-        let waiting = contenders.len().saturating_sub(1);
-        println!("{name:width$}  {waiting:>7}  {holder}");
+        .unwrap_or(0)
+        .min(60);
+    for s in settings {
+        println!("{:width$}  {:value_width$}  ({})", s.key, s.value, s.source);
     }
 }
 
@@ -173,13 +347,58 @@ impl Progress {
             Some((key, at)) => *key != holder.key || now >= *at + Duration::from_secs(60),
         };
         if say {
-            eprintln!(
-                "distlock: waiting for {}: held by {}",
-                self.name,
-                describe(holder)
-            );
+            tracing::info!("waiting for {}: held by {}", self.name, describe(holder));
             self.last = Some((holder.key.clone(), now));
         }
+    }
+}
+
+/// Diagnostics go to stderr through `tracing`: `distlock: …` lines by default, JSON lines with
+/// `--log-format=json`. `-q` keeps errors only, `-v`/`-vv` add detail, and `DISTLOCK_LOG`
+/// takes a full filter (e.g. `distlock=debug,etcd_client=debug`).
+pub fn init_logging(format: Format, quiet: bool, verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (_, 0) => "info",
+        (_, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("DISTLOCK_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("distlock={level}")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        Format::Json => builder.json().init(),
+        Format::Text => builder.event_format(Plain).init(),
+    }
+}
+
+/// `distlock: message`, with `warning: ` or `error: ` for those levels: what an operator
+/// reading a cron mail wants, without timestamps the mail already has.
+struct Plain;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Plain
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error: ",
+            tracing::Level::WARN => "warning: ",
+            _ => "",
+        };
+        write!(writer, "distlock: {level}")?;
+        use tracing_subscriber::fmt::FormatFields;
+        ctx.format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
     }
 }
 
@@ -198,18 +417,28 @@ mod tests {
         );
     }
 
-    #[test]
-    fn foreign_values_are_described_not_parsed() {
-        let c = |key: &str, value: &[u8], lease| Contender {
+    fn contender(key: &str, value: &[u8], lease: i64) -> Contender {
+        Contender {
             key: key.into(),
             value: value.to_vec(),
             create_revision: 1,
             lease,
-        };
-        assert!(
-            describe(&c("/distlock/x", b"1700000000;oldhost;old reason", 0)).contains("oldhost")
-        );
-        assert!(describe(&c("/distlock/x/1", b"", 7)).contains("not distlock's"));
-        assert!(describe(&c("/distlock/x/1", &[0xff, 0, 1], 7)).contains("not distlock's"));
+        }
+    }
+
+    #[test]
+    fn foreign_values_are_described_not_parsed() {
+        let legacy = contender("/distlock/x", b"1700000000;oldhost;old reason", 0);
+        assert_eq!(View::of(&legacy).kind, "legacy");
+        assert!(describe(&legacy).contains("oldhost"));
+        assert!(describe(&contender("/distlock/x/1", b"", 7)).contains("not distlock's"));
+        assert!(describe(&contender("/distlock/x/1", &[0xff, 0, 1], 7)).contains("not distlock's"));
+    }
+
+    #[test]
+    fn terminal_control_characters_are_escaped() {
+        let nasty = contender("/distlock/x\u{1b}[2J/1", b"", 7);
+        assert!(!describe(&nasty).contains('\u{1b}'));
+        assert_eq!(clean(&"é".repeat(10), 5), "éééé…");
     }
 }

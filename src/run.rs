@@ -74,6 +74,8 @@ impl Command {
         let parent = getpid();
         let mut command = tokio::process::Command::new(program);
         command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
+        // The command needs the lock, not our etcd password.
+        command.env_remove("DISTLOCK_PASSWORD");
         // Its own group: a lost lock can stop everything the command started (a shell
         // wrapper must not keep the real work alive).
         command.process_group(0);
