@@ -177,13 +177,15 @@ async fn run_mode(config: &Config, name: &LockName, argv: &[OsString]) -> Result
             return Err(e);
         }
     };
+    let watchdog = run::Watchdog::start(command.group());
     let ended = supervise(config, &held, &mut command, &mut signals).await;
+    drop(watchdog);
     drop(signals);
 
     let status = match ended {
         Ok(status) => status,
         Err(e) => {
-            release(&held).await;
+            release_after_loss(&held).await;
             return Err(e);
         }
     };
@@ -232,10 +234,7 @@ async fn supervise(
                 command.signal(signal);
             }
             _ = lease_state.changed() => {}
-            result = &mut released => break match result {
-                Ok(()) => "its key was removed (an operator's --unlock, or the lease expired)".to_string(),
-                Err(e) => format!("etcd stopped answering ({e})"),
-            },
+            () = &mut released => break "its key was removed (an operator's --unlock, or the lease expired)".to_string(),
             _ = sleep_until(stop_at) => break match *lease_state.borrow() {
                 LeaseState::Gone => "etcd says its lease no longer exists".to_string(),
                 LeaseState::Alive(_) => format!(
@@ -249,9 +248,13 @@ async fn supervise(
         "lost the lock {} while the command ran: {why}",
         held.ticket.key
     );
+    // The reason goes into the one error line at the end; here only what happens meanwhile.
     match config.on_lost {
         OnLost::Kill => {
-            tracing::error!("{message}; stopping the command");
+            tracing::warn!(
+                "the lock was lost; stopping the command (SIGTERM, then SIGKILL after {})",
+                humantime::format_duration(config.kill_grace)
+            );
             let group = command.group();
             let stopped = command.terminate(config.kill_grace);
             tokio::pin!(stopped);
@@ -279,10 +282,33 @@ async fn supervise(
 /// Releases the lock with one revoke. If etcd cannot be reached, the lease expires by itself.
 async fn release(held: &Held) {
     if let Err(e) = held.etcd.revoke(held.lease.id).await {
-        tracing::warn!(
+        warn_not_released(held, &e);
+    }
+}
+
+/// After a lost lock etcd is often unreachable: try to revoke, but no longer than the lease
+/// may still live (after that there is nothing left to release).
+async fn release_after_loss(held: &Held) {
+    let limit = lease_left(held).max(Duration::from_millis(200));
+    if let Err(e) = held.etcd.revoke_within(held.lease.id, limit).await {
+        warn_not_released(held, &e);
+    }
+}
+
+fn lease_left(held: &Held) -> Duration {
+    match *held.keepalive.state.borrow() {
+        LeaseState::Alive(until) => until.saturating_duration_since(Instant::now()),
+        LeaseState::Gone => Duration::ZERO,
+    }
+}
+
+fn warn_not_released(held: &Held, e: &Error) {
+    match lease_left(held) {
+        left if left.is_zero() => tracing::warn!("{e}; the lease has expired, so the lock is free"),
+        left => tracing::warn!(
             "{e}; the lock frees itself when its lease expires (within {})",
-            humantime::format_duration(held.lease.ttl)
-        );
+            humantime::format_duration(Duration::from_secs(left.as_secs() + 1))
+        ),
     }
 }
 

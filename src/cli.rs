@@ -33,7 +33,8 @@ Files: /etc/distlock/distlock.yaml (default --config; missing is fine)";
 #[derive(Debug, Parser)]
 #[command(
     name = "distlock",
-    version,
+    // "0.1.0 (1a2b3c4)" when built from a git checkout; build.rs sets it.
+    version = option_env!("DISTLOCK_BUILD_VERSION").unwrap_or(env!("CARGO_PKG_VERSION")),
     after_help = AFTER_HELP,
     // The command's own flags belong to it, not to us.
     trailing_var_arg = true,
@@ -165,7 +166,7 @@ pub struct Cli {
 
 impl Cli {
     /// Parses the process's arguments, accepting the Go tool's single-dash long flags.
-    pub fn parse_args() -> Result<Cli, clap::Error> {
+    pub fn parse_args() -> Result<Cli, ParseError> {
         // The spec says an empty DISTLOCK_* variable counts as unset, but clap takes "" as a
         // value. Dropping them first is simplest; we are still single-threaded here.
         for (name, value) in std::env::vars_os() {
@@ -176,8 +177,9 @@ impl Cli {
         Self::parse_from_args(std::env::args_os().collect())
     }
 
-    pub fn parse_from_args(args: Vec<OsString>) -> Result<Cli, clap::Error> {
-        let matches = Cli::command().try_get_matches_from(go_style_to_gnu(args))?;
+    pub fn parse_from_args(args: Vec<OsString>) -> Result<Cli, ParseError> {
+        let args = go_style_to_gnu(args).map_err(ParseError::UnknownOption)?;
+        let matches = Cli::command().try_get_matches_from(args)?;
         let mut cli = Cli::from_arg_matches(&matches)?;
         cli.from_env = matches
             .ids()
@@ -202,16 +204,55 @@ impl Cli {
     }
 }
 
+/// Why the command line was rejected, as one line.
+#[derive(Debug)]
+pub enum ParseError {
+    /// Also carries `--help` and `--version`, which are not errors.
+    Clap(clap::Error),
+    UnknownOption(String),
+}
+
+impl From<clap::Error> for ParseError {
+    fn from(e: clap::Error) -> Self {
+        ParseError::Clap(e)
+    }
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // clap explains over several lines; the first one says what is wrong.
+            ParseError::Clap(e) => {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or_default();
+                let first = first.strip_prefix("error: ").unwrap_or(first);
+                write!(f, "{first}; see distlock --help")
+            }
+            ParseError::UnknownOption(option) => write!(
+                f,
+                "unknown option {option}; see distlock --help (a command that starts with '-' goes after --)"
+            ),
+        }
+    }
+}
+
 /// Rewrites `-lock-name=x` to `--lock-name=x` for every long flag we know, up to the start of
 /// the command (`--` or the first word that is not a flag), so the command's own arguments are
 /// never touched. Go's `flag` package accepted both spellings, and crontabs use both.
-pub fn go_style_to_gnu(args: Vec<OsString>) -> Vec<OsString> {
+///
+/// A word that looks like an option but is not one of ours is an error, not the start of the
+/// command: a typo such as `--nowiat backup.sh` must not run backup.sh under a waiting lock.
+pub fn go_style_to_gnu(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
     let cmd = Cli::command();
-    let takes_value = |long: &str| {
-        cmd.get_arguments()
+    let takes_value = |long: &str| match long {
+        "help" | "version" => Some(false),
+        _ => cmd
+            .get_arguments()
             .find(|a| a.get_long() == Some(long))
-            .map(|a| a.get_action().takes_values())
+            .map(|a| a.get_action().takes_values()),
     };
+    let is_short =
+        |c: char| matches!(c, 'h' | 'V') || cmd.get_arguments().any(|a| a.get_short() == Some(c));
     let mut out = Vec::with_capacity(args.len());
     let mut iter = args.into_iter();
     if let Some(program) = iter.next() {
@@ -222,14 +263,11 @@ pub fn go_style_to_gnu(args: Vec<OsString>) -> Vec<OsString> {
             out.push(arg);
             break; // not a flag of ours: the command starts here
         };
-        if text == "--" || !text.starts_with('-') {
+        if text == "--" || !text.starts_with('-') || text == "-" {
             out.push(arg);
             break;
         }
-        let (dashes, body) = match text.strip_prefix("--") {
-            Some(body) => ("--", body),
-            None => ("-", &text[1..]),
-        };
+        let body = text.strip_prefix("--").unwrap_or(&text[1..]);
         let name = body.split('=').next().unwrap_or(body);
         match takes_value(name) {
             Some(needs_value) => {
@@ -241,24 +279,26 @@ pub fn go_style_to_gnu(args: Vec<OsString>) -> Vec<OsString> {
                     }
                 }
             }
-            // Short flags (-q, -vv) and unknown flags go to clap as typed.
-            None => out.push(if dashes == "--" {
-                arg
-            } else {
-                OsString::from(text)
-            }),
+            // Bundled short flags: -q, -vv.
+            None if !text.starts_with("--") && body.chars().all(is_short) => out.push(arg),
+            None => return Err(text.split('=').next().unwrap_or(text).to_string()),
         }
     }
     out.extend(iter);
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn args(a: &[&str]) -> Vec<OsString> {
+        a.iter().map(OsString::from).collect()
+    }
+
     fn rewrite(args: &[&str]) -> Vec<String> {
         go_style_to_gnu(args.iter().map(OsString::from).collect())
+            .unwrap()
             .into_iter()
             .map(|a| a.into_string().unwrap())
             .collect()
@@ -298,15 +338,24 @@ mod tests {
     }
 
     #[test]
+    fn unknown_options_before_the_command_are_errors() {
+        assert_eq!(
+            go_style_to_gnu(args(&["distlock", "--nowiat", "backup.sh"])),
+            Err("--nowiat".to_string())
+        );
+        assert_eq!(
+            go_style_to_gnu(args(&["distlock", "-x", "backup.sh"])),
+            Err("-x".to_string())
+        );
+        assert!(go_style_to_gnu(args(&["distlock", "--", "--nowiat"])).is_ok());
+        assert!(go_style_to_gnu(args(&["distlock", "--help"])).is_ok());
+    }
+
+    #[test]
     fn a_command_without_double_dash_is_taken_whole() {
-        let cli = Cli::try_parse_from(rewrite(&[
-            "distlock",
-            "-lock-name=x",
-            "yum",
-            "-y",
-            "--nowait",
-        ]))
-        .unwrap();
+        let cli =
+            Cli::parse_from_args(args(&["distlock", "-lock-name=x", "yum", "-y", "--nowait"]))
+                .unwrap();
         assert_eq!(cli.command, ["yum", "-y", "--nowait"]);
         assert!(!cli.nowait);
     }

@@ -3,15 +3,21 @@
 
 use crate::config::{Config, Security};
 use crate::error::{Error, Result};
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use etcd_client::{
+    Certificate, Client, ConnectOptions, GetOptions, GetResponse, Identity, TlsOptions, Txn,
+    TxnResponse, WatchOptions, WatchStream,
+};
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
 
+/// Pause between two attempts of a request, so a failing member is not hammered.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
 #[derive(Clone)]
 pub struct Etcd {
-    pub client: Client,
+    client: Client,
     maxtime: Duration,
     endpoints: String,
 }
@@ -21,7 +27,12 @@ impl Etcd {
         let endpoints = config.endpoints.join(",");
         // No client-wide request timeout: it would also cut long watches. Every unary call
         // gets `maxtime` through `call` instead.
-        let mut options = ConnectOptions::new().with_connect_timeout(config.maxtime);
+        // HTTP/2 pings find a member that stopped answering without closing the connection
+        // (frozen, partitioned) well within the TTL, so requests move to another endpoint.
+        let ping = (config.ttl / 5).clamp(Duration::from_millis(500), Duration::from_secs(5));
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(config.maxtime)
+            .with_keep_alive(ping, ping);
         if config.endpoints.iter().any(|e| e.starts_with("https://")) {
             options = options.with_tls(tls_options(&config.security)?);
         }
@@ -42,28 +53,76 @@ impl Etcd {
         })
     }
 
-    /// Runs one etcd request under the `maxtime` deadline.
-    pub async fn call<T, F>(&self, what: &str, request: F) -> Result<T>
+    /// Runs one etcd request within `maxtime`, retrying where another try can succeed.
+    ///
+    /// A member that died still looks ready to the client's balancer until a request to it
+    /// fails, and a follower that lost its leader holds a write for up to etcd's own request
+    /// timeout (longer than `maxtime`). So each attempt gets a part of `maxtime`, and an
+    /// unreachable member or an election is retried on the next attempt, which the balancer
+    /// may send elsewhere. Every request distlock makes is safe to repeat: writes are guarded
+    /// by revisions or idempotent, and a revoked lease is a success.
+    pub async fn call<T, F, Fut>(&self, what: &str, mut request: F) -> Result<T>
     where
-        F: Future<Output = Result<T, etcd_client::Error>>,
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
-        match timeout(self.maxtime, request).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(describe(&self.endpoints, what, e)),
-            Err(_) => Err(unreachable(&self.endpoints, self.maxtime)),
+        let deadline = Instant::now() + self.maxtime;
+        let attempt = (self.maxtime / 3).max(Duration::from_millis(500));
+        loop {
+            let now = Instant::now();
+            let this_try = attempt.min(deadline.saturating_duration_since(now));
+            let error = match timeout(this_try, request(self.client.clone())).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e)) if !is_transient(&e) => return Err(describe(&self.endpoints, what, e)),
+                Ok(Err(e)) => describe(&self.endpoints, what, e),
+                Err(_) => unreachable(&self.endpoints, self.maxtime),
+            };
+            if Instant::now() + RETRY_PAUSE >= deadline {
+                return Err(error);
+            }
+            tracing::debug!("{error}; trying again");
+            tokio::time::sleep(RETRY_PAUSE).await;
         }
+    }
+
+    pub async fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse> {
+        self.call(what, |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
+    }
+
+    pub async fn get(
+        &self,
+        what: &str,
+        key: &str,
+        options: Option<GetOptions>,
+    ) -> Result<GetResponse> {
+        self.call(what, |mut c| {
+            let options = options.clone();
+            async move { c.get(key, options).await }
+        })
+        .await
+    }
+
+    pub async fn watch(&self, what: &str, key: &str, options: WatchOptions) -> Result<WatchStream> {
+        self.call(what, |mut c| {
+            let options = options.clone();
+            async move { c.watch(key, Some(options)).await }
+        })
+        .await
     }
 
     /// Grants a lease and returns its id, its TTL as granted (etcd may round a short one up),
     /// and the latest moment the server may expire it.
     pub async fn grant(&self, ttl: Duration) -> Result<Lease> {
         let sent = Instant::now();
-        let mut client = self.client.clone();
+        let secs = ttl.as_secs() as i64;
         let granted = self
-            .call(
-                "grant a lease",
-                client.lease_grant(ttl.as_secs() as i64, None),
-            )
+            .call("grant a lease", |mut c| async move {
+                c.lease_grant(secs, None).await
+            })
             .await?;
         let ttl = Duration::from_secs(granted.ttl().max(1) as u64);
         Ok(Lease {
@@ -76,24 +135,33 @@ impl Etcd {
     /// Revokes a lease, deleting every key attached to it. A lease that is already gone is
     /// fine: what we wanted is done.
     pub async fn revoke(&self, lease: i64) -> Result<()> {
-        let mut client = self.client.clone();
-        match timeout(self.maxtime, client.lease_revoke(lease)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(etcd_client::Error::GRpcStatus(s)))
-                if s.message().contains("lease not found") =>
-            {
-                Ok(())
+        self.call("revoke the lease", |mut c| async move {
+            match c.lease_revoke(lease).await {
+                Err(etcd_client::Error::GRpcStatus(s))
+                    if s.message().contains("lease not found") =>
+                {
+                    Ok(())
+                }
+                other => other.map(|_| ()),
             }
-            Ok(Err(e)) => Err(describe(&self.endpoints, "revoke the lease", e)),
-            Err(_) => Err(unreachable(&self.endpoints, self.maxtime)),
-        }
+        })
+        .await
+    }
+
+    /// Like `revoke`, but giving up after `limit`: after a lost lock etcd is likely
+    /// unreachable, and the lease expires by itself anyway.
+    pub async fn revoke_within(&self, lease: i64, limit: Duration) -> Result<()> {
+        timeout(limit, self.revoke(lease))
+            .await
+            .unwrap_or_else(|_| Err(unreachable(&self.endpoints, limit)))
     }
 
     /// Seconds left on a lease, or `None` if it is gone.
     pub async fn time_to_live(&self, lease: i64) -> Result<Option<i64>> {
-        let mut client = self.client.clone();
         let answer = self
-            .call("read the lease", client.lease_time_to_live(lease, None))
+            .call("read the lease", |mut c| async move {
+                c.lease_time_to_live(lease, None).await
+            })
             .await?;
         Ok((answer.ttl() >= 0).then(|| answer.ttl()))
     }
@@ -152,7 +220,9 @@ async fn keep_alive_loop(
     loop {
         sleep_until(next).await;
         let sent = Instant::now();
-        let answer = timeout(maxtime.min(period), async {
+        // An attempt that hangs is given up early enough to try again before the lease runs
+        // out, e.g. on another endpoint.
+        let answer = timeout(maxtime.min(lease.ttl / 4), async {
             match &mut stream {
                 // Opening the stream sends the first keepalive and checks its answer.
                 None => {
@@ -211,6 +281,23 @@ fn unreachable(endpoints: &str, maxtime: Duration) -> Error {
         "cannot reach etcd at {endpoints} within {} (maxtime); check that etcd runs there and the endpoints are right",
         humantime::format_duration(maxtime)
     ))
+}
+
+/// Whether another attempt may succeed: the member is unreachable, or the cluster is
+/// electing a leader. A refusal (permissions, bad request, wrong password) is final.
+fn is_transient(error: &etcd_client::Error) -> bool {
+    use tonic::Code;
+    match error {
+        etcd_client::Error::GRpcStatus(status) => match status.code() {
+            Code::Unavailable | Code::DeadlineExceeded | Code::Aborted => true,
+            Code::Unknown => {
+                status.message().contains("transport error") || status.message().contains("leader")
+            }
+            _ => false,
+        },
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        _ => false,
+    }
 }
 
 /// One line for an etcd failure: what we were doing, and what etcd or the network said.

@@ -95,20 +95,27 @@ pub async fn enqueue(
             record.to_json(),
             Some(PutOptions::new().with_lease(lease)),
         ),
+        TxnOp::get(key.clone(), None),
         TxnOp::get(queue.dir.clone(), Some(newest(2, None))),
         TxnOp::get(queue.legacy.clone(), None),
         TxnOp::get(queue.dir.clone(), Some(oldest())),
     ]);
-    let mut client = etcd.client.clone();
-    let response = etcd.call("join the lock's queue", client.txn(txn)).await?;
+    let response = etcd.txn("join the lock's queue", txn).await?;
     let revision = response.header().map(|h| h.revision()).unwrap_or_default();
-    let [newest, legacy, head] = gets(&response.op_responses());
+    let [mine, newest, legacy, head] = gets(&response.op_responses());
     let ticket = Ticket {
+        // If an earlier attempt of this request did go through, the put kept the key's
+        // create revision: that, not this response's revision, is our place in line.
+        revision: mine.first().map_or(revision, |m| m.create_revision),
         key,
         lease,
-        revision,
     };
-    let ahead = newest.into_iter().find(|c| c.create_revision < revision);
+    if newest.first().map(|c| &c.key) != Some(&ticket.key) {
+        // Someone joined between that earlier attempt and this one: ask who is ahead.
+        let turn = claim(etcd, queue, &ticket, record).await?;
+        return Ok((ticket, turn));
+    }
+    let ahead = newest.into_iter().nth(1);
     Ok((ticket, turn(legacy, ahead, head, revision)))
 }
 
@@ -166,8 +173,7 @@ async fn claim(etcd: &Etcd, queue: &Queue, ticket: &Ticket, record: &Record) -> 
             TxnOp::get(queue.legacy.clone(), None),
             TxnOp::get(queue.dir.clone(), Some(oldest())),
         ]);
-    let mut client = etcd.client.clone();
-    let response = etcd.call("take the lock", client.txn(txn)).await?;
+    let response = etcd.txn("take the lock", txn).await?;
     let revision = response.header().map(|h| h.revision()).unwrap_or_default();
     if response.succeeded() {
         return Ok(Turn::Mine { revision });
@@ -206,32 +212,27 @@ fn turn(
     }
 }
 
-/// Returns once `key` is deleted at or after `revision + 1`. Starting the watch from the
-/// revision we read it at means a deletion in between is not missed.
+/// Returns once `key` is deleted at or after `revision + 1`, or when the watch ends for any
+/// other reason (the caller then looks again). Starting the watch from the revision we read
+/// the key at means a deletion in between is not missed.
 async fn wait_deleted(etcd: &Etcd, key: &str, revision: i64) -> Result<()> {
     let options = WatchOptions::new()
         .with_start_revision(revision + 1)
         .with_filters([WatchFilterType::NoPut]);
-    let mut client = etcd.client.clone();
-    let mut stream = etcd
-        .call("watch the lock", client.watch(key, Some(options)))
-        .await?;
+    let mut stream = etcd.watch("watch the lock", key, options).await?;
     loop {
         match stream.message().await {
             Ok(Some(response)) => {
-                if response
+                let deleted = response
                     .events()
                     .iter()
-                    .any(|e| e.event_type() == EventType::Delete)
-                {
-                    return Ok(());
-                }
+                    .any(|e| e.event_type() == EventType::Delete);
                 // Canceled (e.g. the revision was compacted): look again instead of waiting.
-                if response.canceled() {
+                if deleted || response.canceled() {
                     return Ok(());
                 }
             }
-            // The stream broke (member restarted, leader change): look again; if etcd is really
+            // The stream broke (member died, leader change): look again; if etcd is really
             // gone, the next request says so. A short pause keeps this from spinning.
             Ok(None) | Err(_) => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -241,17 +242,19 @@ async fn wait_deleted(etcd: &Etcd, key: &str, revision: i64) -> Result<()> {
     }
 }
 
-/// Returns when our key is deleted: an operator's `--unlock`, or the lease expired.
-pub async fn wait_released(etcd: &Etcd, ticket: &Ticket, revision: i64) -> Result<()> {
+/// Returns when our key is gone: an operator's `--unlock`, or the lease expired. Only that:
+/// a broken watch or an unreachable member is not a lost lock (the lease deadline, watched
+/// elsewhere, decides when etcd has been unreachable for too long).
+pub async fn wait_released(etcd: &Etcd, ticket: &Ticket, revision: i64) {
     loop {
-        wait_deleted(etcd, &ticket.key, revision).await?;
-        let mut client = etcd.client.clone();
-        let response = etcd
-            .call("check the lock", client.get(ticket.key.clone(), None))
-            .await?;
-        if response.kvs().is_empty() {
-            return Ok(());
+        if wait_deleted(etcd, &ticket.key, revision).await.is_ok() {
+            match etcd.get("check the lock", &ticket.key, None).await {
+                Ok(response) if response.kvs().is_empty() => return,
+                Ok(_) => continue,
+                Err(e) => tracing::debug!("{e}"),
+            }
         }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -271,8 +274,7 @@ pub async fn move_to_lease(
             ticket.revision,
         )])
         .and_then([TxnOp::put(ticket.key.clone(), record.to_json(), options)]);
-    let mut client = etcd.client.clone();
-    let response = etcd.call("keep the lock", client.txn(txn)).await?;
+    let response = etcd.txn("keep the lock", txn).await?;
     Ok(response.succeeded())
 }
 
@@ -282,8 +284,7 @@ pub async fn holder(etcd: &Etcd, queue: &Queue) -> Result<Option<Contender>> {
         TxnOp::get(queue.legacy.clone(), None),
         TxnOp::get(queue.dir.clone(), Some(oldest())),
     ]);
-    let mut client = etcd.client.clone();
-    let response = etcd.call("read the lock", client.txn(txn)).await?;
+    let response = etcd.txn("read the lock", txn).await?;
     let [legacy, head] = gets(&response.op_responses());
     Ok(legacy.into_iter().chain(head).next())
 }
@@ -302,8 +303,7 @@ pub async fn unlock(etcd: &Etcd, queue: &Queue) -> Result<Option<Contender>> {
             holder.create_revision,
         )])
         .and_then([TxnOp::delete(holder.key.clone(), None)]);
-    let mut client = etcd.client.clone();
-    let response = etcd.call("remove the lock", client.txn(txn)).await?;
+    let response = etcd.txn("remove the lock", txn).await?;
     if !response.succeeded() {
         return Ok(None);
     }
@@ -350,8 +350,7 @@ pub async fn contenders(etcd: &Etcd, queue: &Queue) -> Result<Vec<Contender>> {
         TxnOp::get(queue.legacy.clone(), None),
         TxnOp::get(queue.dir.clone(), Some(all)),
     ]);
-    let mut client = etcd.client.clone();
-    let response = etcd.call("read the lock", client.txn(txn)).await?;
+    let response = etcd.txn("read the lock", txn).await?;
     let [legacy, queued] = gets(&response.op_responses());
     Ok(legacy.into_iter().chain(queued).collect())
 }
@@ -361,10 +360,7 @@ pub async fn all_locks(etcd: &Etcd, prefix: &str) -> Result<Vec<(String, Vec<Con
     let options = GetOptions::new()
         .with_prefix()
         .with_sort(SortTarget::Create, SortOrder::Ascend);
-    let mut client = etcd.client.clone();
-    let response = etcd
-        .call("list the locks", client.get(prefix, Some(options)))
-        .await?;
+    let response = etcd.get("list the locks", prefix, Some(options)).await?;
     let mut locks: Vec<(String, Vec<Contender>)> = Vec::new();
     for contender in response.kvs().iter().map(Contender::from) {
         let rest = contender.key.strip_prefix(prefix).unwrap_or(&contender.key);

@@ -14,13 +14,20 @@ mod run;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    if let (Some(flag), Some(group)) = (args.next(), args.next()) {
+        if flag == run::WATCHDOG_ARG {
+            return ExitCode::from(run::watchdog_main(&group.to_string_lossy()));
+        }
+    }
     let cli = match cli::Cli::parse_args() {
         Ok(cli) => cli,
-        // Help and --version print to stdout and exit 0; usage errors exit 2.
-        Err(e) => {
+        Err(cli::ParseError::Clap(e)) if !e.use_stderr() => {
+            // --help and --version: print and exit 0.
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            return ExitCode::SUCCESS;
         }
+        Err(e) => return fail(&error::Error::Usage(e.to_string()), false),
     };
     let config = match config::Config::resolve(cli) {
         Ok(config) => config,
@@ -38,6 +45,11 @@ fn main() -> ExitCode {
     match result {
         Ok(app::Outcome::Code(code)) => ExitCode::from(code),
         Ok(app::Outcome::Signal(signal)) => die_of(signal),
+        // Ctrl-C while waiting: die of SIGINT too, so a calling script stops.
+        Err(e @ error::Error::Interrupted(nix::libc::SIGINT)) => {
+            fail(&e, json_logs);
+            die_of(nix::libc::SIGINT)
+        }
         Err(e) => fail(&e, json_logs),
     }
 }

@@ -163,6 +163,63 @@ impl Group {
     }
 }
 
+/// The hidden first argument that turns distlock into a watchdog (see `Watchdog`).
+pub const WATCHDOG_ARG: &str = "--internal-watchdog-for-group";
+
+/// Kills the command's whole process group if distlock dies without cleaning up (SIGKILL,
+/// OOM killer): the parent-death signal reaches only the command's first process, and
+/// whatever it started must not go on working without the lock.
+///
+/// It is distlock itself, re-executed, blocked reading a pipe that only distlock holds open:
+/// end of file means distlock is gone. On a normal exit distlock kills it first.
+pub struct Watchdog(std::process::Child);
+
+impl Watchdog {
+    pub fn start(group: Group) -> Option<Watchdog> {
+        let child = std::process::Command::new("/proc/self/exe")
+            .arg(WATCHDOG_ARG)
+            .arg(group.0.as_raw().to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        match child {
+            Ok(child) => Some(Watchdog(child)),
+            Err(e) => {
+                tracing::warn!("cannot start the watchdog ({e}); if distlock is killed with SIGKILL, processes the command started may outlive the lock");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The watchdog's whole life: ignore the signals a terminal or `kill` may send the group it
+/// shares with distlock, wait for end of file on stdin, then kill the command's group.
+pub fn watchdog_main(group: &str) -> u8 {
+    use nix::sys::signal::{signal as set_handler, SigHandler};
+    let Ok(group) = group.parse::<i32>() else {
+        return 2;
+    };
+    for number in FORWARDED {
+        if let Ok(sig) = Signal::try_from(number) {
+            // SAFETY: ignoring a signal installs no handler code.
+            unsafe {
+                let _ = set_handler(sig, SigHandler::SigIgn);
+            }
+        }
+    }
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+    let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
+    0
+}
+
 impl Drop for Command {
     fn drop(&mut self) {
         self.take_back_terminal();

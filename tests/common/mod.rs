@@ -1,0 +1,766 @@
+//! Test harness shared by the integration tests: real etcd processes on free loopback ports
+//! (one member or a 3-member cluster), the real `distlock` binary with a clean environment,
+//! `etcdctl` helpers to look at and write keys the way an operator would, and a deadline-bound
+//! `wait_until`. Everything a test starts is killed when its guard drops, also when the test
+//! panics, so nothing outlives a failing test.
+//!
+//! Each test starts its own etcd (about 0.1 s on tmpfs) and uses its own key prefix: tests share
+//! nothing and can run in parallel.
+
+// Every test crate uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+/// How long etcd may take to serve after it was started, and how long most waits may last.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------------
+// Tools and scratch space
+
+/// The full path of `etcd` or `etcdctl` on PATH, or a panic that says how to get them.
+pub fn tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` is not on PATH: the integration tests start a real etcd. Run \
+                 scripts/setup (scripts/test does it for you), or on Debian/Ubuntu: \
+                 apt-get install etcd-server etcd-client"
+            )
+        })
+}
+
+/// A fresh directory on tmpfs when there is one: etcd 3.4 fsyncs every write and has no
+/// --unsafe-no-fsync, and fsync on tmpfs costs nothing.
+pub fn scratch_dir() -> TempDir {
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    tempfile::Builder::new()
+        .prefix("distlock-test-")
+        .tempdir_in(base)
+        .or_else(|_| tempfile::Builder::new().prefix("distlock-test-").tempdir())
+        .expect("cannot create a scratch directory")
+}
+
+/// A loopback port nothing listens on right now (the kernel picks it). Another process could
+/// take it before etcd binds it; `start_members` then starts over with new ports.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("cannot bind a loopback port")
+        .port()
+}
+
+/// A unique key prefix for one test, e.g. `/t-fifo-1a2b3c4d/`: readable in etcd dumps and
+/// never shared with another test, even against the same etcd.
+pub fn prefix(test: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let salt = nanos ^ std::process::id().rotate_left(16) ^ n.wrapping_mul(0x9e37_79b9);
+    format!("/t-{test}-{salt:08x}/")
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| format!("(cannot read {path:?}: {e})"));
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting
+
+/// Polls `check` every 10 ms until it returns `Some`, and returns that value; panics naming
+/// `what` when `timeout` passes first. This is how tests wait for events: never a fixed sleep.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `wait_until` for a plain condition.
+pub fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    wait_until(timeout, what, || cond().then_some(()))
+}
+
+/// What a shell shows as `$?`: the exit code, or 128 + the signal that killed the process.
+pub fn shell_status(status: ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => panic!("exit status with neither code nor signal: {status:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Background processes
+
+/// A process running in the background in its own process group. Dropping it while it runs
+/// SIGKILLs the whole group (the process and whatever it started, e.g. etcdctl's command) and
+/// reaps it.
+pub struct Bg {
+    pub child: Child,
+    what: String,
+    status: Option<ExitStatus>,
+}
+
+impl Bg {
+    /// Starts `cmd` with stdin from /dev/null and stdout/stderr captured (keep them small:
+    /// they are pipes, read after exit).
+    pub fn spawn(mut cmd: Command, what: &str) -> Bg {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.process_group(0);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        Bg {
+            child,
+            what: what.to_string(),
+            status: None,
+        }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        signal::kill(self.pid(), sig).unwrap_or_else(|e| panic!("kill {sig} {}: {e}", self.what));
+    }
+
+    /// The exit status if it has exited by now (reaps it).
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("try_wait");
+        }
+        self.status
+    }
+
+    /// Waits at most `timeout` for it to exit; panics otherwise.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let what = format!("{} to exit", self.what);
+        wait_until(timeout, &what, || self.try_status())
+    }
+
+    /// Waits at most `timeout` for it to exit and returns its status, stdout and stderr.
+    pub fn output(mut self, timeout: Duration) -> Output {
+        let status = self.wait(timeout);
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        if let Some(mut s) = self.child.stdout.take() {
+            s.read_to_end(&mut stdout).ok();
+        }
+        if let Some(mut s) = self.child.stderr.take() {
+            s.read_to_end(&mut stderr).ok();
+        }
+        Output {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        // Kill the whole group (the leader's children too), but only while the leader is not
+        // reaped: until then its pid, which is the group id, cannot have been reused, so the
+        // signal cannot reach anyone else's processes. A zombie leader still holds it.
+        if self.status.is_none() {
+            let _ = signal::killpg(self.pid(), Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// etcd
+
+/// One etcd process: its ports, directories and command line, so it can be restarted as the
+/// same member with the same data.
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    data_dir: PathBuf,
+    log: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+/// etcd timing for a lone member: it elects itself after one election timeout, so keep that
+/// short. The minimum lease TTL etcd grants is 1.5 election timeouts rounded up to a second,
+/// so this still gives 1 s leases.
+const SINGLE_TIMING: (u32, u32) = (10, 100);
+/// For a cluster: short enough for quick failovers, long enough that a loaded 2-core machine
+/// does not cause spurious elections.
+const CLUSTER_TIMING: (u32, u32) = (50, 500);
+
+impl Member {
+    fn new(dir: &Path, name: &str) -> Member {
+        Member {
+            name: name.to_string(),
+            client_port: free_port(),
+            peer_port: free_port(),
+            data_dir: dir.join(format!("{name}.data")),
+            log: dir.join(format!("{name}.log")),
+            args: Vec::new(),
+            child: None,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    pub fn metrics_url(&self) -> String {
+        format!("{}/metrics", self.endpoint())
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    pub fn log_tail(&self) -> String {
+        tail(&self.log, 40)
+    }
+
+    /// The pid of the running process; panics if it is not running.
+    pub fn pid(&self) -> Pid {
+        let child = self
+            .child
+            .as_ref()
+            .unwrap_or_else(|| panic!("etcd {} is not running", self.name));
+        Pid::from_raw(child.id() as i32)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn configure(&mut self, initial_cluster: &str, token: &str, (heartbeat, election): (u32, u32)) {
+        let (client, peer) = (self.endpoint(), self.peer_url());
+        self.args = vec![
+            format!("--name={}", self.name),
+            format!("--data-dir={}", self.data_dir.display()),
+            format!("--listen-client-urls={client}"),
+            format!("--advertise-client-urls={client}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster={initial_cluster}"),
+            format!("--initial-cluster-token={token}"),
+            "--initial-cluster-state=new".into(),
+            format!("--heartbeat-interval={heartbeat}"),
+            format!("--election-timeout={election}"),
+            "--logger=zap".into(),
+            "--log-outputs=stderr".into(),
+        ];
+    }
+
+    /// Starts the process (appending to its log). Restarting after a kill reuses the data dir,
+    /// so it comes back as the same member (etcd ignores --initial-cluster-state then).
+    fn spawn(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "etcd {} is already running",
+            self.name
+        );
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("cannot open the etcd log");
+        let mut cmd = Command::new(tool("etcd"));
+        cmd.args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        // Belt and braces for when the test process dies without unwinding (SIGKILL by a
+        // timeout): the kernel then kills etcd too. PDEATHSIG follows the spawning *thread*,
+        // which is the test's own thread; the guard's Drop runs there before it ends.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
+        self.child = Some(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("cannot start etcd: {e}")),
+        );
+    }
+
+    /// Polls GET /health (which in etcd 3.4 needs a leader and a working read) until it says
+    /// true. Returns Err with the reason if the process exits or the deadline passes.
+    fn wait_healthy(&mut self, deadline: Instant) -> Result<(), String> {
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                return Err(format!(
+                    "etcd {} exited during startup: {status}",
+                    self.name
+                ));
+            }
+            if let Ok((200, body)) = http_get(self.client_port, "/health") {
+                if body.contains("\"true\"") {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "etcd {} did not become healthy within {DEADLINE:?}",
+                    self.name
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn startup_failed(&self, why: &str) -> ! {
+        panic!(
+            "{why}\n--- last lines of {} ---\n{}",
+            self.log.display(),
+            self.log_tail()
+        )
+    }
+
+    fn lost_port_race(&self) -> bool {
+        fs::read_to_string(&self.log).is_ok_and(|l| l.contains("address already in use"))
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        signal::kill(self.pid(), sig).unwrap_or_else(|e| panic!("kill {sig} etcd: {e}"));
+    }
+
+    /// Freezes the member (SIGSTOP): it keeps its sockets but answers nothing, like a hung host.
+    pub fn stop(&self) {
+        self.signal(Signal::SIGSTOP);
+    }
+
+    pub fn cont(&self) {
+        self.signal(Signal::SIGCONT);
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Minimal HTTP/1.0 GET against 127.0.0.1:port (etcd serves /health and /metrics on the client
+/// port), with short timeouts so a SIGSTOPped member does not hang the caller.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let timeout = Duration::from_millis(500);
+    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let code = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// Starts members (all at once, so a cluster can form) and waits until each serves. When an
+/// etcd lost the race for a port `free_port` picked, starts over with new ports.
+fn start_members(count: usize, timing: (u32, u32)) -> (TempDir, Vec<Member>) {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let dir = scratch_dir();
+        let mut members: Vec<Member> = (0..count)
+            .map(|i| Member::new(dir.path(), &format!("m{i}")))
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        // A unique token keeps members of different test clusters from ever talking to each
+        // other, should a port be reused.
+        let token = dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        for m in &mut members {
+            m.configure(&initial_cluster, &token, timing);
+            m.spawn();
+        }
+        let deadline = Instant::now() + DEADLINE;
+        let mut failure = None;
+        for (i, m) in members.iter_mut().enumerate() {
+            if let Err(why) = m.wait_healthy(deadline) {
+                failure = Some((i, why));
+                break;
+            }
+        }
+        match failure {
+            None => return (dir, members),
+            Some((i, _)) if attempt < 5 && members[i].lost_port_race() => continue,
+            Some((i, why)) => members[i].startup_failed(&why),
+        }
+    }
+}
+
+/// A single etcd member, killed on drop.
+pub struct Etcd {
+    member: Member,
+    // Declared after `member` so etcd is dead before its directory is removed.
+    _dir: TempDir,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let (dir, mut members) = start_members(1, SINGLE_TIMING);
+        Etcd {
+            member: members.pop().unwrap(),
+            _dir: dir,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.member.endpoint()
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.member.pid()
+    }
+
+    pub fn metrics_url(&self) -> String {
+        self.member.metrics_url()
+    }
+
+    pub fn log_tail(&self) -> String {
+        self.member.log_tail()
+    }
+
+    pub fn stop(&self) {
+        self.member.stop()
+    }
+
+    pub fn cont(&self) {
+        self.member.cont()
+    }
+
+    pub fn kill(&mut self) {
+        self.member.kill()
+    }
+
+    /// Starts it again on the same ports and data after `kill`, and waits until it serves.
+    pub fn restart(&mut self) {
+        self.member.spawn();
+        if let Err(why) = self.member.wait_healthy(Instant::now() + DEADLINE) {
+            self.member.startup_failed(&why);
+        }
+    }
+}
+
+/// A cluster of etcd members on loopback, all killed on drop.
+pub struct EtcdCluster {
+    pub members: Vec<Member>,
+    _dir: TempDir,
+}
+
+impl EtcdCluster {
+    pub fn start(count: usize) -> EtcdCluster {
+        let (dir, members) = start_members(count, CLUSTER_TIMING);
+        EtcdCluster { members, _dir: dir }
+    }
+
+    pub fn endpoint(&self, i: usize) -> String {
+        self.members[i].endpoint()
+    }
+
+    /// All client URLs, comma-joined, as DISTLOCK_ENDPOINTS and etcdctl take them.
+    pub fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(Member::endpoint)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The member that says it leads (`etcd_server_is_leader 1` in its /metrics), among the
+    /// running ones that answer. A frozen ex-leader does not answer, so it is not reported.
+    pub fn leader(&self) -> Option<usize> {
+        self.members.iter().position(|m| {
+            m.is_running()
+                && http_get(m.client_port, "/metrics").is_ok_and(|(code, body)| {
+                    code == 200 && body.lines().any(|l| l == "etcd_server_is_leader 1")
+                })
+        })
+    }
+
+    /// Waits until some member other than `not` leads (e.g. after stopping the old leader).
+    pub fn wait_leader(&self, not: Option<usize>) -> usize {
+        wait_until(DEADLINE, "an etcd leader", || {
+            self.leader().filter(|&l| Some(l) != not)
+        })
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        self.members[i].kill()
+    }
+
+    pub fn stop(&self, i: usize) {
+        self.members[i].stop()
+    }
+
+    pub fn cont(&self, i: usize) {
+        self.members[i].cont()
+    }
+
+    /// Starts member `i` again after `kill`, with its data, and waits until it serves.
+    pub fn restart(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        m.spawn();
+        if let Err(why) = m.wait_healthy(Instant::now() + DEADLINE) {
+            m.startup_failed(&why);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The binary under test
+
+/// `distlock` against `endpoints` with keys under `prefix`, and nothing from the caller's
+/// environment or machine: every inherited DISTLOCK_* variable removed, the config file
+/// /dev/null (an empty, valid configuration), stdin /dev/null.
+pub fn distlock_std(endpoints: &str, prefix: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_distlock"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("DISTLOCK_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("DISTLOCK_CONFIG", "/dev/null")
+        .env("DISTLOCK_ENDPOINTS", endpoints)
+        .env("DISTLOCK_PREFIX", prefix)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// `distlock_std` as an `assert_cmd::Command`, against a single etcd.
+pub fn distlock(etcd: &Etcd, prefix: &str) -> assert_cmd::Command {
+    assert_cmd::Command::from_std(distlock_std(&etcd.endpoint(), prefix))
+}
+
+/// `distlock_std` as an `assert_cmd::Command`, against any endpoints (a cluster, or a port
+/// nothing listens on).
+pub fn distlock_at(endpoints: &str, prefix: &str) -> assert_cmd::Command {
+    assert_cmd::Command::from_std(distlock_std(endpoints, prefix))
+}
+
+/// Runs `cmd` to completion (at most `timeout`, then it is killed and the test fails) and
+/// returns its output and how long it took.
+pub fn run_timed(cmd: Command, timeout: Duration) -> (Output, Duration) {
+    let start = Instant::now();
+    let out = Bg::spawn(cmd, "distlock").output(timeout);
+    (out, start.elapsed())
+}
+
+// ---------------------------------------------------------------------------------------------
+// etcdctl: the operator's view of etcd
+
+/// One key as etcd stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kv {
+    pub key: String,
+    pub value: String,
+    pub create_revision: i64,
+    pub mod_revision: i64,
+    /// 0 when the key is not attached to a lease.
+    pub lease: i64,
+}
+
+impl Kv {
+    /// The value parsed as JSON (panics if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.value)
+            .unwrap_or_else(|e| panic!("value of {} is not JSON ({e}): {:?}", self.key, self.value))
+    }
+}
+
+/// An `etcdctl` command (API v3) against `endpoints`, with short client timeouts.
+pub fn etcdctl_cmd(endpoints: &str) -> Command {
+    let mut cmd = Command::new(tool("etcdctl"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ETCDCTL_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .arg("--dial-timeout=2s")
+        .arg("--command-timeout=5s")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `etcdctl <args>` and returns its stdout; panics with its stderr if it fails.
+pub fn etcdctl<I, S>(endpoints: &str, args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = etcdctl_cmd(endpoints);
+    cmd.args(args);
+    let out = cmd.output().expect("cannot run etcdctl");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("etcdctl printed non-UTF-8")
+}
+
+/// Every key under `prefix` (in key order), decoded from `etcdctl get -w json`, where keys and
+/// values are base64.
+pub fn get_prefix(endpoints: &str, prefix: &str) -> Vec<Kv> {
+    let out = etcdctl(endpoints, ["get", "--prefix", "-w", "json", "--", prefix]);
+    parse_kvs(&out)
+}
+
+/// One key, if it exists.
+pub fn get_key(endpoints: &str, key: &str) -> Option<Kv> {
+    let out = etcdctl(endpoints, ["get", "-w", "json", "--", key]);
+    parse_kvs(&out).into_iter().next()
+}
+
+fn parse_kvs(json: &str) -> Vec<Kv> {
+    let v: serde_json::Value =
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("etcdctl json ({e}): {json}"));
+    let Some(kvs) = v["kvs"].as_array() else {
+        return Vec::new();
+    };
+    let text =
+        |k: &serde_json::Value| String::from_utf8(base64_decode(k.as_str().unwrap_or(""))).unwrap();
+    kvs.iter()
+        .map(|kv| Kv {
+            key: text(&kv["key"]),
+            value: text(&kv["value"]),
+            create_revision: kv["create_revision"].as_i64().unwrap_or(0),
+            mod_revision: kv["mod_revision"].as_i64().unwrap_or(0),
+            lease: kv["lease"].as_i64().unwrap_or(0),
+        })
+        .collect()
+}
+
+/// Standard base64 with padding, as Go's encoding/json writes []byte.
+fn base64_decode(s: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes().take_while(|&c| c != b'=') {
+        let v = ALPHABET.iter().position(|&a| a == c).expect("not base64") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// `etcdctl put key value`.
+pub fn put(endpoints: &str, key: &str, value: &str) {
+    etcdctl(endpoints, ["put", "--", key, value]);
+}
+
+/// `etcdctl lease grant ttl`; returns the lease id.
+pub fn lease_grant(endpoints: &str, ttl: u32) -> i64 {
+    let out = etcdctl(
+        endpoints,
+        ["lease", "grant", &ttl.to_string(), "-w", "json"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["ID"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no lease ID in {out}"))
+}
+
+/// `etcdctl put --lease=<id> key value`.
+pub fn put_with_lease(endpoints: &str, key: &str, value: &str, lease: i64) {
+    etcdctl(
+        endpoints,
+        ["put", &format!("--lease={lease:x}"), "--", key, value],
+    );
+}
+
+/// The lease's (remaining TTL, granted TTL) in seconds, or None if it does not exist (any
+/// more).
+pub fn lease_ttl(endpoints: &str, lease: i64) -> Option<(i64, i64)> {
+    let out = etcdctl(
+        endpoints,
+        ["lease", "timetolive", &format!("{lease:x}"), "-w", "json"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ttl = v["ttl"].as_i64().unwrap_or(-1);
+    (ttl >= 0).then(|| (ttl, v["granted-ttl"].as_i64().unwrap_or(0)))
+}
+
+/// `etcdctl lock <name> [-- cmd...]` in the background (its own process group, killed on
+/// drop). Without a command it holds the lock until signalled (SIGTERM releases it).
+pub fn etcdctl_lock(endpoints: &str, name: &str, cmd: &[&str]) -> Bg {
+    let mut c = etcdctl_cmd(endpoints);
+    c.args(["lock", name]);
+    if !cmd.is_empty() {
+        c.arg("--").args(cmd);
+    }
+    Bg::spawn(c, "etcdctl lock")
+}
