@@ -16,6 +16,7 @@ pub const DEFAULT_PREFIX: &str = "/distlock/";
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAXTIME: Duration = Duration::from_secs(5);
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(2);
+pub const MAX_REASON: usize = 64 * 1024;
 
 /// What distlock was asked to do.
 #[derive(Debug, PartialEq)]
@@ -38,7 +39,8 @@ pub enum Wait {
 }
 
 /// What to do when the lock is lost while the command runs.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OnLost {
     Kill,
     Warn,
@@ -77,7 +79,8 @@ impl fmt::Display for LockName {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Text,
     Json,
@@ -155,6 +158,7 @@ pub struct Config {
 struct FileConfig {
     lockname: Option<String>,
     reason: Option<String>,
+    #[serde(default, deserialize_with = "endpoints_value")]
     endpoints: Option<Vec<String>>,
     #[serde(default, deserialize_with = "timeout_value")]
     timeout: Option<Wait>,
@@ -165,12 +169,12 @@ struct FileConfig {
     maxtime: Option<Duration>,
     #[serde(default, deserialize_with = "seconds_value")]
     hold_at_least: Option<Duration>,
-    on_lost: Option<String>,
+    on_lost: Option<OnLost>,
     #[serde(default, deserialize_with = "duration_value")]
     kill_grace: Option<Duration>,
     conflict_exit_code: Option<u8>,
-    output: Option<String>,
-    log_format: Option<String>,
+    output: Option<Format>,
+    log_format: Option<Format>,
     cacert: Option<String>,
     cert: Option<String>,
     key: Option<String>,
@@ -189,8 +193,17 @@ struct Layers<'a> {
 }
 
 impl Layers<'_> {
-    fn cli_source(&self, id: &str) -> Source {
-        let origin = self.cli.origin(id);
+    /// The clap id of the option behind a YAML key.
+    fn id(key: &str) -> &str {
+        if key == "lockname" {
+            "lock_name"
+        } else {
+            key
+        }
+    }
+
+    fn cli_source(&self, key: &str) -> Source {
+        let origin = self.cli.origin(Self::id(key));
         if origin.starts_with("--") {
             Source::Flag(origin)
         } else {
@@ -198,61 +211,56 @@ impl Layers<'_> {
         }
     }
 
-    /// Parses a command-line or environment value; the error names where it came from.
-    fn parse<T>(
-        &self,
-        id: &str,
-        text: &Option<String>,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<Option<T>> {
-        text.as_deref()
-            .map(|t| {
-                parse(t).map_err(|e| Error::Usage(format!("{}={t:?}: {e}", self.cli.origin(id))))
-            })
-            .transpose()
-    }
-
-    /// Picks the command line/environment value, else the file's, else the default, and
-    /// records which one won under the YAML `key`.
-    fn pick<T>(
+    /// One setting: the flag or variable (text, parsed here so the error can say which), else
+    /// the file's value (typed by serde, which names file, line and key on error), else the
+    /// default. Records the winner and its source for `--show-config`.
+    fn setting<T>(
         &mut self,
         key: &'static str,
-        id: &str,
-        cli: Option<T>,
+        cli: &Option<String>,
         file: Option<T>,
         default: Option<T>,
+        parse: impl Fn(&str) -> Result<T, String>,
         show: impl Fn(&T) -> String,
-    ) -> Option<T> {
+    ) -> Result<Option<T>> {
+        let cli = cli
+            .as_deref()
+            .map(|t| {
+                let origin = self.cli.origin(Self::id(key));
+                parse(t).map_err(|e| Error::Usage(format!("{origin}={t:?}: {e}")))
+            })
+            .transpose()?;
         let (value, source) = match (cli, file, default) {
-            (Some(v), ..) => (Some(v), self.cli_source(id)),
+            (Some(v), ..) => (Some(v), self.cli_source(key)),
             (None, Some(v), _) => (Some(v), Source::File(self.file.clone().unwrap_or_default())),
             (None, None, v) => (v, Source::Default),
         };
+        let shown = value.as_ref().map_or("(not set)".into(), &show);
         self.settings.push(Setting {
             key,
-            value: value
-                .as_ref()
-                .map(&show)
-                .unwrap_or_else(|| "(not set)".into()),
+            value: shown,
             source,
         });
-        value
+        Ok(value)
     }
 
-    /// Where a value that was rejected came from, for the error message.
+    /// Where the value of `key` came from, for an error message about it.
     fn source_of(&self, key: &str) -> String {
-        match self.settings.iter().find(|s| s.key == key) {
-            Some(Setting {
-                source: Source::File(path),
-                ..
-            }) => format!("{key} in {}", path.display()),
-            Some(Setting {
-                source: Source::Env(name) | Source::Flag(name),
-                ..
-            }) => name.clone(),
+        match self
+            .settings
+            .iter()
+            .find(|s| s.key == key)
+            .map(|s| &s.source)
+        {
+            Some(Source::File(path)) => format!("{key} in {}", path.display()),
+            Some(Source::Env(name) | Source::Flag(name)) => name.clone(),
             _ => key.to_string(),
         }
     }
+}
+
+fn text(t: &str) -> Result<String, String> {
+    Ok(t.to_string())
 }
 
 fn show_duration(d: &Duration) -> String {
@@ -261,6 +269,14 @@ fn show_duration(d: &Duration) -> String {
 
 fn show_string(s: &String) -> String {
     format!("{s:?}")
+}
+
+fn show_path(s: &String) -> String {
+    s.clone()
+}
+
+fn show_lower<T: fmt::Debug>(v: &T) -> String {
+    format!("{v:?}").to_lowercase()
 }
 
 fn parse_format(text: &str) -> Result<Format, String> {
@@ -297,35 +313,13 @@ fn check_endpoints(list: &[String]) -> Result<(), String> {
     list.iter().try_for_each(|e| check_endpoint(e))
 }
 
-/// The file's value for a key, converted; the error names the file and the key.
-fn from_file<T>(
-    path: &Option<PathBuf>,
-    key: &str,
-    value: Option<String>,
-    parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<Option<T>> {
-    value
-        .map(|v| {
-            parse(&v).map_err(|e| {
-                let file = path
-                    .as_deref()
-                    .unwrap_or(Path::new("config file"))
-                    .display();
-                Error::Usage(format!("config file {file}: {key}: {v:?}: {e}"))
-            })
-        })
-        .transpose()
+fn parse_exit_code(text: &str) -> Result<u8, String> {
+    text.parse()
+        .map_err(|_| "expected an exit code from 0 to 255".into())
 }
 
 impl Config {
     pub fn resolve(cli: Cli) -> Result<Config> {
-        let (path, file) = load_file(&cli)?;
-        let mut l = Layers {
-            cli: &cli,
-            file: path.clone(),
-            settings: Vec::new(),
-        };
-
         let mode =
             match (cli.lock, cli.unlock, cli.status, cli.list, cli.show_config) {
                 (true, ..) => Mode::Lock,
@@ -346,15 +340,31 @@ impl Config {
                 cli.command[0].to_string_lossy()
             )));
         }
+        if cli.nowait && cli.timeout.is_some() && !cli.from_env.iter().any(|id| id == "timeout") {
+            if let Ok(Wait::Upto(d)) = parse_timeout(cli.timeout.as_deref().unwrap_or_default()) {
+                if !d.is_zero() {
+                    return Err(Error::Usage(
+                        "--nowait and a positive --timeout contradict each other: give one of them"
+                            .into(),
+                    ));
+                }
+            }
+        }
 
-        let lock_name = l.pick(
+        let (path, file) = load_file(&cli)?;
+        let mut l = Layers {
+            cli: &cli,
+            file: path,
+            settings: Vec::new(),
+        };
+        let lock_name = l.setting(
             "lockname",
-            "lock_name",
-            cli.lock_name.clone(),
+            &cli.lock_name,
             file.lockname,
             None,
+            text,
             show_string,
-        );
+        )?;
         let lock_name = match lock_name {
             Some(name) => Some(LockName::parse(&name).map_err(|e| {
                 Error::Usage(format!("{e} (from {})", l.source_of("lockname")))
@@ -368,133 +378,113 @@ impl Config {
             }
         };
         let reason = l
-            .pick(
+            .setting(
                 "reason",
-                "reason",
-                cli.reason.clone(),
+                &cli.reason,
                 file.reason,
                 Some(String::new()),
+                text,
                 show_string,
-            )
+            )?
             .unwrap_or_default();
-
-        let cli_timeout = l.parse("timeout", &cli.timeout, parse_timeout)?;
-        let timeout_on_command_line = cli_timeout.is_some()
-            && l.cli_source("timeout") != Source::Env("DISTLOCK_TIMEOUT".into());
-        if cli.nowait
-            && timeout_on_command_line
-            && matches!(cli_timeout, Some(Wait::Upto(d)) if !d.is_zero())
-        {
-            return Err(Error::Usage(
-                "--nowait and a positive --timeout contradict each other: give one of them".into(),
-            ));
+        // etcd refuses requests over 1.5 MiB; a reason is a sentence, not a file.
+        if reason.len() > MAX_REASON {
+            return Err(Error::Usage(format!(
+                "the reason (from {}) is {} bytes long; at most {MAX_REASON} are allowed",
+                l.source_of("reason"),
+                reason.len()
+            )));
         }
         // --nowait overrides a timeout from the environment or the file.
-        let cli_timeout = if cli.nowait {
-            Some(Wait::Upto(Duration::ZERO))
+        let timeout = if cli.nowait {
+            Some("0".to_string())
         } else {
-            cli_timeout
+            cli.timeout.clone()
         };
         let show_wait = |w: &Wait| match w {
             Wait::Forever => "-1 (wait forever)".to_string(),
             Wait::Upto(d) => show_duration(d),
         };
-        let timeout_source = if cli.nowait { "nowait" } else { "timeout" };
         let wait = l
-            .pick(
+            .setting(
                 "timeout",
-                timeout_source,
-                cli_timeout,
+                &timeout,
                 file.timeout,
                 Some(Wait::Forever),
+                parse_timeout,
                 show_wait,
-            )
+            )?
             .unwrap_or(Wait::Forever);
-
-        let cli_endpoints = l.parse("endpoints", &cli.endpoints, parse_endpoints)?;
-        if let Some(list) = &file.endpoints {
-            check_endpoints(list).map_err(|e| {
-                Error::Usage(format!(
-                    "config file {}: endpoints: {e}",
-                    path.as_deref().unwrap_or(Path::new("")).display()
-                ))
-            })?;
-        }
+        let default_endpoints = Some(vec![DEFAULT_ENDPOINT.to_string()]);
         let endpoints = l
-            .pick(
+            .setting(
                 "endpoints",
-                "endpoints",
-                cli_endpoints,
+                &cli.endpoints,
                 file.endpoints,
-                Some(vec![DEFAULT_ENDPOINT.to_string()]),
+                default_endpoints,
+                parse_endpoints,
                 |v| v.join(","),
-            )
+            )?
             .unwrap_or_default();
+        let default_prefix = Some(DEFAULT_PREFIX.to_string());
         let prefix = l
-            .pick(
+            .setting(
                 "prefix",
-                "prefix",
-                cli.prefix.clone(),
+                &cli.prefix,
                 file.prefix,
-                Some(DEFAULT_PREFIX.to_string()),
+                default_prefix,
+                text,
                 show_string,
-            )
+            )?
             .unwrap_or_default();
-
-        let cli_ttl = l.parse("ttl", &cli.ttl, parse_whole_seconds)?;
         let ttl = l
-            .pick(
+            .setting(
                 "ttl",
-                "ttl",
-                cli_ttl,
+                &cli.ttl,
                 file.ttl,
                 Some(DEFAULT_TTL),
+                parse_whole_seconds,
                 show_duration,
-            )
+            )?
             .unwrap_or(DEFAULT_TTL);
-        let maxtime = l.parse("maxtime", &cli.maxtime, parse_positive_duration)?;
         let maxtime = l
-            .pick(
+            .setting(
                 "maxtime",
-                "maxtime",
-                maxtime,
+                &cli.maxtime,
                 file.maxtime,
                 Some(DEFAULT_MAXTIME),
+                parse_positive_duration,
                 show_duration,
-            )
+            )?
             .unwrap_or(DEFAULT_MAXTIME);
-        let hold = l.parse("hold_at_least", &cli.hold_at_least, parse_whole_seconds)?;
-        let hold_at_least = l.pick(
+        let hold_at_least = l.setting(
             "hold_at_least",
-            "hold_at_least",
-            hold,
+            &cli.hold_at_least,
             file.hold_at_least,
             None,
+            parse_whole_seconds,
             show_duration,
-        );
-        let on_lost = l.parse("on_lost", &cli.on_lost, parse_on_lost)?;
-        let file_on_lost = from_file(&path, "on_lost", file.on_lost, parse_on_lost)?;
+        )?;
         let on_lost = l
-            .pick(
+            .setting(
                 "on_lost",
-                "on_lost",
-                on_lost,
-                file_on_lost,
+                &cli.on_lost,
+                file.on_lost,
                 Some(OnLost::Kill),
-                |p| format!("{p:?}").to_lowercase(),
-            )
+                parse_on_lost,
+                show_lower,
+            )?
             .unwrap_or(OnLost::Kill);
-        let grace = l.parse("kill_grace", &cli.kill_grace, parse_positive_duration)?;
         let default_grace = DEFAULT_KILL_GRACE.min(ttl / 4);
         let kill_grace = l
-            .pick(
+            .setting(
                 "kill_grace",
-                "kill_grace",
-                grace,
+                &cli.kill_grace,
                 file.kill_grace,
                 Some(default_grace),
+                parse_positive_duration,
                 show_duration,
-            )
+            )?
             .unwrap_or(default_grace);
         if kill_grace > ttl / 2 {
             return Err(Error::Usage(format!(
@@ -505,77 +495,54 @@ impl Config {
                 show_duration(&ttl)
             )));
         }
-        let code = l.parse("conflict_exit_code", &cli.conflict_exit_code, |t| {
-            t.parse::<u8>()
-                .map_err(|_| "expected an exit code from 0 to 255".to_string())
-        })?;
         let conflict_exit_code = l
-            .pick(
+            .setting(
                 "conflict_exit_code",
-                "conflict_exit_code",
-                code,
+                &cli.conflict_exit_code,
                 file.conflict_exit_code,
                 Some(1),
+                parse_exit_code,
                 u8::to_string,
-            )
+            )?
             .unwrap_or(1);
-        let output = l.parse("output", &cli.output, parse_format)?;
-        let file_output = from_file(&path, "output", file.output, parse_format)?;
         let output = l
-            .pick(
+            .setting(
                 "output",
-                "output",
-                output,
-                file_output,
+                &cli.output,
+                file.output,
                 Some(Format::Text),
-                |f| format!("{f:?}").to_lowercase(),
-            )
+                parse_format,
+                show_lower,
+            )?
             .unwrap_or(Format::Text);
-        let log_format = l.parse("log_format", &cli.log_format, parse_format)?;
-        let file_log_format = from_file(&path, "log_format", file.log_format, parse_format)?;
         let log_format = l
-            .pick(
+            .setting(
                 "log_format",
-                "log_format",
-                log_format,
-                file_log_format,
+                &cli.log_format,
+                file.log_format,
                 Some(Format::Text),
-                |f| format!("{f:?}").to_lowercase(),
-            )
+                parse_format,
+                show_lower,
+            )?
             .unwrap_or(Format::Text);
 
-        let show_path = |p: &String| p.clone();
-        let cacert = l.pick(
-            "cacert",
-            "cacert",
-            cli.cacert.clone(),
-            file.cacert,
-            None,
-            show_path,
-        );
-        let cert = l.pick("cert", "cert", cli.cert.clone(), file.cert, None, show_path);
-        let key = l.pick("key", "key", cli.key.clone(), file.key, None, show_path);
+        let cacert = l.setting("cacert", &cli.cacert, file.cacert, None, text, show_path)?;
+        let cert = l.setting("cert", &cli.cert, file.cert, None, text, show_path)?;
+        let key = l.setting("key", &cli.key, file.key, None, text, show_path)?;
         if cert.is_some() != key.is_some() {
             return Err(Error::Usage(
                 "a client certificate needs both --cert and --key (DISTLOCK_CERT and DISTLOCK_KEY_FILE)".into(),
             ));
         }
-        let user = l.pick(
-            "user",
-            "user",
-            cli.user.clone(),
-            file.user,
-            None,
-            show_string,
-        );
-        let password_file = l.pick(
+        let user = l.setting("user", &cli.user, file.user, None, text, show_string)?;
+        let password_file = l.setting(
             "password_file",
-            "password_file",
-            cli.password_file.clone(),
+            &cli.password_file,
             file.password_file,
             None,
+            text,
             show_path,
-        );
+        )?;
         let password = read_password(password_file.as_deref())?;
         l.settings.push(Setting {
             key: "password",
@@ -587,9 +554,7 @@ impl Config {
             .into(),
             source: match (&password, &password_file) {
                 (None, _) => Source::Default,
-                (Some(_), Some(_)) => {
-                    Source::File(PathBuf::from(password_file.clone().unwrap_or_default()))
-                }
+                (Some(_), Some(file)) => Source::File(PathBuf::from(file)),
                 (Some(_), None) => Source::Env("DISTLOCK_PASSWORD".into()),
             },
         });
@@ -603,7 +568,7 @@ impl Config {
             // The file's `ttl` sets the lease TTL; only a --ttl or DISTLOCK_TTL given for this
             // run makes a --lock expire, so a fleet-wide file never silently turns locks that
             // should wait for a person into locks that vanish.
-            lock_ttl: if mode == Mode::Lock { cli_ttl } else { None },
+            lock_ttl: (mode == Mode::Lock && cli.ttl.is_some()).then_some(ttl),
             mode,
             lock_name,
             reason,
@@ -763,6 +728,12 @@ impl Visitor<'_> for DurationVisitor {
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Wait, E> {
         (self.parse)(v).map_err(E::custom)
     }
+}
+
+fn endpoints_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let list = Vec::<String>::deserialize(d)?;
+    check_endpoints(&list).map_err(de::Error::custom)?;
+    Ok(Some(list))
 }
 
 fn timeout_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Wait>, D::Error> {
