@@ -64,12 +64,18 @@ async fn acquire(
     let started = Instant::now();
     let etcd = Etcd::connect(config).await?;
     let lease = etcd.grant(config.ttl).await?;
+    tracing::debug!("lease {:x} granted with a TTL of {:?}", lease.id, lease.ttl);
     let keepalive = etcd.keep_alive(lease);
     let queue = Queue::new(&config.prefix, name);
 
     let holder = RefCell::new(None::<Contender>);
     let waiting = async {
         let (ticket, turn) = lock::enqueue(&etcd, &queue, lease.id, record).await?;
+        tracing::debug!(
+            "queued as {} (create revision {})",
+            ticket.key,
+            ticket.revision
+        );
         if let Turn::Wait { head, .. } = &turn {
             if config.wait == Wait::Upto(Duration::ZERO) {
                 return Err(busy(config, name, head));
@@ -116,14 +122,17 @@ async fn acquire(
         }
     };
     match result {
-        Ok((ticket, revision)) => Ok(Held {
-            etcd,
-            lease,
-            keepalive,
-            ticket,
-            revision,
-            taken: Instant::now(),
-        }),
+        Ok((ticket, revision)) => {
+            tracing::debug!("took {} after {:?}", ticket.key, started.elapsed());
+            Ok(Held {
+                etcd,
+                lease,
+                keepalive,
+                ticket,
+                revision,
+                taken: Instant::now(),
+            })
+        }
         Err(e) => {
             drop(keepalive);
             // Best effort: if etcd is unreachable the lease expires by itself within its TTL.
@@ -281,8 +290,9 @@ async fn supervise(
 
 /// Releases the lock with one revoke. If etcd cannot be reached, the lease expires by itself.
 async fn release(held: &Held) {
-    if let Err(e) = held.etcd.revoke(held.lease.id).await {
-        warn_not_released(held, &e);
+    match held.etcd.revoke(held.lease.id).await {
+        Ok(()) => tracing::debug!("released {}", held.ticket.key),
+        Err(e) => warn_not_released(held, &e),
     }
 }
 

@@ -17,6 +17,8 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAXTIME: Duration = Duration::from_secs(5);
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(2);
 pub const MAX_REASON: usize = 64 * 1024;
+/// etcd's longest lease TTL (about 285 years); no duration here needs more.
+pub const LONGEST: Duration = Duration::from_secs(9_000_000_000);
 
 /// What distlock was asked to do.
 #[derive(Debug, PartialEq)]
@@ -267,14 +269,6 @@ fn show_duration(d: &Duration) -> String {
     humantime::format_duration(*d).to_string()
 }
 
-fn show_string(s: &String) -> String {
-    format!("{s:?}")
-}
-
-fn show_path(s: &String) -> String {
-    s.clone()
-}
-
 fn show_lower<T: fmt::Debug>(v: &T) -> String {
     format!("{v:?}").to_lowercase()
 }
@@ -363,7 +357,7 @@ impl Config {
             file.lockname,
             None,
             text,
-            show_string,
+            String::clone,
         )?;
         let lock_name = match lock_name {
             Some(name) => Some(LockName::parse(&name).map_err(|e| {
@@ -384,7 +378,7 @@ impl Config {
                 file.reason,
                 Some(String::new()),
                 text,
-                show_string,
+                String::clone,
             )?
             .unwrap_or_default();
         // etcd refuses requests over 1.5 MiB; a reason is a sentence, not a file.
@@ -434,7 +428,7 @@ impl Config {
                 file.prefix,
                 default_prefix,
                 text,
-                show_string,
+                String::clone,
             )?
             .unwrap_or_default();
         let ttl = l
@@ -526,24 +520,38 @@ impl Config {
             )?
             .unwrap_or(Format::Text);
 
-        let cacert = l.setting("cacert", &cli.cacert, file.cacert, None, text, show_path)?;
-        let cert = l.setting("cert", &cli.cert, file.cert, None, text, show_path)?;
-        let key = l.setting("key", &cli.key, file.key, None, text, show_path)?;
+        let cacert = l.setting(
+            "cacert",
+            &cli.cacert,
+            file.cacert,
+            None,
+            text,
+            String::clone,
+        )?;
+        let cert = l.setting("cert", &cli.cert, file.cert, None, text, String::clone)?;
+        let key = l.setting("key", &cli.key, file.key, None, text, String::clone)?;
         if cert.is_some() != key.is_some() {
-            return Err(Error::Usage(
-                "a client certificate needs both --cert and --key (DISTLOCK_CERT and DISTLOCK_KEY_FILE)".into(),
-            ));
+            let (given, missing) = if cert.is_some() {
+                ("cert", "key")
+            } else {
+                ("key", "cert")
+            };
+            return Err(Error::Usage(format!(
+                "a client certificate needs both cert and key: {given} is set (by {}) but {missing} is not",
+                l.source_of(given)
+            )));
         }
-        let user = l.setting("user", &cli.user, file.user, None, text, show_string)?;
+        let user = l.setting("user", &cli.user, file.user, None, text, String::clone)?;
         let password_file = l.setting(
             "password_file",
             &cli.password_file,
             file.password_file,
             None,
             text,
-            show_path,
+            String::clone,
         )?;
-        let password = read_password(password_file.as_deref())?;
+        let password = read_password(password_file.as_deref())
+            .map_err(|e| Error::Usage(format!("{e} (from {})", l.source_of("password_file"))))?;
         l.settings.push(Setting {
             key: "password",
             value: if password.is_some() {
@@ -552,9 +560,14 @@ impl Config {
                 "(not set)"
             }
             .into(),
+            // Where the password file was named, or the variable.
             source: match (&password, &password_file) {
                 (None, _) => Source::Default,
-                (Some(_), Some(file)) => Source::File(PathBuf::from(file)),
+                (Some(_), Some(_)) => l
+                    .settings
+                    .iter()
+                    .find(|s| s.key == "password_file")
+                    .map_or(Source::Default, |s| s.source.clone()),
                 (Some(_), None) => Source::Env("DISTLOCK_PASSWORD".into()),
             },
         });
@@ -668,11 +681,20 @@ fn check_endpoint(endpoint: &str) -> Result<(), String> {
 /// `30` (seconds) or a duration such as `90s`, `5m`, `1h 30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    let d = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(text).map_err(|_| {
+            "expected whole seconds (30) or a duration (90s, 5m, 1h30m)".to_string()
+        })?,
+    };
+    if d > LONGEST {
+        return Err(format!(
+            "{} is longer than etcd's longest lease ({}s)",
+            humantime::format_duration(d),
+            LONGEST.as_secs()
+        ));
     }
-    humantime::parse_duration(text)
-        .map_err(|_| "expected whole seconds (30) or a duration (90s, 5m, 1h30m)".to_string())
+    Ok(d)
 }
 
 /// TTLs and minimum holds: etcd leases count whole seconds.

@@ -44,8 +44,8 @@ impl fmt::Display for Error {
             | Error::Etcd(m)
             | Error::Lost(m)
             | Error::CannotExecute(m)
-            | Error::NotFound(m) => f.write_str(m),
-            Error::Conflict { message, .. } => f.write_str(message),
+            | Error::NotFound(m) => f.write_str(&one_line(m)),
+            Error::Conflict { message, .. } => f.write_str(&one_line(message)),
             Error::Interrupted(signal) => write!(
                 f,
                 "interrupted by {} before the command ran; nothing is left in etcd",
@@ -58,6 +58,20 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The text as one line: control characters (a newline in a YAML key, an escape sequence in
+/// a value from etcd) are shown escaped, never sent to the terminal.
+pub fn one_line(text: &str) -> String {
+    let mut line = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line
+}
 
 /// `SIGTERM` for 15, or `signal 42` for one without a name.
 pub fn signal_name(signal: i32) -> String {

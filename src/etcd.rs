@@ -46,6 +46,7 @@ impl Etcd {
         .await
         .map_err(|_| unreachable(&endpoints, config.maxtime))?
         .map_err(|e| describe(&endpoints, "connect", e))?;
+        tracing::debug!("connecting to {endpoints}");
         Ok(Etcd {
             client,
             maxtime: config.maxtime,
@@ -71,6 +72,7 @@ impl Etcd {
         loop {
             let now = Instant::now();
             let this_try = attempt.min(deadline.saturating_duration_since(now));
+            tracing::trace!("etcd request: {what} (up to {this_try:?})");
             let error = match timeout(this_try, request(self.client.clone())).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(e)) if !is_transient(&e) => return Err(describe(&self.endpoints, what, e)),

@@ -16,6 +16,9 @@ use etcd_client::{
 };
 use std::time::Duration;
 
+/// How long a waiter waits before it also watches the holder (see `wait_turn`).
+const HOLDER_WATCH_DELAY: Duration = Duration::from_secs(1);
+
 /// The keys of one lock.
 #[derive(Debug, Clone)]
 pub struct Queue {
@@ -139,7 +142,35 @@ pub async fn wait_turn(
                 revision,
             } => {
                 on_wait(&head);
-                wait_deleted(etcd, &blocker.key, revision).await?;
+                let blocker_gone = wait_deleted(etcd, &blocker.key, revision);
+                tokio::pin!(blocker_gone);
+                // To say when the holder changes, a waiter also watches the holder's key. That
+                // costs each waiter an event and a read per change of holder, so only waits
+                // that last (and print progress) pay it; a short wait watches its predecessor
+                // alone and the cost per acquisition does not grow with the queue.
+                let mut head = head;
+                let mut delay = HOLDER_WATCH_DELAY;
+                while head.key != blocker.key {
+                    let head_gone = async {
+                        tokio::time::sleep(delay).await;
+                        wait_deleted(etcd, &head.key, head.create_revision).await
+                    };
+                    tokio::select! {
+                        gone = &mut blocker_gone => { gone?; break; }
+                        gone = head_gone => gone?,
+                    }
+                    delay = Duration::ZERO;
+                    match holder(etcd, queue).await? {
+                        Some(new) if new.key != ticket.key => {
+                            on_wait(&new);
+                            head = new;
+                        }
+                        _ => break,
+                    }
+                }
+                if head.key == blocker.key {
+                    blocker_gone.await?;
+                }
                 turn = claim(etcd, queue, ticket, record).await?;
             }
         }

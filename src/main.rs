@@ -8,6 +8,8 @@ mod error;
 mod etcd;
 mod lock;
 mod output;
+#[cfg(test)]
+mod proptests;
 mod record;
 mod run;
 

@@ -66,10 +66,11 @@ impl View {
             view.mode = Some(r.mode);
             view.program = r.program;
         } else if let Some((secs, host, reason)) = legacy_value(c) {
-            let then = UNIX_EPOCH + Duration::from_secs(secs);
+            // RFC 3339 stops at year 9999: a larger number is not a time we can show.
+            let then = (secs < 253_402_300_800).then(|| UNIX_EPOCH + Duration::from_secs(secs));
             view.kind = "legacy";
-            view.since = Some(humantime::format_rfc3339_seconds(then).to_string());
-            view.age_seconds = Some(age_of(then).as_secs());
+            view.since = then.map(|t| humantime::format_rfc3339_seconds(t).to_string());
+            view.age_seconds = then.map(|t| age_of(t).as_secs());
             view.host = Some(host);
             view.reason = Some(reason);
             view.mode = Some("lock".into());
@@ -141,22 +142,13 @@ pub fn format_age(d: Duration) -> String {
 
 /// Text from etcd made safe for a terminal: control characters escaped, cut to `max` chars.
 fn clean(text: &str, max: usize) -> String {
-    let mut out: String = text
-        .chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .take(max)
-        .collect();
-    if out.chars().count() == max && text.chars().count() > max {
-        out.pop();
-        out.push('…');
+    let line = crate::error::one_line(text);
+    if line.chars().count() <= max {
+        return line;
     }
-    out
+    let mut cut: String = line.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 fn quoted(text: &str, max: usize) -> String {
@@ -305,7 +297,13 @@ pub fn print_settings(format: Format, settings: &[Setting]) {
         .unwrap_or(0)
         .min(60);
     for s in settings {
-        println!("{:width$}  {:value_width$}  ({})", s.key, s.value, s.source);
+        let value = if s.value.is_empty() { "\"\"" } else { &s.value };
+        println!(
+            "{:width$}  {:value_width$}  ({})",
+            s.key,
+            clean(value, 200),
+            s.source
+        );
     }
 }
 
@@ -359,16 +357,18 @@ impl Progress {
 pub fn init_logging(format: Format, quiet: bool, verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let level = match (quiet, verbose) {
-        (true, _) => "error",
-        (_, 0) => "info",
-        (_, 1) => "debug",
-        _ => "trace",
+        (true, _) => "distlock=error",
+        (_, 0) => "distlock=info",
+        (_, 1) => "distlock=debug",
+        // What the etcd client and its transport do, request by request.
+        _ => "distlock=trace,etcd_client=debug,tonic=debug,h2=debug",
     };
-    let filter = EnvFilter::try_from_env("DISTLOCK_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("distlock={level}")));
+    let filter = EnvFilter::try_from_env("DISTLOCK_LOG").unwrap_or_else(|_| EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in a log file or cron mail.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         Format::Json => builder.json().init(),
         Format::Text => builder.event_format(Plain).init(),
