@@ -11,7 +11,7 @@ use crate::record::Record;
 use crate::run::{self, Command, Signals};
 use std::cell::RefCell;
 use std::ffi::OsString;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::time::{sleep, sleep_until, Instant};
 
 /// How the run ended, for `main` to turn into an exit code.
@@ -51,6 +51,10 @@ struct Held {
     /// etcd's revision when we took it: watching our key from there misses no unlock.
     revision: i64,
     taken: Instant,
+    /// Wall-clock time we took it, for the record.
+    taken_at: SystemTime,
+    /// Whether we waited: then our record still says when the wait began.
+    waited: bool,
 }
 
 /// Joins the queue and waits for our turn, within the configured wait. Whatever goes wrong
@@ -81,7 +85,8 @@ async fn acquire(
                 return Err(busy(config, name, head));
             }
         }
-        let wait_turn = lock::wait_turn(&etcd, &queue, &ticket, turn, record, |head| {
+        let waited = matches!(turn, Turn::Wait { .. });
+        let wait_turn = lock::wait_turn(&etcd, &queue, &ticket, turn, |head| {
             *holder.borrow_mut() = Some(head.clone());
         });
         // The timeout bounds the wait in the queue; reaching etcd is bounded by maxtime.
@@ -98,7 +103,7 @@ async fn acquire(
                 }
             },
         };
-        Ok((ticket, revision))
+        Ok((ticket, revision, waited))
     };
     let mut progress = output::Progress::new(name, config.quiet);
     let result = {
@@ -122,7 +127,7 @@ async fn acquire(
         }
     };
     match result {
-        Ok((ticket, revision)) => {
+        Ok((ticket, revision, waited)) => {
             tracing::debug!("took {} after {:?}", ticket.key, started.elapsed());
             Ok(Held {
                 etcd,
@@ -131,6 +136,8 @@ async fn acquire(
                 ticket,
                 revision,
                 taken: Instant::now(),
+                taken_at: SystemTime::now(),
+                waited,
             })
         }
         Err(e) => {
@@ -187,7 +194,7 @@ async fn run_mode(config: &Config, name: &LockName, argv: &[OsString]) -> Result
         }
     };
     let watchdog = run::Watchdog::start(command.group());
-    let ended = supervise(config, &held, &mut command, &mut signals).await;
+    let ended = supervise(config, &held, &record, &mut command, &mut signals).await;
     drop(watchdog);
     drop(signals);
 
@@ -216,6 +223,7 @@ use std::os::unix::process::ExitStatusExt;
 async fn supervise(
     config: &Config,
     held: &Held,
+    record: &Record,
     command: &mut Command,
     signals: &mut Signals,
 ) -> Result<std::process::ExitStatus> {
@@ -223,10 +231,19 @@ async fn supervise(
     // margin for the signal to land and the process to die.
     let margin = (held.lease.ttl / 10).min(Duration::from_millis(500));
     let mut lease_state = held.keepalive.state.clone();
-    // Watching our own key notices an operator's --unlock at once. A short command is done
-    // before this starts, so an uncontended run costs no watch at all.
+    // Watching our own key notices an operator's --unlock at once. A waiter's record still
+    // says when it began to wait: stamp it with the time it took the lock. Both wait a
+    // moment, so a short command costs neither (and the hand-over path has no write).
     let released = async {
         sleep(Duration::from_millis(250)).await;
+        if held.waited {
+            let stamped = record.taken_at(held.taken_at, Some(held.lease.ttl));
+            if let Err(e) =
+                lock::move_to_lease(&held.etcd, &held.ticket, held.lease.id, &stamped).await
+            {
+                tracing::debug!("cannot stamp the record: {e}");
+            }
+        }
         lock::wait_released(&held.etcd, &held.ticket, held.revision).await
     };
     tokio::pin!(released);
@@ -330,7 +347,7 @@ async fn hold_on(held: &Held, min: Duration, record: &Record) {
     let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
     let moved = async {
         let lease = held.etcd.grant(Duration::from_secs(secs.max(1))).await?;
-        let record = record.taken_now(Some(lease.ttl));
+        let record = record.taken_at(held.taken_at, Some(lease.ttl));
         lock::move_to_lease(&held.etcd, &held.ticket, lease.id, &record).await
     };
     match moved.await {
@@ -355,7 +372,7 @@ async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcome> {
             Some(ttl) => Some(held.etcd.grant(ttl).await?),
             None => None,
         };
-        let record = record.taken_now(lease.map(|l| l.ttl));
+        let record = record.taken_at(held.taken_at, lease.map(|l| l.ttl));
         lock::move_to_lease(&held.etcd, &held.ticket, lease.map_or(0, |l| l.id), &record).await
     };
     let result = detached.await;

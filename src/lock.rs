@@ -62,7 +62,6 @@ impl From<&KeyValue> for Contender {
 #[derive(Debug, Clone)]
 pub struct Ticket {
     pub key: String,
-    pub lease: i64,
     /// Create revision of our key: our place in line, and the fencing token once we hold it.
     pub revision: i64,
 }
@@ -111,26 +110,23 @@ pub async fn enqueue(
         // create revision: that, not this response's revision, is our place in line.
         revision: mine.first().map_or(revision, |m| m.create_revision),
         key,
-        lease,
     };
     if newest.first().map(|c| &c.key) != Some(&ticket.key) {
         // Someone joined between that earlier attempt and this one: ask who is ahead.
-        let turn = claim(etcd, queue, &ticket, record).await?;
+        let turn = claim(etcd, queue, &ticket).await?;
         return Ok((ticket, turn));
     }
     let ahead = newest.into_iter().nth(1);
     Ok((ticket, turn(legacy, ahead, head, revision)))
 }
 
-/// Waits until we hold the lock. Wakes only when the key ahead of us is deleted; then checks
-/// again, and if nobody is ahead any more, stamps our record with the time we took the lock in
-/// the same transaction. `on_wait` hears about every new `Turn::Wait` (for progress messages).
+/// Waits until we hold the lock. Wakes only when the key ahead of us is deleted, then checks
+/// again. `on_wait` hears about every new holder (for progress messages).
 pub async fn wait_turn(
     etcd: &Etcd,
     queue: &Queue,
     ticket: &Ticket,
     mut turn: Turn,
-    record: &Record,
     mut on_wait: impl FnMut(&Contender),
 ) -> Result<i64> {
     loop {
@@ -171,15 +167,16 @@ pub async fn wait_turn(
                 if head.key == blocker.key {
                     blocker_gone.await?;
                 }
-                turn = claim(etcd, queue, ticket, record).await?;
+                turn = claim(etcd, queue, ticket).await?;
             }
         }
     }
 }
 
-/// One transaction: if our key is still there, nobody is ahead of it and there is no legacy
-/// key, the lock is ours and our record says since when; otherwise, read who is ahead now.
-async fn claim(etcd: &Etcd, queue: &Queue, ticket: &Ticket, record: &Record) -> Result<Turn> {
+/// One read-only transaction (no write on the hand-over path): if our key is still there,
+/// nobody is ahead of it and there is no legacy key, the lock is ours; otherwise, read who is
+/// ahead now.
+async fn claim(etcd: &Etcd, queue: &Queue, ticket: &Ticket) -> Result<Turn> {
     let txn = Txn::new()
         .when([
             Compare::create_revision(ticket.key.clone(), CompareOp::Equal, ticket.revision),
@@ -188,13 +185,6 @@ async fn claim(etcd: &Etcd, queue: &Queue, ticket: &Ticket, record: &Record) -> 
                 .with_prefix(),
             Compare::version(queue.legacy.clone(), CompareOp::Equal, 0),
         ])
-        .and_then([TxnOp::put(
-            ticket.key.clone(),
-            record
-                .taken_now(record.ttl.map(Duration::from_secs))
-                .to_json(),
-            Some(PutOptions::new().with_lease(ticket.lease)),
-        )])
         .or_else([
             TxnOp::get(ticket.key.clone(), None),
             TxnOp::get(

@@ -16,12 +16,6 @@ mod run;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let mut args = std::env::args_os().skip(1);
-    if let (Some(flag), Some(group)) = (args.next(), args.next()) {
-        if flag == run::WATCHDOG_ARG {
-            return ExitCode::from(run::watchdog_main(&group.to_string_lossy()));
-        }
-    }
     let cli = match cli::Cli::parse_args() {
         Ok(cli) => cli,
         Err(cli::ParseError::Clap(e)) if !e.use_stderr() => {

@@ -39,10 +39,10 @@ impl Record {
         }
     }
 
-    /// The same record, stamped as taken now (and with another TTL).
-    pub fn taken_now(&self, ttl: Option<Duration>) -> Self {
+    /// The same record, stamped as taken at `when` (and with another TTL).
+    pub fn taken_at(&self, when: SystemTime, ttl: Option<Duration>) -> Self {
         Record {
-            since: now_rfc3339(),
+            since: humantime::format_rfc3339_seconds(when).to_string(),
             ttl: ttl.map(|t| t.as_secs()),
             ..self.clone()
         }

@@ -163,50 +163,67 @@ impl Group {
     }
 }
 
-/// The hidden first argument that turns distlock into a watchdog (see `Watchdog`).
-pub const WATCHDOG_ARG: &str = "--internal-watchdog-for-group";
-
 /// Kills the command's whole process group if distlock dies without cleaning up (SIGKILL,
-/// OOM killer): the parent-death signal reaches only the command's first process, and
+/// the OOM killer): the parent-death signal reaches only the command's first process, and
 /// whatever it started must not go on working without the lock.
 ///
-/// It is distlock itself, re-executed, blocked reading a pipe that only distlock holds open:
-/// end of file means distlock is gone. On a normal exit distlock kills it first.
-pub struct Watchdog(std::process::Child);
+/// It is a forked copy of distlock blocked reading a pipe whose only writer is distlock: end of
+/// file means distlock is gone. On a normal exit distlock kills it first.
+pub struct Watchdog {
+    pid: Pid,
+    _writer: std::os::fd::OwnedFd,
+}
 
 impl Watchdog {
     pub fn start(group: Group) -> Option<Watchdog> {
-        let child = std::process::Command::new("/proc/self/exe")
-            .arg(WATCHDOG_ARG)
-            .arg(group.0.as_raw().to_string())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn();
-        match child {
-            Ok(child) => Some(Watchdog(child)),
-            Err(e) => {
-                tracing::warn!("cannot start the watchdog ({e}); if distlock is killed with SIGKILL, processes the command started may outlive the lock");
-                None
+        use nix::unistd::{fork, ForkResult};
+        use std::os::fd::AsRawFd;
+        let (reader, writer) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+            Ok(pipe) => pipe,
+            Err(e) => return Self::unavailable(e),
+        };
+        // SAFETY: after fork, in a process that may have other threads, the child only makes
+        // async-signal-safe calls (sigaction, close, read, kill, _exit), as POSIX requires.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
+                ignore_forwarded_signals();
+                drop(writer);
+                let mut byte = [0u8; 1];
+                while let Err(nix::errno::Errno::EINTR) =
+                    nix::unistd::read(reader.as_raw_fd(), &mut byte)
+                {}
+                let _ = killpg(group.0, Signal::SIGKILL);
+                // SAFETY: _exit skips Rust's and libc's exit handlers, which a forked child
+                // must not run.
+                unsafe { nix::libc::_exit(0) }
             }
+            Ok(ForkResult::Parent { child }) => Some(Watchdog {
+                pid: child,
+                _writer: writer,
+            }),
+            Err(e) => Self::unavailable(e),
         }
+    }
+
+    fn unavailable(e: nix::errno::Errno) -> Option<Watchdog> {
+        tracing::warn!(
+            "cannot start the watchdog ({e}); if distlock is killed with SIGKILL, processes the command started may outlive the lock"
+        );
+        None
     }
 }
 
 impl Drop for Watchdog {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(self.pid, None);
     }
 }
 
-/// The watchdog's whole life: ignore the signals a terminal or `kill` may send the group it
-/// shares with distlock, wait for end of file on stdin, then kill the command's group.
-pub fn watchdog_main(group: &str) -> u8 {
+/// The watchdog shares distlock's process group: a Ctrl-C or a `kill` of the group must not
+/// take it away before it has done its job.
+fn ignore_forwarded_signals() {
     use nix::sys::signal::{signal as set_handler, SigHandler};
-    let Ok(group) = group.parse::<i32>() else {
-        return 2;
-    };
     for number in FORWARDED {
         if let Ok(sig) = Signal::try_from(number) {
             // SAFETY: ignoring a signal installs no handler code.
@@ -215,9 +232,6 @@ pub fn watchdog_main(group: &str) -> u8 {
             }
         }
     }
-    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
-    let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
-    0
 }
 
 impl Drop for Command {
