@@ -653,8 +653,33 @@ fn parse_file(path: &Path, bytes: &[u8]) -> Result<FileConfig> {
     let text =
         std::str::from_utf8(bytes).map_err(|_| bad("not a text file (invalid UTF-8)".into()))?;
     // An empty or all-comment file (the packaged default) is an empty configuration.
-    let parsed: Option<FileConfig> = serde_yaml::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let parsed: Option<FileConfig> = serde_yaml::from_str(text).map_err(|e| {
+        let message = e.to_string();
+        if message.contains(" line ") {
+            bad(message)
+        } else {
+            bad(format!("line {}: {message}", line_of_error(text, &message)))
+        }
+    })?;
     Ok(parsed.unwrap_or_default())
+}
+
+/// serde_yaml gives some errors no position (a duplicate key, a key in a flow mapping, a
+/// document that is not a mapping). Find the line of the key the message names, in backticks;
+/// a duplicate is reported where it is repeated, so take the last line that has it.
+fn line_of_error(text: &str, message: &str) -> usize {
+    let key = message.split('`').nth(1).unwrap_or_default();
+    let starts_with_key = |line: &str| {
+        let line = line.trim_start().trim_start_matches(['{', '-', ' ']);
+        let line = line.trim_start_matches(['"', '\'']);
+        !key.is_empty() && line.starts_with(key)
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| starts_with_key(line))
+        .map(|(i, _)| i + 1)
+        .last()
+        .unwrap_or(1)
 }
 
 fn io_reason(e: &std::io::Error) -> String {
@@ -841,6 +866,15 @@ mod tests {
             text.contains("timeout") && text.contains("line 2"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn yaml_errors_without_a_position_still_name_a_line() {
+        let path = Path::new("x.yaml");
+        let err = parse_file(path, b"reason: a\nttl: 5\nttl: 6\n").unwrap_err();
+        assert!(err.to_string().contains("line 3"), "{err}");
+        let err = parse_file(path, b"just a sentence").unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
     }
 
     #[test]

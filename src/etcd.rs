@@ -20,11 +20,22 @@ pub struct Etcd {
     client: Client,
     maxtime: Duration,
     endpoints: String,
+    /// Who needs which access, for a refusal: `user locker needs readwrite on /distlock/`.
+    access: String,
 }
 
 impl Etcd {
     pub async fn connect(config: &Config) -> Result<Etcd> {
         let endpoints = config.endpoints.join(",");
+        let access = format!(
+            "{} needs readwrite on the prefix {}",
+            config
+                .security
+                .user
+                .as_deref()
+                .map_or("the client".to_string(), |u| format!("user {u}")),
+            config.prefix
+        );
         // No client-wide request timeout: it would also cut long watches. Every unary call
         // gets `maxtime` through `call` instead.
         // HTTP/2 pings find a member that stopped answering without closing the connection
@@ -33,8 +44,11 @@ impl Etcd {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(config.maxtime)
             .with_keep_alive(ping, ping);
+        let tls_files = [&config.security.cacert, &config.security.cert];
         if config.endpoints.iter().any(|e| e.starts_with("https://")) {
             options = options.with_tls(tls_options(&config.security)?);
+        } else if tls_files.iter().any(|f| f.is_some()) {
+            tracing::warn!("no endpoint is https://, so the TLS certificates given are not used");
         }
         if let (Some(user), Some(password)) = (&config.security.user, &config.security.password) {
             options = options.with_user(user, password);
@@ -45,12 +59,13 @@ impl Etcd {
         )
         .await
         .map_err(|_| unreachable(&endpoints, config.maxtime))?
-        .map_err(|e| describe(&endpoints, "connect", e))?;
+        .map_err(|e| describe(&endpoints, &access, "connect", e))?;
         tracing::debug!("connecting to {endpoints}");
         Ok(Etcd {
             client,
             maxtime: config.maxtime,
             endpoints,
+            access,
         })
     }
 
@@ -75,8 +90,10 @@ impl Etcd {
             tracing::trace!("etcd request: {what} (up to {this_try:?})");
             let error = match timeout(this_try, request(self.client.clone())).await {
                 Ok(Ok(value)) => return Ok(value),
-                Ok(Err(e)) if !is_transient(&e) => return Err(describe(&self.endpoints, what, e)),
-                Ok(Err(e)) => describe(&self.endpoints, what, e),
+                Ok(Err(e)) if !is_transient(&e) => {
+                    return Err(describe(&self.endpoints, &self.access, what, e))
+                }
+                Ok(Err(e)) => describe(&self.endpoints, &self.access, what, e),
                 Err(_) => unreachable(&self.endpoints, self.maxtime),
             };
             if Instant::now() + RETRY_PAUSE >= deadline {
@@ -88,9 +105,9 @@ impl Etcd {
     }
 
     pub async fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse> {
-        self.call(what, |mut c| {
+        self.call(what, |c| {
             let txn = txn.clone();
-            async move { c.txn(txn).await }
+            async move { kv(&c).txn(txn).await }
         })
         .await
     }
@@ -101,9 +118,9 @@ impl Etcd {
         key: &str,
         options: Option<GetOptions>,
     ) -> Result<GetResponse> {
-        self.call(what, |mut c| {
+        self.call(what, |c| {
             let options = options.clone();
-            async move { c.get(key, options).await }
+            async move { kv(&c).get(key, options).await }
         })
         .await
     }
@@ -258,21 +275,43 @@ async fn keep_alive_loop(
     }
 }
 
+/// A KV client that takes any answer etcd sends: other tools may keep large values under the
+/// prefix, and tonic's default limit (4 MiB) would turn reading them into a failure.
+fn kv(client: &Client) -> etcd_client::KvClient {
+    client.kv_client().max_decoding_message_size(usize::MAX)
+}
+
 /// TLS for https:// endpoints: the given CA or the system's roots, and a client certificate
 /// for mutual TLS when one is configured.
 fn tls_options(security: &Security) -> Result<TlsOptions> {
-    let read = |path: &std::path::Path, what: &str| {
-        std::fs::read(path)
-            .map_err(|e| Error::Usage(format!("cannot read the {what} {}: {e}", path.display())))
+    // A file that is not the PEM it should be is a configuration error (exit 2), found before
+    // anything is sent; left to the TLS library it would look like an unreachable etcd.
+    let read = |path: &std::path::Path, what: &str, label: &str| {
+        let pem = std::fs::read(path)
+            .map_err(|e| Error::Usage(format!("cannot read the {what} {}: {e}", path.display())))?;
+        let text = String::from_utf8_lossy(&pem);
+        if !text.contains("-----BEGIN ") || !text.contains(&format!("{label}-----")) {
+            return Err(Error::Usage(format!(
+                "the {what} {} is not a PEM file with a {label}",
+                path.display()
+            )));
+        }
+        Ok(pem)
     };
     let mut tls = TlsOptions::new();
     tls = match &security.cacert {
-        Some(path) => tls.ca_certificate(Certificate::from_pem(read(path, "CA certificate")?)),
+        Some(path) => tls.ca_certificate(Certificate::from_pem(read(
+            path,
+            "CA certificate",
+            "CERTIFICATE",
+        )?)),
         None => tls.with_native_roots(),
     };
     if let (Some(cert), Some(key)) = (&security.cert, &security.key) {
-        let identity =
-            Identity::from_pem(read(cert, "client certificate")?, read(key, "client key")?);
+        let identity = Identity::from_pem(
+            read(cert, "client certificate", "CERTIFICATE")?,
+            read(key, "client key", "PRIVATE KEY")?,
+        );
         tls = tls.identity(identity);
     }
     Ok(tls)
@@ -289,6 +328,14 @@ fn unreachable(endpoints: &str, maxtime: Duration) -> Error {
 /// electing a leader. A refusal (permissions, bad request, wrong password) is final.
 fn is_transient(error: &etcd_client::Error) -> bool {
     use tonic::Code;
+    let cause = match error {
+        etcd_client::Error::GRpcStatus(status) => status_detail(status),
+        etcd_client::Error::TransportError(e) => root_cause(e),
+        other => other.to_string(),
+    };
+    if is_certificate_problem(&cause) {
+        return false;
+    }
     match error {
         etcd_client::Error::GRpcStatus(status) => match status.code() {
             Code::Unavailable | Code::DeadlineExceeded | Code::Aborted => true,
@@ -303,9 +350,14 @@ fn is_transient(error: &etcd_client::Error) -> bool {
 }
 
 /// One line for an etcd failure: what we were doing, and what etcd or the network said.
-fn describe(endpoints: &str, what: &str, error: etcd_client::Error) -> Error {
+fn describe(endpoints: &str, access: &str, what: &str, error: etcd_client::Error) -> Error {
     use tonic::Code;
     let unreachable = |detail: &str| {
+        if is_certificate_problem(detail) {
+            return Error::Etcd(format!(
+                "cannot {what}: the TLS handshake with etcd at {endpoints} failed ({detail}); check --cacert (the CA that signed etcd's server certificate) and --cert/--key"
+            ));
+        }
         Error::Etcd(format!(
             "cannot reach etcd at {endpoints} ({detail}); check that etcd runs there and the endpoints are right"
         ))
@@ -316,9 +368,23 @@ fn describe(endpoints: &str, what: &str, error: etcd_client::Error) -> Error {
                 "etcd rejected the credentials ({}); check the user and password",
                 status.message()
             ),
+            // etcd 3.4 answers a wrong user or password with InvalidArgument.
+            Code::InvalidArgument if status.message().contains("authentication failed") => {
+                format!(
+                    "etcd rejected the credentials ({}); check the user and password",
+                    status.message()
+                )
+            }
             Code::PermissionDenied => format!(
-                "etcd denied permission ({}); the user needs readwrite on the lock prefix",
+                "etcd denied permission ({}); {access}",
                 status.message()
+            ),
+            // A server that requires a client certificate (--client-cert-auth) and does not
+            // trust ours closes the connection after the TLS 1.3 handshake: all the request
+            // sees is "operation was canceled".
+            Code::Cancelled if endpoints.contains("https://") => format!(
+                "etcd closed the connection ({}); if it requires client certificates (--client-cert-auth), give --cert and --key signed by a CA it trusts",
+                status_detail(status)
             ),
             // tonic reports a failed dial as Unknown "transport error".
             Code::Unavailable | Code::DeadlineExceeded => {
@@ -335,6 +401,11 @@ fn describe(endpoints: &str, what: &str, error: etcd_client::Error) -> Error {
     Error::Etcd(format!("cannot {what}: {detail}"))
 }
 
+/// A TLS verification failure: no other try or endpoint will do better.
+fn is_certificate_problem(detail: &str) -> bool {
+    detail.contains("certificate") || detail.contains("TLS private key")
+}
+
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or(text)
 }
@@ -343,7 +414,14 @@ fn first_line(text: &str) -> &str {
 fn status_detail(status: &tonic::Status) -> String {
     use std::error::Error as _;
     match status.source() {
-        Some(source) => format!("{}: {}", first_line(status.message()), root_cause(source)),
+        Some(source) => {
+            let (message, cause) = (first_line(status.message()), root_cause(source));
+            if message.contains(&cause) {
+                message.to_string()
+            } else {
+                format!("{message}: {cause}")
+            }
+        }
         None => first_line(status.message()).to_string(),
     }
 }
