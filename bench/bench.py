@@ -361,7 +361,7 @@ def main():
 
     try:
         subprocess.run(["bash", os.path.join(ROOT, "scripts/setup")], check=True,
-                       stdin=subprocess.DEVNULL, env=dict(os.environ, DISTLOCK_SETUP_BENCH="1"))
+                       stdin=subprocess.DEVNULL, env=dict(os.environ, DISTLOCK_SETUP_BENCH="1", DISTLOCK_SETUP_PACKAGING="0"))
     except subprocess.CalledProcessError:
         return 3
     if not args.no_build:

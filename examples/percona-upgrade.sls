@@ -1,0 +1,49 @@
+# Salt: upgrade the Percona server packages on one minion of a cluster at a time.
+#
+# The lock is taken in one state (distlock --lock) and given back in another (--unlock) once
+# the change is done, so it covers the package upgrade and the restart that follows it:
+#
+#   1. distlock-take-percona runs only when an upgrade is pending (onlyif), and waits in the
+#      lock's queue (up to 30 minutes) while another minion upgrades.
+#   2. percona-upgrade upgrades the package, and percona-service restarts the server on it.
+#   3. distlock-release-percona runs only when step 1 ran (onchanges), and only when steps 1
+#      and 2 succeeded (require: Salt does not run a state whose requisite failed).
+#
+# If the upgrade fails, the lock stays held on purpose: no other minion starts its own upgrade
+# until a person has looked. `distlock --lock-name=percona_prod --status` shows who holds it and
+# why; `distlock --lock-name=percona_prod --unlock` (from any node) gives it back.
+#
+# Apply it to the whole cluster at once (salt 'db*' state.apply percona-upgrade): the lock, not
+# Salt's batching, keeps the upgrades one at a time. distlock reads the etcd endpoints from
+# /etc/distlock/distlock.yaml (or DISTLOCK_ENDPOINTS).
+
+distlock-take-percona:
+  cmd.run:
+    - name: >-
+        distlock --lock-name=percona_prod --lock --timeout=30m
+        --reason="Salt: upgrade percona-server-server on {{ grains['id'] }}"
+    # Only when there is something to upgrade; apt-get -s simulates and needs no lock.
+    - onlyif: apt-get -s -o Debug::NoLocking=1 install --only-upgrade percona-server-server | grep -q '^Inst '
+    - timeout: 1900
+
+percona-upgrade:
+  pkg.latest:
+    - name: percona-server-server
+    - require:
+      - cmd: distlock-take-percona
+
+percona-service:
+  service.running:
+    - name: mysql
+    - enable: True
+    - watch:
+      - pkg: percona-upgrade
+
+distlock-release-percona:
+  cmd.run:
+    - name: distlock --lock-name=percona_prod --unlock
+    - onchanges:
+      - cmd: distlock-take-percona
+    - require:
+      - pkg: percona-upgrade
+      - service: percona-service
