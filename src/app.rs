@@ -11,6 +11,7 @@ use crate::record::Record;
 use crate::run::{self, Command, Signals};
 use std::cell::RefCell;
 use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, SystemTime};
 use tokio::time::{sleep, sleep_until, Instant};
 
@@ -214,8 +215,6 @@ async fn run_mode(config: &Config, name: &LockName, argv: &[OsString]) -> Result
         _ => Outcome::Code(run::shell_status(status)),
     })
 }
-
-use std::os::unix::process::ExitStatusExt;
 
 /// Waits for the command while keeping watch on the lock. Signals go on to the command. If the
 /// lock is lost, the command is stopped (or, with `--on-lost=warn`, left to finish) and the

@@ -73,16 +73,8 @@ fn run(cmd: &mut assert_cmd::Command) -> Run {
 
 /// Parses `--lock`'s stdout: exactly `DISTLOCK_KEY=...` and `DISTLOCK_FENCING_TOKEN=...`.
 fn parse_lock_output(r: &Run) -> (String, i64) {
-    let lines: Vec<&str> = r.stdout.lines().collect();
-    assert_eq!(lines.len(), 2, "--lock must print exactly two lines: {r}");
-    let key = lines[0]
-        .strip_prefix("DISTLOCK_KEY=")
-        .unwrap_or_else(|| panic!("line 1: {r}"));
-    let token = lines[1]
-        .strip_prefix("DISTLOCK_FENCING_TOKEN=")
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| panic!("line 2: {r}"));
-    (key.to_string(), token)
+    parse_lock_stdout(&r.stdout)
+        .unwrap_or_else(|| panic!("--lock must print exactly the key and token lines: {r}"))
 }
 
 /// `distlock --lock-name=<name> --lock <extra>`, asserted to succeed; returns key and token.

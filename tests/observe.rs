@@ -139,16 +139,8 @@ fn lock(etcd: &Etcd, p: &str, name: &str, extra: &[&str]) -> (String, i64) {
         .arg("--lock")
         .args(extra));
     r.code(0);
-    let lines: Vec<&str> = r.stdout.lines().collect();
-    assert_eq!(lines.len(), 2, "--lock must print exactly two lines: {r}");
-    let key = lines[0]
-        .strip_prefix("DISTLOCK_KEY=")
-        .unwrap_or_else(|| panic!("line 1: {r}"));
-    let token = lines[1]
-        .strip_prefix("DISTLOCK_FENCING_TOKEN=")
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| panic!("line 2: {r}"));
-    (key.to_string(), token)
+    parse_lock_stdout(&r.stdout)
+        .unwrap_or_else(|| panic!("--lock must print exactly the key and token lines: {r}"))
 }
 
 /// `sh` with the same clean environment `distlock()` has, and `$DL` set to the binary.

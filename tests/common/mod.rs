@@ -764,3 +764,15 @@ pub fn etcdctl_lock(endpoints: &str, name: &str, cmd: &[&str]) -> Bg {
     }
     Bg::spawn(c, "etcdctl lock")
 }
+
+/// Parses `--lock`'s stdout: exactly `DISTLOCK_KEY=...` then `DISTLOCK_FENCING_TOKEN=...`.
+pub fn parse_lock_stdout(stdout: &str) -> Option<(String, i64)> {
+    let mut lines = stdout.lines();
+    let key = lines.next()?.strip_prefix("DISTLOCK_KEY=")?;
+    let token = lines
+        .next()?
+        .strip_prefix("DISTLOCK_FENCING_TOKEN=")?
+        .parse()
+        .ok()?;
+    lines.next().is_none().then(|| (key.to_string(), token))
+}
