@@ -138,7 +138,8 @@ pub async fn wait_turn(
                 revision,
             } => {
                 on_wait(&head);
-                let blocker_gone = wait_deleted(etcd, &blocker.key, revision);
+                let blocker_gone =
+                    wait_deleted(etcd, &blocker.key, blocker.create_revision, revision);
                 tokio::pin!(blocker_gone);
                 // To say when the holder changes, a waiter also watches the holder's key. That
                 // costs each waiter an event and a read per change of holder, so only waits
@@ -149,7 +150,8 @@ pub async fn wait_turn(
                 while head.key != blocker.key {
                     let head_gone = async {
                         tokio::time::sleep(delay).await;
-                        wait_deleted(etcd, &head.key, head.create_revision).await
+                        // Read long ago, or from `holder` just now: look it up once (0).
+                        wait_deleted(etcd, &head.key, head.create_revision, 0).await
                     };
                     tokio::select! {
                         gone = &mut blocker_gone => { gone?; break; }
@@ -233,17 +235,28 @@ fn turn(
     }
 }
 
-/// Returns once `key` is deleted at or after `revision + 1`, or when the watch ends for any
-/// other reason (the caller then looks again). Starting the watch from the revision we read
-/// the key at means a deletion in between is not missed.
-async fn wait_deleted(etcd: &Etcd, key: &str, revision: i64) -> Result<()> {
-    let options = WatchOptions::new()
-        .with_start_revision(revision + 1)
-        .with_filters([WatchFilterType::NoPut]);
+/// Returns once the key `key` created at revision `created` is gone, or when the watch ends
+/// for any other reason (the caller then looks again). `read_at` is the revision at which we
+/// last saw the key.
+///
+/// The watch starts from "now", not from `read_at`: etcd serves a watch that starts in the past
+/// from a background loop that catches up every 100 ms, which would add up to 100 ms to a
+/// hand-over. If anything was written between `read_at` and the watch's start, the key may
+/// already be gone unseen, so it is looked up once; usually nothing was and no request is
+/// added.
+async fn wait_deleted(etcd: &Etcd, key: &str, created: i64, read_at: i64) -> Result<()> {
+    let options = WatchOptions::new().with_filters([WatchFilterType::NoPut]);
     let mut stream = etcd.watch("watch the lock", key, options).await?;
     loop {
         match stream.message().await {
             Ok(Some(response)) => {
+                let started_at = response.header().map_or(i64::MAX, |h| h.revision());
+                if response.created() && started_at > read_at {
+                    let now = etcd.get("check the lock", key, None).await?;
+                    if now.kvs().first().map(|kv| kv.create_revision()) != Some(created) {
+                        return Ok(());
+                    }
+                }
                 let deleted = response
                     .events()
                     .iter()
@@ -267,11 +280,20 @@ async fn wait_deleted(etcd: &Etcd, key: &str, revision: i64) -> Result<()> {
 /// a broken watch or an unreachable member is not a lost lock (the lease deadline, watched
 /// elsewhere, decides when etcd has been unreachable for too long).
 pub async fn wait_released(etcd: &Etcd, ticket: &Ticket, revision: i64) {
+    let mut read_at = revision;
     loop {
-        if wait_deleted(etcd, &ticket.key, revision).await.is_ok() {
+        if wait_deleted(etcd, &ticket.key, ticket.revision, read_at)
+            .await
+            .is_ok()
+        {
             match etcd.get("check the lock", &ticket.key, None).await {
-                Ok(response) if response.kvs().is_empty() => return,
-                Ok(_) => continue,
+                Ok(response) => match response.kvs().first() {
+                    Some(kv) if kv.create_revision() == ticket.revision => {
+                        read_at = response.header().map_or(read_at, |h| h.revision());
+                        continue;
+                    }
+                    _ => return,
+                },
                 Err(e) => tracing::debug!("{e}"),
             }
         }

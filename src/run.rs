@@ -215,8 +215,9 @@ impl Watchdog {
 
 impl Drop for Watchdog {
     fn drop(&mut self) {
+        // Once SIGKILL is sent the watchdog never runs another instruction, so there is no
+        // need to wait for it here: distlock's exit hands the zombie to init.
         let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(self.pid, None);
     }
 }
 
