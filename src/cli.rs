@@ -134,8 +134,8 @@ pub struct Cli {
     #[arg(long, env = "DISTLOCK_CERT", value_name = "FILE")]
     pub cert: Option<String>,
 
-    /// Client private key (PEM) for mutual TLS. Its variable is DISTLOCK_KEY_FILE because
-    /// DISTLOCK_KEY is the lock key distlock gives the command.
+    /// Client private key (PEM) for mutual TLS. Also DISTLOCK_KEY, etcdctl-style, except under
+    /// a distlock that set DISTLOCK_KEY (the lock key) itself
     #[arg(long, env = "DISTLOCK_KEY_FILE", value_name = "FILE")]
     pub key: Option<String>,
 

@@ -529,7 +529,17 @@ impl Config {
             String::clone,
         )?;
         let cert = l.setting("cert", &cli.cert, file.cert, None, text, String::clone)?;
-        let key = l.setting("key", &cli.key, file.key, None, text, String::clone)?;
+        let key = match (&cli.key, etcdctl_style_key()) {
+            (None, Some(path)) => {
+                l.settings.push(Setting {
+                    key: "key",
+                    value: path.clone(),
+                    source: Source::Env("DISTLOCK_KEY".into()),
+                });
+                Some(path)
+            }
+            _ => l.setting("key", &cli.key, file.key, None, text, String::clone)?,
+        };
         if cert.is_some() != key.is_some() {
             let (given, missing) = if cert.is_some() {
                 ("cert", "key")
@@ -608,6 +618,20 @@ impl Config {
             settings: l.settings,
         })
     }
+}
+
+/// The client key from DISTLOCK_KEY, etcdctl-style, unless distlock itself set that variable:
+/// run mode gives the command DISTLOCK_KEY (the lock's key) together with
+/// DISTLOCK_LOCK_NAME, and `eval "$(distlock --lock)"` sets it with DISTLOCK_FENCING_TOKEN. A
+/// distlock started under either must not read the lock key as a TLS key file.
+/// DISTLOCK_KEY_FILE says the same without that ambiguity.
+fn etcdctl_style_key() -> Option<String> {
+    let set_by_distlock = ["DISTLOCK_LOCK_NAME", "DISTLOCK_FENCING_TOKEN"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    std::env::var("DISTLOCK_KEY")
+        .ok()
+        .filter(|k| !k.is_empty() && !set_by_distlock)
 }
 
 /// The password from DISTLOCK_PASSWORD, else the first line of the password file: never from

@@ -397,6 +397,20 @@ fn tls_with_client_certificate_from_the_environment() {
         "distlock inside distlock, TLS from the environment",
     );
     assert!(etcd.keys(&p).is_empty());
+
+    // etcdctl's spelling, DISTLOCK_KEY for the client key, works where distlock did not set
+    // that variable itself.
+    lock_unlock_and_run(
+        "env DISTLOCK_KEY",
+        || {
+            let mut cmd = distlock_std(&etcd.endpoint(), &p);
+            cmd.env("DISTLOCK_CACERT", pki.ca())
+                .env("DISTLOCK_CERT", pki.cert())
+                .env("DISTLOCK_KEY", pki.key());
+            cmd
+        },
+        || etcd.keys(&p).len(),
+    );
 }
 
 #[test]
