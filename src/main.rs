@@ -25,9 +25,17 @@ fn main() -> ExitCode {
         }
         Err(e) => return fail(&error::Error::Usage(e.to_string()), false),
     };
+    // A configuration error comes before logging is set up from the configuration; a log
+    // shipper that asked for JSON on the command line or in the environment still gets JSON.
+    let json_asked = cli.log_format.as_deref() == Some("json");
     let config = match config::Config::resolve(cli) {
         Ok(config) => config,
-        Err(e) => return fail(&e, false),
+        Err(e) => {
+            if json_asked {
+                output::init_logging(config::Format::Json, false, 0);
+            }
+            return fail(&e, json_asked);
+        }
     };
     output::init_logging(config.log_format, config.quiet, config.verbose);
     let json_logs = config.log_format == config::Format::Json;

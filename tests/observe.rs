@@ -1506,4 +1506,12 @@ fn json_log_format_makes_every_stderr_line_json_and_results_stay_on_stdout() {
     assert_eq!(r.stdout, "", "{r}");
     let lines = json_lines(&r);
     assert!(lines.iter().any(|l| message(l).contains("removed")), "{r}");
+
+    // A configuration error, before any configuration could be read, is JSON too.
+    let r = run(distlock(&etcd, &p).args(["--lock-name=a/b", "--lock", "--log-format=json"]));
+    r.code(2);
+    let lines = json_lines(&r);
+    assert_eq!(lines.len(), 1, "{r}");
+    assert_eq!(lines[0]["fields"]["exit_code"], 2, "{r}");
+    assert!(message(&lines[0]).contains("lock name"), "{r}");
 }
