@@ -159,9 +159,25 @@ pub struct Cli {
     #[arg(value_name = "COMMAND", allow_hyphen_values = true)]
     pub command: Vec<OsString>,
 
-    /// Ids of the options whose value came from a DISTLOCK_* variable, not a flag.
+    /// How each option that was given was spelled, by clap id, worked out while parsing.
     #[arg(skip)]
-    pub from_env: Vec<String>,
+    pub given: Vec<(String, Given)>,
+}
+
+/// How the user gave an option: the flag typed, or the variable that was set.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Given {
+    Flag(String),
+    Env(String),
+}
+
+impl Given {
+    /// `--lock-name` or `DISTLOCK_LOCKNAME`.
+    pub fn name(&self) -> &str {
+        match self {
+            Given::Flag(name) | Given::Env(name) => name,
+        }
+    }
 }
 
 impl Cli {
@@ -178,29 +194,28 @@ impl Cli {
     }
 
     pub fn parse_from_args(args: Vec<OsString>) -> Result<Cli, ParseError> {
-        let args = go_style_to_gnu(args).map_err(ParseError::UnknownOption)?;
-        let matches = Cli::command().try_get_matches_from(args)?;
+        let mut cmd = Cli::command();
+        let args = go_style_to_gnu(&cmd, args).map_err(ParseError::UnknownOption)?;
+        let matches = cmd.try_get_matches_from_mut(args)?;
         let mut cli = Cli::from_arg_matches(&matches)?;
-        cli.from_env = matches
-            .ids()
-            .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::EnvVariable))
-            .map(|id| id.to_string())
+        cli.given = cmd
+            .get_arguments()
+            .filter_map(|arg| {
+                let id = arg.get_id().as_str();
+                let given = match matches.value_source(id)? {
+                    ValueSource::EnvVariable => Given::Env(arg.get_env()?.to_string_lossy().into()),
+                    ValueSource::CommandLine => Given::Flag(format!("--{}", arg.get_long()?)),
+                    _ => return None,
+                };
+                Some((id.to_string(), given))
+            })
             .collect();
         Ok(cli)
     }
 
-    /// How the user spelled the option with clap id `id`: `--lock-name` or `DISTLOCK_LOCKNAME`.
-    pub fn origin(&self, id: &str) -> String {
-        let cmd = Cli::command();
-        let arg = cmd.get_arguments().find(|a| a.get_id() == id);
-        match arg {
-            Some(arg) if self.from_env.iter().any(|e| e == id) => arg
-                .get_env()
-                .map(|e| e.to_string_lossy().into_owned())
-                .unwrap_or_else(|| id.to_string()),
-            Some(arg) => format!("--{}", arg.get_long().unwrap_or(id)),
-            None => id.to_string(),
-        }
+    /// How the option with clap id `id` was given, if it was.
+    pub fn given(&self, id: &str) -> Option<&Given> {
+        self.given.iter().find(|(i, _)| i == id).map(|(_, g)| g)
     }
 }
 
@@ -242,8 +257,7 @@ impl std::fmt::Display for ParseError {
 ///
 /// A word that looks like an option but is not one of ours is an error, not the start of the
 /// command: a typo such as `--nowiat backup.sh` must not run backup.sh under a waiting lock.
-pub fn go_style_to_gnu(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
-    let cmd = Cli::command();
+pub fn go_style_to_gnu(cmd: &clap::Command, args: Vec<OsString>) -> Result<Vec<OsString>, String> {
     let takes_value = |long: &str| match long {
         "help" | "version" => Some(false),
         _ => cmd
@@ -297,7 +311,7 @@ mod tests {
     }
 
     fn rewrite(args: &[&str]) -> Vec<String> {
-        go_style_to_gnu(args.iter().map(OsString::from).collect())
+        go_style_to_gnu(&Cli::command(), args.iter().map(OsString::from).collect())
             .unwrap()
             .into_iter()
             .map(|a| a.into_string().unwrap())
@@ -340,15 +354,18 @@ mod tests {
     #[test]
     fn unknown_options_before_the_command_are_errors() {
         assert_eq!(
-            go_style_to_gnu(args(&["distlock", "--nowiat", "backup.sh"])),
+            go_style_to_gnu(
+                &Cli::command(),
+                args(&["distlock", "--nowiat", "backup.sh"])
+            ),
             Err("--nowiat".to_string())
         );
         assert_eq!(
-            go_style_to_gnu(args(&["distlock", "-x", "backup.sh"])),
+            go_style_to_gnu(&Cli::command(), args(&["distlock", "-x", "backup.sh"])),
             Err("-x".to_string())
         );
-        assert!(go_style_to_gnu(args(&["distlock", "--", "--nowiat"])).is_ok());
-        assert!(go_style_to_gnu(args(&["distlock", "--help"])).is_ok());
+        assert!(go_style_to_gnu(&Cli::command(), args(&["distlock", "--", "--nowiat"])).is_ok());
+        assert!(go_style_to_gnu(&Cli::command(), args(&["distlock", "--help"])).is_ok());
     }
 
     #[test]

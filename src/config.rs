@@ -1,7 +1,7 @@
 //! The resolved configuration the rest of distlock runs on: built-in defaults, then the YAML
 //! file, then `DISTLOCK_*` variables, then flags, validated into typed values once, here.
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Given};
 use crate::error::{Error, Result};
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
@@ -205,12 +205,27 @@ impl Layers<'_> {
     }
 
     fn cli_source(&self, key: &str) -> Source {
-        let origin = self.cli.origin(Self::id(key));
-        if origin.starts_with("--") {
-            Source::Flag(origin)
-        } else {
-            Source::Env(origin)
+        match self.cli.given(Self::id(key)) {
+            Some(Given::Flag(name)) => Source::Flag(name.clone()),
+            Some(Given::Env(name)) => Source::Env(name.clone()),
+            None => Source::Default,
         }
+    }
+
+    /// Records a setting whose value and source were worked out by the caller.
+    fn record<T>(
+        &mut self,
+        key: &'static str,
+        value: T,
+        source: Source,
+        show: impl Fn(&T) -> String,
+    ) -> T {
+        self.settings.push(Setting {
+            key,
+            value: show(&value),
+            source,
+        });
+        value
     }
 
     /// One setting: the flag or variable (text, parsed here so the error can say which), else
@@ -228,7 +243,7 @@ impl Layers<'_> {
         let cli = cli
             .as_deref()
             .map(|t| {
-                let origin = self.cli.origin(Self::id(key));
+                let origin = self.cli.given(Self::id(key)).map_or(key, Given::name);
                 parse(t).map_err(|e| Error::Usage(format!("{origin}={t:?}: {e}")))
             })
             .transpose()?;
@@ -237,13 +252,9 @@ impl Layers<'_> {
             (None, Some(v), _) => (Some(v), Source::File(self.file.clone().unwrap_or_default())),
             (None, None, v) => (v, Source::Default),
         };
-        let shown = value.as_ref().map_or("(not set)".into(), &show);
-        self.settings.push(Setting {
-            key,
-            value: shown,
-            source,
-        });
-        Ok(value)
+        Ok(self.record(key, value, source, |v| {
+            v.as_ref().map_or("(not set)".into(), &show)
+        }))
     }
 
     /// Where the value of `key` came from, for an error message about it.
@@ -334,7 +345,7 @@ impl Config {
                 cli.command[0].to_string_lossy()
             )));
         }
-        if cli.nowait && cli.timeout.is_some() && !cli.from_env.iter().any(|id| id == "timeout") {
+        if cli.nowait && matches!(cli.given("timeout"), Some(Given::Flag(_))) {
             if let Ok(Wait::Upto(d)) = parse_timeout(cli.timeout.as_deref().unwrap_or_default()) {
                 if !d.is_zero() {
                     return Err(Error::Usage(
@@ -389,26 +400,25 @@ impl Config {
                 reason.len()
             )));
         }
-        // --nowait overrides a timeout from the environment or the file.
-        let timeout = if cli.nowait {
-            Some("0".to_string())
-        } else {
-            cli.timeout.clone()
-        };
         let show_wait = |w: &Wait| match w {
             Wait::Forever => "-1 (wait forever)".to_string(),
             Wait::Upto(d) => show_duration(d),
         };
-        let wait = l
-            .setting(
+        let wait = if cli.nowait {
+            // --nowait overrides a timeout from the environment or the file.
+            let nowait = Source::Flag("--nowait".into());
+            l.record("timeout", Wait::Upto(Duration::ZERO), nowait, show_wait)
+        } else {
+            l.setting(
                 "timeout",
-                &timeout,
+                &cli.timeout,
                 file.timeout,
                 Some(Wait::Forever),
                 parse_timeout,
                 show_wait,
             )?
-            .unwrap_or(Wait::Forever);
+            .unwrap_or(Wait::Forever)
+        };
         let default_endpoints = Some(vec![DEFAULT_ENDPOINT.to_string()]);
         let endpoints = l
             .setting(
@@ -531,12 +541,8 @@ impl Config {
         let cert = l.setting("cert", &cli.cert, file.cert, None, text, String::clone)?;
         let key = match (&cli.key, etcdctl_style_key()) {
             (None, Some(path)) => {
-                l.settings.push(Setting {
-                    key: "key",
-                    value: path.clone(),
-                    source: Source::Env("DISTLOCK_KEY".into()),
-                });
-                Some(path)
+                let source = Source::Env("DISTLOCK_KEY".into());
+                Some(l.record("key", path, source, String::clone))
             }
             _ => l.setting("key", &cli.key, file.key, None, text, String::clone)?,
         };
@@ -562,25 +568,22 @@ impl Config {
         )?;
         let password = read_password(password_file.as_deref())
             .map_err(|e| Error::Usage(format!("{e} (from {})", l.source_of("password_file"))))?;
-        l.settings.push(Setting {
-            key: "password",
-            value: if password.is_some() {
-                "(set, hidden)"
-            } else {
-                "(not set)"
-            }
-            .into(),
-            // Where the password file was named, or the variable.
-            source: match (&password, &password_file) {
-                (None, _) => Source::Default,
-                (Some(_), Some(_)) => l
-                    .settings
-                    .iter()
-                    .find(|s| s.key == "password_file")
-                    .map_or(Source::Default, |s| s.source.clone()),
-                (Some(_), None) => Source::Env("DISTLOCK_PASSWORD".into()),
-            },
-        });
+        // Where the password file was named, or the variable.
+        let source = match (&password, &password_file) {
+            (None, _) => Source::Default,
+            (Some(_), Some(_)) => l
+                .settings
+                .iter()
+                .find(|s| s.key == "password_file")
+                .map_or(Source::Default, |s| s.source.clone()),
+            (Some(_), None) => Source::Env("DISTLOCK_PASSWORD".into()),
+        };
+        let shown = if password.is_some() {
+            "(set, hidden)"
+        } else {
+            "(not set)"
+        };
+        l.record("password", shown.to_string(), source, String::clone);
         if password.is_some() && user.is_none() {
             return Err(Error::Usage(
                 "a password was given but no --user (DISTLOCK_USER, user)".into(),

@@ -10,7 +10,6 @@
 mod common;
 
 use std::ffi::OsStr;
-use std::fmt;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -23,56 +22,6 @@ use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// The outcome of one distlock run, printable in assertion messages.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl fmt::Display for Run {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-impl Run {
-    fn code(&self, expected: i32) -> &Run {
-        assert_eq!(self.code, expected, "unexpected exit code: {self}");
-        assert!(
-            !self.stderr.contains("panicked"),
-            "distlock panicked: {self}"
-        );
-        self
-    }
-
-    /// stdout parsed as one JSON document.
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self}"))
-    }
-
-    fn stderr_lines(&self) -> Vec<&str> {
-        self.stderr.lines().collect()
-    }
-}
-
-fn run(cmd: &mut assert_cmd::Command) -> Run {
-    let out = cmd
-        .timeout(Duration::from_secs(30))
-        .output()
-        .expect("cannot run distlock");
-    Run {
-        code: shell_status(out.status),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// No raw ESC (or other C0 control but newline) may reach an operator's terminal or a mail.
 fn assert_no_raw_controls(text: &str, what: &str) {

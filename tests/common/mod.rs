@@ -776,3 +776,69 @@ pub fn parse_lock_stdout(stdout: &str) -> Option<(String, i64)> {
         .ok()?;
     lines.next().is_none().then(|| (key.to_string(), token))
 }
+
+/// The outcome of one distlock run, printable in assertion messages.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub took: Duration,
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {} after {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.code, self.took, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Run {
+    /// Asserts the exit code, showing everything when it is not the expected one.
+    pub fn code(&self, expected: i32) -> &Run {
+        assert_eq!(self.code, expected, "unexpected exit code: {self}");
+        assert!(
+            !self.stderr.contains("panicked"),
+            "distlock panicked: {self}"
+        );
+        self
+    }
+
+    /// Asserts the spec's error style: exactly one line on stderr, starting with `distlock: `.
+    pub fn one_error_line(&self) -> &str {
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "expected one error line on stderr: {self}");
+        assert!(
+            lines[0].starts_with("distlock: "),
+            "error line not prefixed: {self}"
+        );
+        lines[0]
+    }
+
+    /// stdout parsed as one JSON document.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self}"))
+    }
+
+    pub fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr.lines().collect()
+    }
+}
+
+/// Runs distlock to the end (killing it after a minute, so a hang fails the test).
+pub fn run(cmd: &mut assert_cmd::Command) -> Run {
+    let start = Instant::now();
+    let out = cmd
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("cannot run distlock");
+    Run {
+        code: shell_status(out.status),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        took: start.elapsed(),
+    }
+}
