@@ -230,7 +230,7 @@ impl Layers<'_> {
 
     /// One setting: the flag or variable (text, parsed here so the error can say which), else
     /// the file's value (typed by serde, which names file, line and key on error), else the
-    /// default. Records the winner and its source for `--show-config`.
+    /// default, if any. Records the winner and its source for `--show-config`.
     fn setting<T>(
         &mut self,
         key: &'static str,
@@ -255,6 +255,20 @@ impl Layers<'_> {
         Ok(self.record(key, value, source, |v| {
             v.as_ref().map_or("(not set)".into(), &show)
         }))
+    }
+
+    /// A setting that always has a value: `default` when neither layer gives one.
+    fn value<T: Clone>(
+        &mut self,
+        key: &'static str,
+        cli: &Option<String>,
+        file: Option<T>,
+        default: T,
+        parse: impl Fn(&str) -> Result<T, String>,
+        show: impl Fn(&T) -> String,
+    ) -> Result<T> {
+        let value = self.setting(key, cli, file, Some(default.clone()), parse, show)?;
+        Ok(value.unwrap_or(default))
     }
 
     /// Where the value of `key` came from, for an error message about it.
@@ -382,16 +396,14 @@ impl Config {
                 ))
             }
         };
-        let reason = l
-            .setting(
-                "reason",
-                &cli.reason,
-                file.reason,
-                Some(String::new()),
-                text,
-                String::clone,
-            )?
-            .unwrap_or_default();
+        let reason = l.value(
+            "reason",
+            &cli.reason,
+            file.reason,
+            String::new(),
+            text,
+            String::clone,
+        )?;
         // etcd refuses requests over 1.5 MiB; a reason is a sentence, not a file.
         if reason.len() > MAX_REASON {
             return Err(Error::Usage(format!(
@@ -409,58 +421,48 @@ impl Config {
             let nowait = Source::Flag("--nowait".into());
             l.record("timeout", Wait::Upto(Duration::ZERO), nowait, show_wait)
         } else {
-            l.setting(
+            l.value(
                 "timeout",
                 &cli.timeout,
                 file.timeout,
-                Some(Wait::Forever),
+                Wait::Forever,
                 parse_timeout,
                 show_wait,
             )?
-            .unwrap_or(Wait::Forever)
         };
-        let default_endpoints = Some(vec![DEFAULT_ENDPOINT.to_string()]);
-        let endpoints = l
-            .setting(
-                "endpoints",
-                &cli.endpoints,
-                file.endpoints,
-                default_endpoints,
-                parse_endpoints,
-                |v| v.join(","),
-            )?
-            .unwrap_or_default();
-        let default_prefix = Some(DEFAULT_PREFIX.to_string());
-        let prefix = l
-            .setting(
-                "prefix",
-                &cli.prefix,
-                file.prefix,
-                default_prefix,
-                text,
-                String::clone,
-            )?
-            .unwrap_or_default();
-        let ttl = l
-            .setting(
-                "ttl",
-                &cli.ttl,
-                file.ttl,
-                Some(DEFAULT_TTL),
-                parse_whole_seconds,
-                show_duration,
-            )?
-            .unwrap_or(DEFAULT_TTL);
-        let maxtime = l
-            .setting(
-                "maxtime",
-                &cli.maxtime,
-                file.maxtime,
-                Some(DEFAULT_MAXTIME),
-                parse_positive_duration,
-                show_duration,
-            )?
-            .unwrap_or(DEFAULT_MAXTIME);
+        let default_endpoints = vec![DEFAULT_ENDPOINT.to_string()];
+        let endpoints = l.value(
+            "endpoints",
+            &cli.endpoints,
+            file.endpoints,
+            default_endpoints,
+            parse_endpoints,
+            |v| v.join(","),
+        )?;
+        let prefix = l.value(
+            "prefix",
+            &cli.prefix,
+            file.prefix,
+            DEFAULT_PREFIX.to_string(),
+            text,
+            String::clone,
+        )?;
+        let ttl = l.value(
+            "ttl",
+            &cli.ttl,
+            file.ttl,
+            DEFAULT_TTL,
+            parse_whole_seconds,
+            show_duration,
+        )?;
+        let maxtime = l.value(
+            "maxtime",
+            &cli.maxtime,
+            file.maxtime,
+            DEFAULT_MAXTIME,
+            parse_positive_duration,
+            show_duration,
+        )?;
         let hold_at_least = l.setting(
             "hold_at_least",
             &cli.hold_at_least,
@@ -469,27 +471,23 @@ impl Config {
             parse_whole_seconds,
             show_duration,
         )?;
-        let on_lost = l
-            .setting(
-                "on_lost",
-                &cli.on_lost,
-                file.on_lost,
-                Some(OnLost::Kill),
-                parse_on_lost,
-                show_lower,
-            )?
-            .unwrap_or(OnLost::Kill);
+        let on_lost = l.value(
+            "on_lost",
+            &cli.on_lost,
+            file.on_lost,
+            OnLost::Kill,
+            parse_on_lost,
+            show_lower,
+        )?;
         let default_grace = DEFAULT_KILL_GRACE.min(ttl / 4);
-        let kill_grace = l
-            .setting(
-                "kill_grace",
-                &cli.kill_grace,
-                file.kill_grace,
-                Some(default_grace),
-                parse_positive_duration,
-                show_duration,
-            )?
-            .unwrap_or(default_grace);
+        let kill_grace = l.value(
+            "kill_grace",
+            &cli.kill_grace,
+            file.kill_grace,
+            default_grace,
+            parse_positive_duration,
+            show_duration,
+        )?;
         if kill_grace > ttl / 2 {
             return Err(Error::Usage(format!(
                 "the kill grace period ({}, from {}) must be at most half the TTL ({}) so that the \
@@ -499,36 +497,30 @@ impl Config {
                 show_duration(&ttl)
             )));
         }
-        let conflict_exit_code = l
-            .setting(
-                "conflict_exit_code",
-                &cli.conflict_exit_code,
-                file.conflict_exit_code,
-                Some(1),
-                parse_exit_code,
-                u8::to_string,
-            )?
-            .unwrap_or(1);
-        let output = l
-            .setting(
-                "output",
-                &cli.output,
-                file.output,
-                Some(Format::Text),
-                parse_format,
-                show_lower,
-            )?
-            .unwrap_or(Format::Text);
-        let log_format = l
-            .setting(
-                "log_format",
-                &cli.log_format,
-                file.log_format,
-                Some(Format::Text),
-                parse_format,
-                show_lower,
-            )?
-            .unwrap_or(Format::Text);
+        let conflict_exit_code = l.value(
+            "conflict_exit_code",
+            &cli.conflict_exit_code,
+            file.conflict_exit_code,
+            1,
+            parse_exit_code,
+            u8::to_string,
+        )?;
+        let output = l.value(
+            "output",
+            &cli.output,
+            file.output,
+            Format::Text,
+            parse_format,
+            show_lower,
+        )?;
+        let log_format = l.value(
+            "log_format",
+            &cli.log_format,
+            file.log_format,
+            Format::Text,
+            parse_format,
+            show_lower,
+        )?;
 
         let cacert = l.setting(
             "cacert",
