@@ -7,8 +7,9 @@
 //! asset prefix (see `[package.metadata.deb]` in Cargo.toml and packaging/README.md). They are
 //! build products: never commit them.
 //!
-//! src/cli.rs is compiled into this script as a module, so it must keep depending on nothing
-//! but clap and std (no `crate::` paths).
+//! src/cli.rs, the settings table it is built from (src/config/defs.rs and values.rs) and the
+//! exit codes (src/exit.rs) are compiled into this script as modules, at the same paths as in
+//! the binary, so they must keep depending on nothing but clap, humantime and std.
 
 use std::env;
 use std::ffi::OsStr;
@@ -17,19 +18,35 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
-use clap::{Command, CommandFactory};
+use clap::Command;
 use clap_complete::aot::{generate, Shell};
 use clap_mangen::Man;
 use roff::{bold, roman, Roff};
 
-// The build script only needs the definition, not the parsing helpers.
+// The build script only needs the definitions, not the parsing helpers.
 #[allow(dead_code)]
 #[path = "src/cli.rs"]
 mod cli;
+#[allow(dead_code)]
+#[path = "src/config"]
+mod config {
+    pub mod defs;
+    pub mod values;
+}
+#[allow(dead_code)]
+#[path = "src/exit.rs"]
+mod exit;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=src/cli.rs");
+    for source in [
+        "src/cli.rs",
+        "src/config/defs.rs",
+        "src/config/values.rs",
+        "src/exit.rs",
+    ] {
+        println!("cargo:rerun-if-changed={source}");
+    }
 
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let git = GitInfo::read(&manifest_dir);
@@ -41,7 +58,7 @@ fn main() {
     println!("cargo:rustc-env=DISTLOCK_BUILD_VERSION={version}");
 
     // clap takes a &'static str without its `string` feature; this process is short-lived.
-    let cmd = cli::Cli::command().version(&*version.leak());
+    let cmd = cli::command().version(&*version.leak());
     let dir = assets_dir();
     if let Err(e) = write_assets(&cmd, &dir, git.date.as_deref()) {
         // The binary itself does not need these files; only packaging does, and cargo deb
@@ -111,10 +128,10 @@ fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
 }
 
 /// distlock(1): clap_mangen's NAME, SYNOPSIS, DESCRIPTION and OPTIONS (each option with its
-/// DISTLOCK_* variable), then the after_help text of src/cli.rs split into the sections a man
-/// page reader looks for: EXIT STATUS and FILES from its "Exit codes:" and "Files:" blocks,
-/// ENVIRONMENT from the options' variables plus the blocks that name other variables, and the
-/// remaining blocks as more DESCRIPTION. Nothing in after_help is dropped.
+/// DISTLOCK_* variable), then the sections a man page reader looks for: EXIT STATUS from
+/// src/exit.rs, ENVIRONMENT from the settings table's variables plus the after_help blocks that
+/// name other variables, FILES from after_help's "Files:" block, and the remaining blocks as
+/// more DESCRIPTION. after_help's "Exit codes:" block is src/exit.rs's table again.
 fn man_page(cmd: &Command, date: Option<&str>) -> io::Result<Vec<u8>> {
     let mut man = Man::new(cmd.clone()).manual("User Commands");
     if let Some(date) = date {
@@ -145,10 +162,10 @@ fn man_page(cmd: &Command, date: Option<&str>) -> io::Result<Vec<u8>> {
     let mut roff = Roff::new();
     environment_section(&mut roff, cmd, &help);
     roff.control("SH", ["EXIT STATUS"]);
-    for (code, text) in &help.exit_codes {
+    for (code, text) in exit::TABLE {
         roff.control("TP", [])
-            .text([bold(code)])
-            .text([roman(text)]);
+            .text([bold(*code)])
+            .text([roman(*text)]);
     }
     roff.control("SH", ["FILES"]);
     for (path, text) in help
@@ -194,6 +211,14 @@ fn environment_section(roff: &mut Roff, cmd: &Command, help: &AfterHelp) {
             roman(format!(": {}", first_line(arg))),
         ]);
         documented.push(env);
+    }
+    // Variables of the settings table that are no flag's (a password must not be one).
+    for doc in config::defs::OPTIONS.iter().filter(|d| d.flag.is_none()) {
+        let Some(env) = doc.env else { continue };
+        roff.control("TP", [])
+            .text([bold(env)])
+            .text([roman(doc.help)]);
+        documented.push(env.to_string());
     }
     // Variables that an option's help names but that no option stands for (a password that
     // must not be a flag, a log filter): list them, pointing at that option.
@@ -273,7 +298,6 @@ fn env_names(text: &str) -> Vec<String> {
 struct AfterHelp {
     description: Vec<String>,
     environment: Vec<String>,
-    exit_codes: Vec<(String, String)>,
     files: Vec<(String, String)>,
     /// Variables named in `environment` blocks (those distlock sets for the command).
     named_in_blocks: Vec<String>,
@@ -289,7 +313,6 @@ impl AfterHelp {
         let mut help = AfterHelp {
             description: Vec::new(),
             environment: Vec::new(),
-            exit_codes: Vec::new(),
             files: Vec::new(),
             named_in_blocks: Vec::new(),
         };
@@ -298,8 +321,8 @@ impl AfterHelp {
             .map(str::trim_end)
             .filter(|b| !b.trim().is_empty())
         {
-            if let Some(rest) = block.strip_prefix("Exit codes:") {
-                help.exit_codes = table(rest);
+            if block.starts_with("Exit codes:") {
+                // Rendered from src/exit.rs directly.
             } else if let Some(rest) = block.strip_prefix("Files:") {
                 help.files = rest
                     .lines()
@@ -326,35 +349,13 @@ impl AfterHelp {
                 }
             }
         }
-        if help.exit_codes.is_empty() || help.files.is_empty() {
+        if help.files.is_empty() {
             println!(
-                "cargo:warning=src/cli.rs's after_help has no \"Exit codes:\" or \"Files:\" block: \
-                 the man page lacks EXIT STATUS or FILES"
+                "cargo:warning=src/cli.rs's after_help has no \"Files:\" block: the man page lacks FILES"
             );
         }
         help
     }
-}
-
-/// "  0        done: ..." lines, with deeper-indented continuation lines, as (code, text).
-fn table(text: &str) -> Vec<(String, String)> {
-    let mut rows: Vec<(String, String)> = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let indent = line.len() - line.trim_start().len();
-        let body = line.trim();
-        match rows.last_mut() {
-            // Continuation: indented past the codes, as wrapped text is.
-            Some((_, text)) if indent > 4 => {
-                text.push(' ');
-                text.push_str(body);
-            }
-            _ => {
-                let (code, text) = body.split_once(char::is_whitespace).unwrap_or((body, ""));
-                rows.push((code.to_string(), text.trim().to_string()));
-            }
-        }
-    }
-    rows
 }
 
 fn capitalize(text: &str) -> String {

@@ -1,167 +1,32 @@
-//! The command line as the user typed it: the clap definition (the one place each flag is
-//! documented) and the rewrite that keeps the Go tool's single-dash spellings working.
+//! The command line as the user typed it: the clap definition, built from the settings table
+//! (`config::defs`, where each option is documented once), and the rewrite that keeps the Go
+//! tool's single-dash spellings working.
 //!
 //! Values stay raw strings here; `config` layers them over the YAML file and defaults and
 //! validates them, so an error can say where a bad value came from.
 
+use crate::config::defs::{self, Doc};
 use clap::parser::ValueSource;
-use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
+use clap::{Arg, ArgAction, ArgMatches, Command};
 use std::ffi::OsString;
 
-const AFTER_HELP: &str = "\
-Precedence: built-in defaults < YAML file < DISTLOCK_* environment < command-line flags.
-An environment variable set to the empty string counts as unset. Single-dash long flags
-(-lock-name=x -lock) and a command given without `--` are accepted, as the Go tool did.
-
-The command gets DISTLOCK_LOCK_NAME, DISTLOCK_KEY, DISTLOCK_LEASE_ID, DISTLOCK_FENCING_TOKEN,
-ETCD_LOCK_KEY and ETCD_LOCK_REV in its environment.
-
-Exit codes:
-  0        done: lock taken (--lock), released (--unlock), listed; or the command exited 0
-  1        not acquired (busy with --nowait, --timeout passed); --unlock of a free lock
-           (--conflict-exit-code changes it)
-  2        usage or configuration error; nothing was changed in etcd
-  3        etcd unreachable, refused the request, or rejected the credentials
-  4        the lock was lost while the command ran
-  126/127  the command could not be executed / was not found (the lock was released)
-  128+N    the command was killed by signal N
-  other    the command's own exit status
-
-Files: /etc/distlock/distlock.yaml (default --config; missing is fine)";
-
-/// Run a command, or hold a lock, under an etcd lock shared by a fleet of servers.
-#[derive(Debug, Parser)]
-#[command(
-    name = "distlock",
-    // "0.1.0 (1a2b3c4)" when built from a git checkout; build.rs sets it.
-    version = option_env!("DISTLOCK_BUILD_VERSION").unwrap_or(env!("CARGO_PKG_VERSION")),
-    after_help = AFTER_HELP,
-    // The command's own flags belong to it, not to us.
-    trailing_var_arg = true,
-)]
+/// The command line as typed: the mode, the switches, and each setting given by a flag or a
+/// `DISTLOCK_*` variable, as text.
+#[derive(Debug, Default)]
 pub struct Cli {
-    /// Name of the lock (1-255 bytes, no '/', whitespace or control characters)
-    #[arg(long, env = "DISTLOCK_LOCKNAME", value_name = "NAME")]
-    pub lock_name: Option<String>,
-
-    /// Acquire the lock, print its key and fencing token, and exit 0 with the lock still held
-    #[arg(long, group = "mode")]
     pub lock: bool,
-
-    /// Release the lock, whoever holds it
-    #[arg(long, group = "mode")]
     pub unlock: bool,
-
-    /// Show all locks under the prefix
-    #[arg(long, group = "mode")]
     pub list: bool,
-
-    /// Show one lock: its holder and waiters
-    #[arg(long, group = "mode")]
     pub status: bool,
-
-    /// Stored with the lock and shown to everyone who waits or looks
-    #[arg(long, env = "DISTLOCK_REASON", value_name = "TEXT")]
-    pub reason: Option<String>,
-
-    /// Fail at once when the lock is busy (same as --timeout=0)
-    #[arg(long)]
-    pub nowait: bool,
-
-    /// Longest wait: seconds (30) or a duration (90s, 5m); -1 waits forever [default: -1]
-    #[arg(
-        long,
-        env = "DISTLOCK_TIMEOUT",
-        value_name = "T",
-        allow_hyphen_values = true
-    )]
-    pub timeout: Option<String>,
-
-    /// Comma-separated etcd URLs; https:// means TLS [default: http://127.0.0.1:2379]
-    #[arg(long, env = "DISTLOCK_ENDPOINTS", value_name = "URLS")]
-    pub endpoints: Option<String>,
-
-    /// Key namespace in etcd, e.g. one for staging and one for prod [default: /distlock/]
-    #[arg(long, env = "DISTLOCK_PREFIX", value_name = "P")]
-    pub prefix: Option<String>,
-
-    /// YAML configuration file [default: /etc/distlock/distlock.yaml]
-    #[arg(long, env = "DISTLOCK_CONFIG", value_name = "FILE")]
-    pub config: Option<OsString>,
-
-    /// Lease TTL while the command runs; with --lock the lock expires after T instead of never
-    /// [default: 10s]
-    #[arg(long, env = "DISTLOCK_TTL", value_name = "T")]
-    pub ttl: Option<String>,
-
-    /// Deadline for dialing etcd and for each etcd request [default: 5s]
-    #[arg(long, env = "DISTLOCK_MAXTIME", value_name = "T")]
-    pub maxtime: Option<String>,
-
-    /// Keep the lock at least D after taking it, even if the command ends sooner
-    #[arg(long, env = "DISTLOCK_HOLD_AT_LEAST", value_name = "D")]
-    pub hold_at_least: Option<String>,
-
-    /// When the lock is lost while the command runs: kill it (default) or only warn
-    #[arg(long, env = "DISTLOCK_ON_LOST", value_name = "POLICY")]
-    pub on_lost: Option<String>,
-
-    /// Time between SIGTERM and SIGKILL when the command must stop [default: 2s, at most TTL/3]
-    #[arg(long, env = "DISTLOCK_KILL_GRACE", value_name = "D")]
-    pub kill_grace: Option<String>,
-
-    /// Exit code for "not acquired" and "unlock of a free lock", like flock -E [default: 1]
-    #[arg(long, env = "DISTLOCK_CONFLICT_EXIT_CODE", value_name = "N")]
-    pub conflict_exit_code: Option<String>,
-
-    /// Print every effective setting and where it came from, then exit
-    #[arg(long, group = "mode")]
     pub show_config: bool,
-
-    /// Output of --status, --list, --lock and --show-config: text or json [default: text]
-    #[arg(long, env = "DISTLOCK_OUTPUT", value_name = "FORMAT")]
-    pub output: Option<String>,
-
-    /// Diagnostics on stderr as text or json lines, for log shippers [default: text]
-    #[arg(long, env = "DISTLOCK_LOG_FORMAT", value_name = "FORMAT")]
-    pub log_format: Option<String>,
-
-    /// CA certificate (PEM) to verify etcd's server certificate [default: system roots]
-    #[arg(long, env = "DISTLOCK_CACERT", value_name = "FILE")]
-    pub cacert: Option<String>,
-
-    /// Client certificate (PEM) for mutual TLS
-    #[arg(long, env = "DISTLOCK_CERT", value_name = "FILE")]
-    pub cert: Option<String>,
-
-    /// Client private key (PEM) for mutual TLS. Also DISTLOCK_KEY, etcdctl-style, except under
-    /// a distlock that set DISTLOCK_KEY (the lock key) itself
-    #[arg(long, env = "DISTLOCK_KEY_FILE", value_name = "FILE")]
-    pub key: Option<String>,
-
-    /// etcd user; the password comes from DISTLOCK_PASSWORD or --password-file, never argv
-    #[arg(long, env = "DISTLOCK_USER", value_name = "NAME")]
-    pub user: Option<String>,
-
-    /// File whose first line is the etcd password
-    #[arg(long, env = "DISTLOCK_PASSWORD_FILE", value_name = "FILE")]
-    pub password_file: Option<String>,
-
-    /// Say less: no progress messages while waiting
-    #[arg(short, long, action = ArgAction::Count)]
+    pub nowait: bool,
+    pub config: Option<OsString>,
     pub quiet: u8,
-
-    /// Say more (-vv for etcd-level detail); DISTLOCK_LOG takes a tracing filter
-    #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,
-
-    /// The command to run under the lock, with its arguments
-    #[arg(value_name = "COMMAND", allow_hyphen_values = true)]
+    /// The command to run under the lock, with its arguments.
     pub command: Vec<OsString>,
-
-    /// How each option that was given was spelled, by clap id, worked out while parsing.
-    #[arg(skip)]
-    pub given: Vec<(String, Given)>,
+    /// Each setting that was given: its name in the settings table, the text, and how.
+    pub values: Vec<(&'static str, String, Given)>,
 }
 
 /// How the user gave an option: the flag typed, or the variable that was set.
@@ -180,6 +45,105 @@ impl Given {
     }
 }
 
+/// The modes: at most one of them.
+const MODES: [(&str, &str); 5] = [
+    (
+        "lock",
+        "Acquire the lock, print its key and fencing token, and exit 0 with the lock still held",
+    ),
+    ("unlock", "Release the lock, whoever holds it"),
+    ("list", "Show all locks under the prefix"),
+    ("status", "Show one lock: its holder and waiters"),
+    (
+        "show-config",
+        "Print every effective setting and where it came from, then exit",
+    ),
+];
+
+/// The clap definition: the modes, then every option of the settings table, then the command.
+pub fn command() -> Command {
+    let modes = MODES.map(|(long, help)| {
+        Arg::new(long)
+            .long(long)
+            .help(help)
+            .action(ArgAction::SetTrue)
+            .group("mode")
+    });
+    Command::new("distlock")
+        // "0.1.0 (1a2b3c4)" when built from a git checkout; build.rs sets it.
+        .version(option_env!("DISTLOCK_BUILD_VERSION").unwrap_or(env!("CARGO_PKG_VERSION")))
+        .about(env!("CARGO_PKG_DESCRIPTION"))
+        .after_help(after_help())
+        // The command's own flags belong to it, not to us.
+        .trailing_var_arg(true)
+        .args(modes)
+        .args(defs::OPTIONS.iter().copied().filter_map(option_arg))
+        .arg(
+            Arg::new("command")
+                .value_name("COMMAND")
+                .help("The command to run under the lock, with its arguments")
+                .value_parser(clap::value_parser!(OsString))
+                .action(ArgAction::Append)
+                .num_args(1..)
+                .allow_hyphen_values(true),
+        )
+}
+
+/// The clap argument of an option, if it has a flag.
+fn option_arg(doc: &'static Doc) -> Option<Arg> {
+    let mut arg = Arg::new(doc.name).long(doc.flag?);
+    if let Some(short) = doc.short {
+        arg = arg.short(short);
+    }
+    if let Some(env) = doc.env {
+        arg = arg.env(env);
+    }
+    let help = match doc.shown_default() {
+        Some("") if doc.value.is_some() => format!("{} [default: \"\"]", doc.help),
+        Some(default) if doc.value.is_some() => format!("{} [default: {default}]", doc.help),
+        _ => doc.help.to_string(),
+    };
+    arg = arg.help(help);
+    Some(match doc.value {
+        Some(value) => {
+            let arg = arg.value_name(value).action(ArgAction::Set);
+            // The file's path need not be UTF-8; every other value is text.
+            let arg = if doc.name == defs::CONFIG.name {
+                arg.value_parser(clap::value_parser!(OsString))
+            } else {
+                arg.value_parser(clap::value_parser!(String))
+            };
+            // `--timeout -1`.
+            arg.allow_hyphen_values(true)
+        }
+        None if doc.short.is_some() => arg.action(ArgAction::Count),
+        None => arg.action(ArgAction::SetTrue),
+    })
+}
+
+fn after_help() -> String {
+    let mut text = String::from(
+        "\
+Precedence: built-in defaults < YAML file < DISTLOCK_* environment < command-line flags.
+An environment variable set to the empty string counts as unset. Single-dash long flags
+(-lock-name=x -lock) and a command given without `--` are accepted, as the Go tool did.
+
+The command gets DISTLOCK_LOCK_NAME, DISTLOCK_KEY, DISTLOCK_LEASE_ID, DISTLOCK_FENCING_TOKEN,
+ETCD_LOCK_KEY and ETCD_LOCK_REV in its environment.
+
+Exit codes:
+",
+    );
+    for (code, meaning) in crate::exit::TABLE {
+        text.push_str(&format!("  {code:<8} {meaning}\n"));
+    }
+    let file = defs::CONFIG.default.unwrap_or_default();
+    text.push_str(&format!(
+        "\nFiles: {file} (default --config; missing is fine)"
+    ));
+    text
+}
+
 impl Cli {
     /// Parses the process's arguments, accepting the Go tool's single-dash long flags.
     pub fn parse_args() -> Result<Cli, ParseError> {
@@ -194,29 +158,54 @@ impl Cli {
     }
 
     pub fn parse_from_args(args: Vec<OsString>) -> Result<Cli, ParseError> {
-        let mut cmd = Cli::command();
+        let mut cmd = command();
         let args = go_style_to_gnu(&cmd, args).map_err(ParseError::UnknownOption)?;
         let matches = cmd.try_get_matches_from_mut(args)?;
-        let mut cli = Cli::from_arg_matches(&matches)?;
-        cli.given = cmd
+        let flag = |id: &str| matches.get_flag(id);
+        let count = |id: &str| matches.get_count(id);
+        let values = cmd
             .get_arguments()
-            .filter_map(|arg| {
-                let id = arg.get_id().as_str();
-                let given = match matches.value_source(id)? {
-                    ValueSource::EnvVariable => Given::Env(arg.get_env()?.to_string_lossy().into()),
-                    ValueSource::CommandLine => Given::Flag(format!("--{}", arg.get_long()?)),
-                    _ => return None,
-                };
-                Some((id.to_string(), given))
-            })
+            .filter_map(|arg| given(&matches, arg))
             .collect();
-        Ok(cli)
+        Ok(Cli {
+            lock: flag("lock"),
+            unlock: flag("unlock"),
+            list: flag("list"),
+            status: flag("status"),
+            show_config: flag("show-config"),
+            nowait: flag(defs::NOWAIT.name),
+            config: matches.get_one::<OsString>(defs::CONFIG.name).cloned(),
+            quiet: count(defs::QUIET.name),
+            verbose: count(defs::VERBOSE.name),
+            command: matches
+                .get_many::<OsString>("command")
+                .map(|c| c.cloned().collect())
+                .unwrap_or_default(),
+            values,
+        })
     }
 
-    /// How the option with clap id `id` was given, if it was.
-    pub fn given(&self, id: &str) -> Option<&Given> {
-        self.given.iter().find(|(i, _)| i == id).map(|(_, g)| g)
+    /// The text of the setting `name` and how it was given, if it was.
+    pub fn value(&self, name: &str) -> Option<(&str, &Given)> {
+        self.values
+            .iter()
+            .find(|(n, ..)| *n == name)
+            .map(|(_, text, given)| (text.as_str(), given))
     }
+}
+
+/// A setting's text and how it was given, when a flag or a variable gave it.
+fn given(matches: &ArgMatches, arg: &Arg) -> Option<(&'static str, String, Given)> {
+    let doc = defs::OPTIONS
+        .iter()
+        .find(|d| d.name == arg.get_id().as_str() && d.yaml != defs::Yaml::No)?;
+    let text = matches.get_one::<String>(doc.name)?.clone();
+    let given = match matches.value_source(doc.name)? {
+        ValueSource::EnvVariable => Given::Env(doc.env?.to_string()),
+        ValueSource::CommandLine => Given::Flag(format!("--{}", doc.flag?)),
+        _ => return None,
+    };
+    Some((doc.name, text, given))
 }
 
 /// Why the command line was rejected, as one line.
@@ -311,7 +300,7 @@ mod tests {
     }
 
     fn rewrite(args: &[&str]) -> Vec<String> {
-        go_style_to_gnu(&Cli::command(), args.iter().map(OsString::from).collect())
+        go_style_to_gnu(&command(), args.iter().map(OsString::from).collect())
             .unwrap()
             .into_iter()
             .map(|a| a.into_string().unwrap())
@@ -320,7 +309,20 @@ mod tests {
 
     #[test]
     fn definition_is_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    #[test]
+    fn settings_come_with_how_they_were_given() {
+        let cli =
+            Cli::parse_from_args(args(&["distlock", "--ttl=5", "--lock-name", "x", "-q"])).unwrap();
+        assert_eq!(cli.value("ttl"), Some(("5", &Given::Flag("--ttl".into()))));
+        assert_eq!(
+            cli.value("lockname"),
+            Some(("x", &Given::Flag("--lock-name".into())))
+        );
+        assert_eq!(cli.value("reason"), None);
+        assert_eq!(cli.quiet, 1);
     }
 
     #[test]
@@ -354,18 +356,15 @@ mod tests {
     #[test]
     fn unknown_options_before_the_command_are_errors() {
         assert_eq!(
-            go_style_to_gnu(
-                &Cli::command(),
-                args(&["distlock", "--nowiat", "backup.sh"])
-            ),
+            go_style_to_gnu(&command(), args(&["distlock", "--nowiat", "backup.sh"])),
             Err("--nowiat".to_string())
         );
         assert_eq!(
-            go_style_to_gnu(&Cli::command(), args(&["distlock", "-x", "backup.sh"])),
+            go_style_to_gnu(&command(), args(&["distlock", "-x", "backup.sh"])),
             Err("-x".to_string())
         );
-        assert!(go_style_to_gnu(&Cli::command(), args(&["distlock", "--", "--nowiat"])).is_ok());
-        assert!(go_style_to_gnu(&Cli::command(), args(&["distlock", "--help"])).is_ok());
+        assert!(go_style_to_gnu(&command(), args(&["distlock", "--", "--nowiat"])).is_ok());
+        assert!(go_style_to_gnu(&command(), args(&["distlock", "--help"])).is_ok());
     }
 
     #[test]

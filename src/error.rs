@@ -1,5 +1,6 @@
 //! The one error type: every way distlock can fail, each mapped to the spec's exit code.
 
+use crate::exit;
 use std::fmt;
 
 #[derive(Debug)]
@@ -26,13 +27,13 @@ impl Error {
     /// compile until it has a code.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Usage(_) => 2,
+            Error::Usage(_) => exit::USAGE,
             Error::Conflict { code, .. } => *code,
-            Error::Etcd(_) => 3,
-            Error::Lost(_) => 4,
-            Error::CannotExecute(_) => 126,
-            Error::NotFound(_) => 127,
-            Error::Interrupted(signal) => (128 + signal).clamp(0, 255) as u8,
+            Error::Etcd(_) => exit::ETCD,
+            Error::Lost(_) => exit::LOST,
+            Error::CannotExecute(_) => exit::CANNOT_EXECUTE,
+            Error::NotFound(_) => exit::NOT_FOUND,
+            Error::Interrupted(signal) => exit::killed_by(*signal),
         }
     }
 }

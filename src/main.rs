@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod error;
 mod etcd;
+mod exit;
 mod lock;
 mod output;
 #[cfg(test)]
@@ -21,13 +22,14 @@ fn main() -> ExitCode {
         Err(cli::ParseError::Clap(e)) if !e.use_stderr() => {
             // --help and --version: print and exit 0.
             let _ = e.print();
-            return ExitCode::SUCCESS;
+            return ExitCode::from(exit::OK);
         }
         Err(e) => return fail(&error::Error::Usage(e.to_string()), false),
     };
     // A configuration error comes before logging is set up from the configuration; a log
     // shipper that asked for JSON on the command line or in the environment still gets JSON.
-    let json_asked = cli.log_format.as_deref() == Some("json");
+    let log_format = cli.value(config::defs::LOG_FORMAT.doc.name);
+    let json_asked = log_format.is_some_and(|(text, _)| text == "json");
     let config = match config::Config::resolve(cli) {
         Ok(config) => config,
         Err(e) => {
@@ -79,5 +81,5 @@ fn die_of(signal: i32) -> ExitCode {
         }
         let _ = raise(sig);
     }
-    ExitCode::from((128 + signal).clamp(0, 255) as u8)
+    ExitCode::from(exit::killed_by(signal))
 }

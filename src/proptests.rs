@@ -4,7 +4,8 @@
 //! keeps the promises the rest of the program relies on.
 
 use crate::cli::Cli;
-use crate::config::{parse_duration, parse_timeout, Config, LockName, Wait};
+use crate::config::values::{duration as parse_duration, timeout as parse_timeout};
+use crate::config::{Config, LockName, Wait};
 use crate::lock::Contender;
 use crate::output::View;
 use crate::record::Record;

@@ -153,18 +153,22 @@ fn contents(deb: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Every environment variable an option stands for: the `env = "..."` of src/cli.rs, the clap
-/// definition. (Read as text: including the module would run its unit tests here again.)
+/// Every environment variable an option stands for: in src/config/defs.rs, the settings table
+/// clap is built from, the `DISTLOCK_*` literal of each definition that has a flag (a
+/// `setting(...)` or a `flag: Some(...)`). (Read as text: including the module would run its
+/// unit tests here again.)
 fn option_env_vars() -> Vec<String> {
-    let source = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli.rs"))
-        .expect("read src/cli.rs");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config/defs.rs");
+    let source = fs::read_to_string(&path).expect("read src/config/defs.rs");
     let vars: Vec<String> = source
-        .split("env = \"")
-        .skip(1)
-        .filter_map(|rest| rest.split('"').next())
-        .map(String::from)
+        .split("pub const ")
+        .filter(|def| def.contains("setting(") || def.contains("flag: Some("))
+        .flat_map(|def| def.split("\"DISTLOCK_").skip(1))
+        .filter_map(|rest| rest.split_once('"'))
+        .filter(|(name, _)| name.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .map(|(name, _)| format!("DISTLOCK_{name}"))
         .collect();
-    assert!(vars.len() > 10, "found only {vars:?} in src/cli.rs");
+    assert!(vars.len() > 10, "found only {vars:?} in {}", path.display());
     vars
 }
 

@@ -1,0 +1,452 @@
+//! Every option, defined once: its flag, `DISTLOCK_*` variable, YAML key, default, parser and
+//! documentation. The clap definition (and through it `--help`, the man page and the
+//! completions), the YAML file's keys, the layering, `--show-config`, the README's table and
+//! the two shipped YAML files are all made from this table.
+//!
+//! Adding a setting: one `Def` here, one entry in `OPTIONS`, and the code that reads it
+//! (`config::layers` puts the value into `Config`). Then `DISTLOCK_BLESS=1 cargo test docs`
+//! rewrites the README table and the YAML files.
+//!
+//! build.rs compiles this file too, so it depends on nothing but `values` and std.
+
+use super::values::{self, Format, LockName, OnLost, Wait};
+use std::time::Duration;
+
+/// How an option is spelled and documented.
+pub struct Doc {
+    /// The clap id, the YAML key (when `yaml` is not `No`) and the name `--show-config` shows.
+    pub name: &'static str,
+    pub yaml: Yaml,
+    /// The long flag, without dashes; `None` for a variable that must not be a flag.
+    pub flag: Option<&'static str>,
+    pub short: Option<char>,
+    pub env: Option<&'static str>,
+    /// The value's placeholder in `--help`; `None` for a switch.
+    pub value: Option<&'static str>,
+    /// The built-in default, as a user would write it; parsed like one.
+    pub default: Option<&'static str>,
+    /// What the documentation says about the default, when that is more than `default`.
+    pub default_doc: Option<&'static str>,
+    /// One line, for `--help`, the man page and the README's table.
+    pub help: &'static str,
+    /// More for the YAML files' comments; may be empty. (This and `example` are read by the
+    /// tests that make the YAML files.)
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub more: &'static str,
+    /// The value distlock.yaml.example shows (YAML text); `None`: shown commented out, as
+    /// `default`, because a made-up value would not work (certificates, passwords).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub example: Option<&'static str>,
+}
+
+/// Whether and how the YAML file may give an option.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Yaml {
+    No,
+    Scalar,
+    /// A YAML list (the flag and the variable take a comma-separated one).
+    List,
+}
+
+/// A setting whose value is layered (default < file < variable < flag) and typed by `parse`.
+pub struct Def<T> {
+    pub doc: Doc,
+    pub parse: fn(&str) -> Result<T, String>,
+}
+
+const fn doc(name: &'static str, help: &'static str) -> Doc {
+    Doc {
+        name,
+        yaml: Yaml::No,
+        flag: None,
+        short: None,
+        env: None,
+        value: None,
+        default: None,
+        default_doc: None,
+        help,
+        more: "",
+        example: None,
+    }
+}
+
+/// A setting that has a flag, a variable and a YAML key, all named after `name`.
+const fn setting(
+    name: &'static str,
+    flag: &'static str,
+    env: &'static str,
+    value: &'static str,
+    help: &'static str,
+) -> Doc {
+    Doc {
+        yaml: Yaml::Scalar,
+        flag: Some(flag),
+        env: Some(env),
+        value: Some(value),
+        ..doc(name, help)
+    }
+}
+
+/// A `--kill-grace` default is at most TTL/`KILL_GRACE_DEFAULT_DIVISOR`, and no kill grace may
+/// exceed TTL/`KILL_GRACE_MAX_DIVISOR`, so that the command is gone before the lease expires.
+pub const KILL_GRACE_DEFAULT_DIVISOR: u32 = 4;
+pub const KILL_GRACE_MAX_DIVISOR: u32 = 2;
+
+pub const LOCK_NAME: Def<LockName> = Def {
+    doc: Doc {
+        more: "Required except for --list; usually given per job on the command line rather \
+               than here.",
+        example: Some("percona_prod"),
+        ..setting(
+            "lockname",
+            "lock-name",
+            "DISTLOCK_LOCKNAME",
+            "NAME",
+            "Name of the lock (1-255 bytes, no '/', whitespace or control characters)",
+        )
+    },
+    parse: LockName::parse,
+};
+
+pub const REASON: Def<String> = Def {
+    doc: Doc {
+        default: Some(""),
+        example: Some("\"Upgrade RPMs on node-3\""),
+        ..setting(
+            "reason",
+            "reason",
+            "DISTLOCK_REASON",
+            "TEXT",
+            "Stored with the lock and shown to everyone who waits or looks",
+        )
+    },
+    parse: values::text,
+};
+
+pub const NOWAIT: Doc = Doc {
+    flag: Some("nowait"),
+    ..doc(
+        "nowait",
+        "Fail at once when the lock is busy (same as --timeout=0)",
+    )
+};
+
+pub const TIMEOUT: Def<Wait> = Def {
+    doc: Doc {
+        default: Some("-1"),
+        more: "0 fails at once when busy. --nowait on the command line overrides it.",
+        example: Some("10m"),
+        ..setting(
+            "timeout",
+            "timeout",
+            "DISTLOCK_TIMEOUT",
+            "T",
+            "Longest wait: seconds (30) or a duration (90s, 5m); -1 waits forever",
+        )
+    },
+    parse: values::timeout,
+};
+
+pub const ENDPOINTS: Def<Vec<String>> = Def {
+    doc: Doc {
+        yaml: Yaml::List,
+        default: Some("http://127.0.0.1:2379"),
+        more: "In this file, a YAML list.",
+        example: Some(
+            "http://etcd1.example.com:2379,http://etcd2.example.com:2379,http://etcd3.example.com:2379",
+        ),
+        ..setting(
+            "endpoints",
+            "endpoints",
+            "DISTLOCK_ENDPOINTS",
+            "URLS",
+            "Comma-separated etcd URLs; https:// means TLS",
+        )
+    },
+    parse: values::endpoints,
+};
+
+pub const PREFIX: Def<String> = Def {
+    doc: Doc {
+        default: Some("/distlock/"),
+        more: "A lock NAME lives under <prefix>NAME/.",
+        example: Some("/distlock/prod/"),
+        ..setting(
+            "prefix",
+            "prefix",
+            "DISTLOCK_PREFIX",
+            "P",
+            "Key namespace in etcd, e.g. one for staging and one for prod",
+        )
+    },
+    parse: values::text,
+};
+
+pub const CONFIG: Doc = Doc {
+    flag: Some("config"),
+    env: Some("DISTLOCK_CONFIG"),
+    value: Some("FILE"),
+    default: Some("/etc/distlock/distlock.yaml"),
+    ..doc(
+        "config",
+        "YAML configuration file; a missing default file is fine, a missing named one is an error",
+    )
+};
+
+pub const TTL: Def<Duration> = Def {
+    doc: Doc {
+        default: Some("10s"),
+        more: "Whole seconds. If this host stops talking to etcd (crash, network split), its \
+               lock frees itself after about this long. Only a --ttl or DISTLOCK_TTL given for \
+               one run makes a --lock expire; this file's value never does.",
+        example: Some("30s"),
+        ..setting(
+            "ttl",
+            "ttl",
+            "DISTLOCK_TTL",
+            "T",
+            "Lease TTL while the command runs; with --lock the lock expires after T instead of never",
+        )
+    },
+    parse: values::whole_seconds,
+};
+
+pub const MAXTIME: Def<Duration> = Def {
+    doc: Doc {
+        default: Some("5s"),
+        example: Some("5s"),
+        ..setting(
+            "maxtime",
+            "maxtime",
+            "DISTLOCK_MAXTIME",
+            "T",
+            "Deadline for dialing etcd and for each etcd request",
+        )
+    },
+    parse: values::positive_duration,
+};
+
+pub const HOLD_AT_LEAST: Def<Duration> = Def {
+    doc: Doc {
+        more: "The lock then stays on a lease that expires by itself; distlock does not wait. \
+               Stops a cron job that runs on many servers with clocks a few seconds apart from \
+               running twice.",
+        example: Some("1m"),
+        ..setting(
+            "hold_at_least",
+            "hold-at-least",
+            "DISTLOCK_HOLD_AT_LEAST",
+            "D",
+            "Keep the lock at least D after taking it, even if the command ends sooner",
+        )
+    },
+    parse: values::whole_seconds,
+};
+
+pub const ON_LOST: Def<OnLost> = Def {
+    doc: Doc {
+        default: Some("kill"),
+        more: "The lock is lost when etcd is unreachable longer than the TTL allows, or on an \
+               operator's --unlock. kill terminates the command and its process group before \
+               the lease can expire (SIGTERM, kill_grace, then SIGKILL); warn lets it finish. \
+               Either way distlock exits 4.",
+        example: Some("kill"),
+        ..setting(
+            "on_lost",
+            "on-lost",
+            "DISTLOCK_ON_LOST",
+            "POLICY",
+            "When the lock is lost while the command runs: kill it or only warn",
+        )
+    },
+    parse: values::on_lost,
+};
+
+pub const KILL_GRACE: Def<Duration> = Def {
+    doc: Doc {
+        default: Some("2s"),
+        default_doc: Some("2s, at most TTL/4"),
+        example: Some("5s"),
+        ..setting(
+            "kill_grace",
+            "kill-grace",
+            "DISTLOCK_KILL_GRACE",
+            "D",
+            "Time between SIGTERM and SIGKILL when the command must stop; at most TTL/2",
+        )
+    },
+    parse: values::positive_duration,
+};
+
+pub const CONFLICT_EXIT_CODE: Def<u8> = Def {
+    doc: Doc {
+        default: Some("1"),
+        more: "E.g. 75 (EX_TEMPFAIL) tells \"busy\" apart from the command's own exit 1.",
+        example: Some("75"),
+        ..setting(
+            "conflict_exit_code",
+            "conflict-exit-code",
+            "DISTLOCK_CONFLICT_EXIT_CODE",
+            "N",
+            "Exit code for \"not acquired\" and \"unlock of a free lock\", like flock -E",
+        )
+    },
+    parse: values::exit_code,
+};
+
+pub const OUTPUT: Def<Format> = Def {
+    doc: Doc {
+        default: Some("text"),
+        more: "json is a stable shape for monitoring, documented in the README.",
+        example: Some("text"),
+        ..setting(
+            "output",
+            "output",
+            "DISTLOCK_OUTPUT",
+            "FORMAT",
+            "Output of --status, --list, --lock and --show-config: text or json",
+        )
+    },
+    parse: values::format,
+};
+
+pub const LOG_FORMAT: Def<Format> = Def {
+    doc: Doc {
+        default: Some("text"),
+        example: Some("text"),
+        ..setting(
+            "log_format",
+            "log-format",
+            "DISTLOCK_LOG_FORMAT",
+            "FORMAT",
+            "Diagnostics on stderr as text or json lines, for log shippers",
+        )
+    },
+    parse: values::format,
+};
+
+pub const CACERT: Def<String> = Def {
+    doc: Doc {
+        default_doc: Some("system roots"),
+        ..setting(
+            "cacert",
+            "cacert",
+            "DISTLOCK_CACERT",
+            "FILE",
+            "CA certificate (PEM) to verify etcd's server certificate",
+        )
+    },
+    parse: values::text,
+};
+
+pub const CERT: Def<String> = Def {
+    doc: setting(
+        "cert",
+        "cert",
+        "DISTLOCK_CERT",
+        "FILE",
+        "Client certificate (PEM) for mutual TLS",
+    ),
+    parse: values::text,
+};
+
+pub const KEY: Def<String> = Def {
+    doc: setting(
+        "key",
+        "key",
+        "DISTLOCK_KEY_FILE",
+        "FILE",
+        "Client private key (PEM) for mutual TLS. Also DISTLOCK_KEY, etcdctl-style, except \
+         under a distlock that set DISTLOCK_KEY (the lock key) itself",
+    ),
+    parse: values::text,
+};
+
+pub const USER: Def<String> = Def {
+    doc: setting(
+        "user",
+        "user",
+        "DISTLOCK_USER",
+        "NAME",
+        "etcd user; the password comes from DISTLOCK_PASSWORD or --password-file, never argv",
+    ),
+    parse: values::text,
+};
+
+pub const PASSWORD_FILE: Def<String> = Def {
+    doc: setting(
+        "password_file",
+        "password-file",
+        "DISTLOCK_PASSWORD_FILE",
+        "FILE",
+        "File whose first line is the etcd password",
+    ),
+    parse: values::text,
+};
+
+pub const PASSWORD: Doc = Doc {
+    env: Some("DISTLOCK_PASSWORD"),
+    ..doc(
+        "password",
+        "The etcd password (never a flag: ps would show it); the command does not inherit it",
+    )
+};
+
+pub const QUIET: Doc = Doc {
+    flag: Some("quiet"),
+    short: Some('q'),
+    ..doc("quiet", "Say less: no progress messages while waiting")
+};
+
+pub const VERBOSE: Doc = Doc {
+    flag: Some("verbose"),
+    short: Some('v'),
+    ..doc(
+        "verbose",
+        "Say more (-vv for etcd-level detail); DISTLOCK_LOG takes a tracing filter",
+    )
+};
+
+/// Every option, in the order of `--help`, the README and `--show-config`.
+pub const OPTIONS: &[&Doc] = &[
+    &LOCK_NAME.doc,
+    &REASON.doc,
+    &NOWAIT,
+    &TIMEOUT.doc,
+    &ENDPOINTS.doc,
+    &PREFIX.doc,
+    &CONFIG,
+    &TTL.doc,
+    &MAXTIME.doc,
+    &HOLD_AT_LEAST.doc,
+    &ON_LOST.doc,
+    &KILL_GRACE.doc,
+    &CONFLICT_EXIT_CODE.doc,
+    &OUTPUT.doc,
+    &LOG_FORMAT.doc,
+    &CACERT.doc,
+    &CERT.doc,
+    &KEY.doc,
+    &USER.doc,
+    &PASSWORD_FILE.doc,
+    &PASSWORD,
+    &QUIET,
+    &VERBOSE,
+];
+
+/// The YAML keys the file may hold, in table order.
+pub fn yaml_keys() -> impl Iterator<Item = &'static Doc> {
+    OPTIONS.iter().copied().filter(|d| d.yaml != Yaml::No)
+}
+
+/// The option whose YAML key is `key`.
+pub fn by_key(key: &str) -> Option<&'static Doc> {
+    yaml_keys().find(|d| d.name == key)
+}
+
+impl Doc {
+    /// The default as the documentation shows it.
+    pub fn shown_default(&self) -> Option<&'static str> {
+        self.default_doc.or(self.default)
+    }
+}

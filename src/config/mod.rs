@@ -1,0 +1,371 @@
+//! The resolved configuration the rest of distlock runs on: built-in defaults, then the YAML
+//! file, then `DISTLOCK_*` variables, then flags, validated into typed values once, here.
+//!
+//! `defs` is the table of settings, `values` their types and parsers, `file` the YAML file and
+//! `layers` the layering; this module puts the settings together into a `Config` and checks
+//! the rules that tie settings to each other.
+
+pub mod defs;
+#[cfg(test)]
+mod docs;
+mod file;
+mod layers;
+pub mod values;
+
+use crate::cli::Cli;
+use crate::error::{Error, Result};
+use defs::{KILL_GRACE_DEFAULT_DIVISOR, KILL_GRACE_MAX_DIVISOR};
+use layers::Layers;
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+pub use values::{Format, LockName, OnLost, Wait};
+use values::{Show, MAX_REASON};
+
+/// What distlock was asked to do.
+#[derive(Debug, PartialEq)]
+pub enum Mode {
+    /// Run this command (program and arguments) under the lock.
+    Run(Vec<OsString>),
+    Lock,
+    Unlock,
+    Status,
+    List,
+    ShowConfig,
+}
+
+/// Where a setting's value came from, for `--show-config`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Env(String),
+    Flag(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(path) => write!(f, "file {}", path.display()),
+            Source::Env(name) => write!(f, "env {name}"),
+            Source::Flag(name) => write!(f, "flag {name}"),
+        }
+    }
+}
+
+/// One effective setting as `--show-config` shows it (secrets already masked).
+#[derive(Debug, Clone)]
+pub struct Setting {
+    pub key: &'static str,
+    pub value: String,
+    pub source: Source,
+}
+
+/// How to reach etcd: TLS files and credentials.
+#[derive(Debug, Default)]
+pub struct Security {
+    pub cacert: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub user: Option<String>,
+    /// From DISTLOCK_PASSWORD or the password file; never printed.
+    pub password: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub mode: Mode,
+    /// Present for every mode but `--list` and `--show-config`.
+    pub lock_name: Option<LockName>,
+    pub reason: String,
+    pub wait: Wait,
+    pub endpoints: Vec<String>,
+    pub prefix: String,
+    /// Lease TTL while waiting and while the command runs.
+    pub ttl: Duration,
+    /// With `--lock`: the lock expires after this instead of never.
+    pub lock_ttl: Option<Duration>,
+    pub maxtime: Duration,
+    pub hold_at_least: Option<Duration>,
+    pub on_lost: OnLost,
+    pub kill_grace: Duration,
+    pub conflict_exit_code: u8,
+    pub output: Format,
+    pub log_format: Format,
+    pub security: Security,
+    pub quiet: bool,
+    pub verbose: u8,
+    /// Every setting with its source, for `--show-config`.
+    pub settings: Vec<Setting>,
+}
+
+impl Config {
+    pub fn resolve(cli: Cli) -> Result<Config> {
+        let mode = mode(&cli)?;
+        let file = file::File::load(&cli)?;
+        let mut l = Layers::new(&cli, file);
+
+        let lock_name = l.get(&defs::LOCK_NAME)?;
+        if lock_name.is_none() && !matches!(mode, Mode::List | Mode::ShowConfig) {
+            return Err(Error::Usage(
+                "no lock name: give --lock-name=NAME (or DISTLOCK_LOCKNAME, or lockname in the config file)"
+                    .into(),
+            ));
+        }
+        let reason = l.value(&defs::REASON)?;
+        if reason.len() > MAX_REASON {
+            return Err(Error::Usage(format!(
+                "the reason (from {}) is {} bytes long; at most {MAX_REASON} are allowed",
+                l.source_of(&defs::REASON.doc),
+                reason.len()
+            )));
+        }
+        let wait = wait(&cli, &mut l)?;
+        let endpoints = l.value(&defs::ENDPOINTS)?;
+        let prefix = l.value(&defs::PREFIX)?;
+        let ttl = l.value(&defs::TTL)?;
+        let maxtime = l.value(&defs::MAXTIME)?;
+        let hold_at_least = l.get(&defs::HOLD_AT_LEAST)?;
+        let on_lost = l.value(&defs::ON_LOST)?;
+        let kill_grace = kill_grace(&mut l, ttl)?;
+        let conflict_exit_code = l.value(&defs::CONFLICT_EXIT_CODE)?;
+        let output = l.value(&defs::OUTPUT)?;
+        let log_format = l.value(&defs::LOG_FORMAT)?;
+        let security = security(&cli, &mut l)?;
+
+        Ok(Config {
+            // The file's `ttl` sets the lease TTL; only a --ttl or DISTLOCK_TTL given for this
+            // run makes a --lock expire, so a fleet-wide file never silently turns locks that
+            // should wait for a person into locks that vanish.
+            lock_ttl: (mode == Mode::Lock && cli.value(defs::TTL.doc.name).is_some())
+                .then_some(ttl),
+            mode,
+            lock_name,
+            reason,
+            wait,
+            endpoints,
+            prefix,
+            ttl,
+            maxtime,
+            hold_at_least,
+            on_lost,
+            kill_grace,
+            conflict_exit_code,
+            output,
+            log_format,
+            security,
+            quiet: cli.quiet > 0,
+            verbose: cli.verbose,
+            settings: l.into_settings(),
+        })
+    }
+}
+
+fn mode(cli: &Cli) -> Result<Mode> {
+    let mode = match (cli.lock, cli.unlock, cli.status, cli.list, cli.show_config) {
+        (true, ..) => Mode::Lock,
+        (_, true, ..) => Mode::Unlock,
+        (_, _, true, ..) => Mode::Status,
+        (_, _, _, true, _) => Mode::List,
+        (.., true) => Mode::ShowConfig,
+        _ if cli.command.is_empty() => {
+            return Err(Error::Usage(
+                "nothing to do: give a command to run (distlock --lock-name=NAME -- CMD ...) \
+                 or one of --lock, --unlock, --status, --list"
+                    .into(),
+            ))
+        }
+        _ => Mode::Run(cli.command.clone()),
+    };
+    if !matches!(mode, Mode::Run(_)) && !cli.command.is_empty() {
+        return Err(Error::Usage(format!(
+            "a command ({}) cannot be combined with --lock, --unlock, --status, --list or --show-config",
+            cli.command[0].to_string_lossy()
+        )));
+    }
+    Ok(mode)
+}
+
+/// `--nowait` overrides a timeout from the environment or the file; a positive `--timeout` on
+/// the command line with it is a contradiction.
+fn wait(cli: &Cli, l: &mut Layers) -> Result<Wait> {
+    let def = &defs::TIMEOUT;
+    let timeout = l.layer(def, Layers::default(def)?)?;
+    let (wait, source) = match timeout {
+        Some((Wait::Upto(d), Source::Flag(_))) if cli.nowait && !d.is_zero() => {
+            return Err(Error::Usage(
+                "--nowait and a positive --timeout contradict each other: give one of them".into(),
+            ))
+        }
+        _ if cli.nowait => (
+            Wait::Upto(Duration::ZERO),
+            Source::Flag(format!("--{}", defs::NOWAIT.name)),
+        ),
+        Some(layered) => layered,
+        None => (Wait::Forever, Source::Default),
+    };
+    Ok(l.record(&def.doc, wait, source))
+}
+
+/// By default at most TTL/4, and never over TTL/2, so that the command is gone before etcd can
+/// expire the lock.
+fn kill_grace(l: &mut Layers, ttl: Duration) -> Result<Duration> {
+    let def = &defs::KILL_GRACE;
+    let default = Layers::default(def)?.map(|d| d.min(ttl / KILL_GRACE_DEFAULT_DIVISOR));
+    let kill_grace = l.get_or(def, default)?.unwrap_or_default();
+    if kill_grace > ttl / KILL_GRACE_MAX_DIVISOR {
+        return Err(Error::Usage(format!(
+            "the kill grace period ({}, from {}) must be at most half the TTL ({}) so that the \
+             command is gone before etcd can expire the lock",
+            kill_grace.show(),
+            l.source_of(&def.doc),
+            ttl.show()
+        )));
+    }
+    Ok(kill_grace)
+}
+
+fn security(cli: &Cli, l: &mut Layers) -> Result<Security> {
+    let cacert = l.get(&defs::CACERT)?;
+    let cert = l.get(&defs::CERT)?;
+    let key = match (cli.value(defs::KEY.doc.name), etcdctl_style_key()) {
+        (None, Some(path)) => {
+            let source = Source::Env("DISTLOCK_KEY".into());
+            Some(l.record(&defs::KEY.doc, path, source))
+        }
+        _ => l.get(&defs::KEY)?,
+    };
+    if cert.is_some() != key.is_some() {
+        let (given, missing) = if cert.is_some() {
+            (&defs::CERT.doc, &defs::KEY.doc)
+        } else {
+            (&defs::KEY.doc, &defs::CERT.doc)
+        };
+        return Err(Error::Usage(format!(
+            "a client certificate needs both cert and key: {} is set (by {}) but {} is not",
+            given.name,
+            l.source_of(given),
+            missing.name
+        )));
+    }
+    let user = l.get(&defs::USER)?;
+    let password_file = l.get(&defs::PASSWORD_FILE)?;
+    let password = read_password(password_file.as_deref()).map_err(|e| {
+        Error::Usage(format!(
+            "{e} (from {})",
+            l.source_of(&defs::PASSWORD_FILE.doc)
+        ))
+    })?;
+    // Where the password file was named, or the variable.
+    let source = match (&password, &password_file) {
+        (None, _) => Source::Default,
+        (Some(_), Some(_)) => l
+            .setting(&defs::PASSWORD_FILE.doc)
+            .map_or(Source::Default, |s| s.source.clone()),
+        (Some(_), None) => Source::Env(defs::PASSWORD.env.unwrap_or_default().into()),
+    };
+    let shown = if password.is_some() {
+        "(set, hidden)"
+    } else {
+        "(not set)"
+    };
+    l.show(&defs::PASSWORD, shown.into(), source);
+    if password.is_some() && user.is_none() {
+        return Err(Error::Usage(
+            "a password was given but no --user (DISTLOCK_USER, user)".into(),
+        ));
+    }
+    Ok(Security {
+        cacert: cacert.map(PathBuf::from),
+        cert: cert.map(PathBuf::from),
+        key: key.map(PathBuf::from),
+        user,
+        password,
+    })
+}
+
+/// The client key from DISTLOCK_KEY, etcdctl-style, unless distlock itself set that variable:
+/// run mode gives the command DISTLOCK_KEY (the lock's key) together with
+/// DISTLOCK_LOCK_NAME, and `eval "$(distlock --lock)"` sets it with DISTLOCK_FENCING_TOKEN. A
+/// distlock started under either must not read the lock key as a TLS key file.
+/// DISTLOCK_KEY_FILE says the same without that ambiguity.
+fn etcdctl_style_key() -> Option<String> {
+    let set_by_distlock = ["DISTLOCK_LOCK_NAME", "DISTLOCK_FENCING_TOKEN"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    std::env::var("DISTLOCK_KEY")
+        .ok()
+        .filter(|k| !k.is_empty() && !set_by_distlock)
+}
+
+/// The password from DISTLOCK_PASSWORD, else the first line of the password file: never from
+/// the command line, where `ps` would show it.
+fn read_password(file: Option<&str>) -> Result<Option<String>> {
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            Error::Usage(format!(
+                "cannot read password file {file}: {}",
+                file::io_reason(&e)
+            ))
+        })?;
+        return Ok(Some(text.lines().next().unwrap_or_default().to_string()));
+    }
+    Ok(defs::PASSWORD
+        .env
+        .and_then(|var| std::env::var(var).ok())
+        .filter(|p| !p.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(args: &[&str]) -> Result<Config> {
+        let mut words = vec!["distlock", "--config=/dev/null"];
+        words.extend(args);
+        let cli = Cli::parse_from_args(words.iter().map(Into::into).collect())
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        Config::resolve(cli)
+    }
+
+    #[test]
+    fn the_built_in_defaults_parse_and_apply() {
+        let config = resolve(&["--show-config"]).unwrap();
+        assert_eq!(config.wait, Wait::Forever);
+        assert_eq!(config.endpoints, ["http://127.0.0.1:2379"]);
+        assert_eq!(config.prefix, "/distlock/");
+        assert_eq!(config.ttl, Duration::from_secs(10));
+        assert_eq!(config.maxtime, Duration::from_secs(5));
+        assert_eq!(config.kill_grace, Duration::from_secs(2));
+        assert_eq!(config.conflict_exit_code, 1);
+        assert_eq!(config.on_lost, OnLost::Kill);
+        assert_eq!(config.output, Format::Text);
+        let shown: Vec<&str> = config.settings.iter().map(|s| s.key).collect();
+        let table: Vec<&str> = defs::yaml_keys().map(|d| d.name).collect();
+        assert_eq!(
+            shown[..table.len()],
+            table,
+            "--show-config follows the table"
+        );
+    }
+
+    #[test]
+    fn kill_grace_is_at_most_a_quarter_of_the_ttl_by_default_and_half_when_given() {
+        let config = resolve(&["--show-config", "--ttl=4"]).unwrap();
+        assert_eq!(config.kill_grace, Duration::from_secs(1));
+        let config = resolve(&["--show-config", "--ttl=4", "--kill-grace=2s"]).unwrap();
+        assert_eq!(config.kill_grace, Duration::from_secs(2));
+        let err = resolve(&["--show-config", "--ttl=4", "--kill-grace=3s"]).unwrap_err();
+        assert!(err.to_string().contains("--kill-grace"), "{err}");
+    }
+
+    #[test]
+    fn nowait_overrides_a_timeout_but_contradicts_a_positive_timeout_flag() {
+        let config = resolve(&["--show-config", "--nowait", "--timeout=0"]).unwrap();
+        assert_eq!(config.wait, Wait::Upto(Duration::ZERO));
+        let err = resolve(&["--show-config", "--nowait", "--timeout=5"]).unwrap_err();
+        assert!(err.to_string().contains("--nowait"), "{err}");
+    }
+}
