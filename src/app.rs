@@ -7,7 +7,7 @@ use crate::error::{signal_name, Error, Result};
 use crate::etcd::{Etcd, KeepAlive, Lease, LeaseState};
 use crate::lock::{self, Contender, Queue, Ticket, Turn};
 use crate::output::{self, View};
-use crate::record::Record;
+use crate::record::{Mode as RecordMode, Record};
 use crate::run::{self, Command, Signals};
 use std::cell::RefCell;
 use std::ffi::OsString;
@@ -25,16 +25,11 @@ pub enum Outcome {
 }
 
 pub async fn main(config: Config) -> Result<Outcome> {
-    let name = config.lock_name.clone();
-    let name = || {
-        name.clone()
-            .ok_or_else(|| Error::Usage("no lock name given".into()))
-    };
     match &config.mode {
-        Mode::Run(argv) => run_mode(&config, &name()?, argv).await,
-        Mode::Lock => lock_mode(&config, &name()?).await,
-        Mode::Unlock => unlock_mode(&config, &name()?).await,
-        Mode::Status => status_mode(&config, &name()?).await,
+        Mode::Run(name, argv) => run_mode(&config, name, argv).await,
+        Mode::Lock(name) => lock_mode(&config, name).await,
+        Mode::Unlock(name) => unlock_mode(&config, name).await,
+        Mode::Status(name) => status_mode(&config, name).await,
         Mode::List => list_mode(&config).await,
         Mode::ShowConfig => {
             output::print_settings(config.output, &config.settings);
@@ -175,7 +170,7 @@ async fn run_mode(config: &Config, name: &LockName, argv: &[OsString]) -> Result
             .unwrap_or_default()
             .to_string()
     });
-    let record = Record::new("run", program, &config.reason, Some(config.ttl));
+    let record = Record::new(RecordMode::Run, program, &config.reason, Some(config.ttl));
     let held = acquire(config, name, &record, &mut signals).await?;
 
     let token = held.ticket.revision.to_string();
@@ -362,7 +357,7 @@ async fn hold_on(held: &Held, min: Duration, record: &Record) {
 
 async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcome> {
     let mut signals = Signals::catch()?;
-    let record = Record::new("lock", None, &config.reason, Some(config.ttl));
+    let record = Record::new(RecordMode::Lock, None, &config.reason, Some(config.ttl));
     let held = acquire(config, name, &record, &mut signals).await?;
     // Detach the key from our lease (or move it to one of --ttl that nobody keeps alive), in
     // a transaction guarded by its create revision, so it keeps its place and outlives us.

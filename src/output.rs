@@ -5,7 +5,7 @@
 
 use crate::config::{Format, LockName, Setting};
 use crate::lock::{Contender, Ticket};
-use crate::record::Record;
+use crate::record::{self, Record};
 use serde::Serialize;
 use serde_json::json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,8 +20,7 @@ pub struct View {
     pub fencing_token: i64,
     /// Lease id in hex, or null for a lock held until unlocked.
     pub lease: Option<String>,
-    /// `distlock`, `legacy` (the Go tool's key) or `other` (etcdctl or anything else).
-    pub kind: &'static str,
+    pub kind: Kind,
     pub host: Option<String>,
     pub pid: Option<u32>,
     pub user: Option<String>,
@@ -29,11 +28,21 @@ pub struct View {
     /// RFC 3339.
     pub since: Option<String>,
     pub age_seconds: Option<u64>,
-    /// `run` or `lock`.
-    pub mode: Option<String>,
+    pub mode: Option<record::Mode>,
     pub program: Option<String>,
     /// Seconds until the lease expires unless renewed; null when it never expires.
     pub ttl_left: Option<i64>,
+}
+
+/// Who wrote a contender's key.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Distlock,
+    /// The Go tool's key.
+    Legacy,
+    /// etcdctl or anything else.
+    Other,
 }
 
 impl View {
@@ -42,7 +51,7 @@ impl View {
             key: c.key.clone(),
             fencing_token: c.create_revision,
             lease: (c.lease != 0).then(|| format!("{:x}", c.lease)),
-            kind: "other",
+            kind: Kind::Other,
             host: None,
             pid: None,
             user: None,
@@ -54,7 +63,7 @@ impl View {
             ttl_left: None,
         };
         if let Some(r) = Record::from_json(&c.value) {
-            view.kind = "distlock";
+            view.kind = Kind::Distlock;
             view.age_seconds = humantime::parse_rfc3339_weak(&r.since)
                 .ok()
                 .map(|t| age_of(t).as_secs());
@@ -68,12 +77,12 @@ impl View {
         } else if let Some((secs, host, reason)) = legacy_value(c) {
             // RFC 3339 stops at year 9999: a larger number is not a time we can show.
             let then = (secs < 253_402_300_800).then(|| UNIX_EPOCH + Duration::from_secs(secs));
-            view.kind = "legacy";
+            view.kind = Kind::Legacy;
             view.since = then.map(|t| humantime::format_rfc3339_seconds(t).to_string());
             view.age_seconds = then.map(|t| age_of(t).as_secs());
             view.host = Some(host);
             view.reason = Some(reason);
-            view.mode = Some("lock".into());
+            view.mode = Some(record::Mode::Lock);
         }
         view
     }
@@ -89,17 +98,17 @@ impl View {
             Some(r) => format!(": {}", quoted(r, 200)),
         };
         match self.kind {
-            "distlock" => format!(
+            Kind::Distlock => format!(
                 "{} (pid {}, {}){age}{reason}",
                 clean(self.host.as_deref().unwrap_or("?"), 100),
                 self.pid.unwrap_or_default(),
                 clean(self.user.as_deref().unwrap_or("?"), 100),
             ),
-            "legacy" => format!(
+            Kind::Legacy => format!(
                 "{} (the old Go distlock){age}{reason}",
                 clean(self.host.as_deref().unwrap_or("?"), 100)
             ),
-            _ => format!(
+            Kind::Other => format!(
                 "{} (not distlock's, e.g. etcdctl lock; lease {})",
                 clean(&self.key, 300),
                 self.lease.as_deref().unwrap_or("none")
@@ -201,8 +210,8 @@ pub fn print_status(format: Format, name: &LockName, views: &[View]) {
     };
     println!("  key:           {}", clean(&holder.key, 300));
     println!("  fencing token: {}", holder.fencing_token);
-    if let Some(mode) = &holder.mode {
-        println!("  mode:          {mode}");
+    if let Some(mode) = holder.mode {
+        println!("  mode:          {}", mode.as_str());
     }
     if let Some(program) = &holder.program {
         println!("  program:       {}", clean(program, 100));
@@ -239,13 +248,15 @@ pub fn print_list(format: Format, locks: &[(String, Vec<View>)]) {
         .map(|(name, views)| {
             let holder = views.first();
             let who = holder.map_or(String::new(), |h| match h.kind {
-                "distlock" => format!(
+                Kind::Distlock => format!(
                     "{} ({})",
                     clean(h.host.as_deref().unwrap_or("?"), 60),
                     h.pid.unwrap_or_default()
                 ),
-                "legacy" => format!("{} (Go tool)", clean(h.host.as_deref().unwrap_or("?"), 60)),
-                _ => "(etcdctl or other)".into(),
+                Kind::Legacy => {
+                    format!("{} (Go tool)", clean(h.host.as_deref().unwrap_or("?"), 60))
+                }
+                Kind::Other => "(etcdctl or other)".into(),
             });
             let age = holder
                 .and_then(|h| h.age_seconds)
@@ -429,7 +440,7 @@ mod tests {
     #[test]
     fn foreign_values_are_described_not_parsed() {
         let legacy = contender("/distlock/x", b"1700000000;oldhost;old reason", 0);
-        assert_eq!(View::of(&legacy).kind, "legacy");
+        assert_eq!(View::of(&legacy).kind, Kind::Legacy);
         assert!(describe(&legacy).contains("oldhost"));
         assert!(describe(&contender("/distlock/x/1", b"", 7)).contains("not distlock's"));
         assert!(describe(&contender("/distlock/x/1", &[0xff, 0, 1], 7)).contains("not distlock's"));

@@ -8,7 +8,7 @@ use crate::config::values::{duration as parse_duration, timeout as parse_timeout
 use crate::config::{Config, LockName, Wait};
 use crate::lock::Contender;
 use crate::output::View;
-use crate::record::Record;
+use crate::record::{Mode, Record};
 use proptest::prelude::*;
 use std::ffi::OsString;
 use std::io::Write;
@@ -354,13 +354,13 @@ proptest! {
     fn records_round_trip(
         host in any::<String>(), pid in any::<u32>(), user in any::<String>(),
         reason in any::<String>(), since in any::<String>(),
-        mode in prop::sample::select(vec!["run", "lock"]),
+        mode in prop::sample::select(vec![Mode::Run, Mode::Lock]),
         program in any::<Option<String>>(), ttl in any::<Option<u64>>(),
     ) {
         let record = Record {
             format: crate::record::FORMAT,
             host, pid, user, reason, since,
-            mode: mode.to_string(),
+            mode,
             program, ttl,
         };
         prop_assert_eq!(Record::from_json(&record.to_json()), Some(record));

@@ -16,16 +16,38 @@ pub struct Record {
     pub reason: String,
     /// When the lock was taken (RFC 3339); while waiting, when the wait began.
     pub since: String,
-    /// `run` or `lock`.
-    pub mode: String,
+    pub mode: Mode,
     /// The command's program name only: its arguments can hold secrets.
     pub program: Option<String>,
     /// Lease TTL in seconds; `None` for a `--lock` held until unlocked.
     pub ttl: Option<u64>,
 }
 
+/// How the holder holds the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// While its command runs.
+    Run,
+    /// Until someone runs `--unlock` (or its `--ttl` passes).
+    Lock,
+    /// Written by a later distlock: still a distlock record, shown as `other`.
+    #[serde(other)]
+    Other,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Run => "run",
+            Mode::Lock => "lock",
+            Mode::Other => "other",
+        }
+    }
+}
+
 impl Record {
-    pub fn new(mode: &str, program: Option<String>, reason: &str, ttl: Option<Duration>) -> Self {
+    pub fn new(mode: Mode, program: Option<String>, reason: &str, ttl: Option<Duration>) -> Self {
         Record {
             format: FORMAT,
             host: hostname(),
@@ -33,7 +55,7 @@ impl Record {
             user: username(),
             reason: reason.to_string(),
             since: now_rfc3339(),
-            mode: mode.to_string(),
+            mode,
             program,
             ttl: ttl.map(|t| t.as_secs()),
         }
@@ -85,14 +107,20 @@ mod tests {
     #[test]
     fn round_trips_and_rejects_foreign_values() {
         let r = Record::new(
-            "run",
+            Mode::Run,
             Some("yum".into()),
             "Upgrade \"RPMs\" ✓",
             Some(Duration::from_secs(10)),
         );
-        assert_eq!(Record::from_json(&r.to_json()), Some(r));
+        assert_eq!(Record::from_json(&r.to_json()).as_ref(), Some(&r));
         assert_eq!(Record::from_json(b""), None);
         assert_eq!(Record::from_json(b"1700000000;host;reason"), None);
         assert_eq!(Record::from_json(&[0xff, 0xfe]), None);
+        let json = String::from_utf8(r.to_json()).unwrap();
+        let later = json.replace(r#""mode":"run""#, r#""mode":"shared""#);
+        assert_eq!(
+            Record::from_json(later.as_bytes()).map(|r| r.mode),
+            Some(Mode::Other)
+        );
     }
 }

@@ -59,7 +59,7 @@ impl Signals {
 
 pub struct Command {
     child: tokio::process::Child,
-    group: Pid,
+    group: Group,
     /// Set while the command's group owns our terminal; given back when it ends.
     terminal: bool,
 }
@@ -99,7 +99,12 @@ impl Command {
             });
         }
         let child = command.spawn().map_err(|e| spawn_error(program, &e))?;
-        let group = Pid::from_raw(child.id().map(|id| id as i32).unwrap_or(0));
+        // The child leads its own group, so its pid is the group's id. tokio knows the pid
+        // until the child is reaped, which cannot have happened yet.
+        let group = child
+            .id()
+            .and_then(Group::of)
+            .ok_or_else(|| Error::CannotExecute("the command's process id is unknown".into()))?;
         Ok(Command {
             child,
             group,
@@ -113,7 +118,7 @@ impl Command {
     }
 
     pub fn group(&self) -> Group {
-        Group(self.group)
+        self.group
     }
 
     pub async fn wait(&mut self) -> Result<ExitStatus> {
@@ -150,11 +155,20 @@ impl Command {
     }
 }
 
-/// The command's process group, to signal while something else waits for the command.
+/// The command's process group, to signal while something else waits for the command. Only
+/// a real process id makes one: `killpg(0)` would signal distlock's own group.
 #[derive(Clone, Copy)]
 pub struct Group(Pid);
 
 impl Group {
+    /// The group led by process `pid`; `None` for 0 or a pid out of range.
+    pub fn of(pid: u32) -> Option<Group> {
+        i32::try_from(pid)
+            .ok()
+            .filter(|&pid| pid > 0)
+            .map(|pid| Group(Pid::from_raw(pid)))
+    }
+
     pub fn signal(self, signal: i32) {
         if let Ok(signal) = Signal::try_from(signal) {
             // ESRCH: the group is already gone, which is what we wanted.
@@ -275,7 +289,19 @@ fn spawn_error(program: &OsString, e: &io::Error) -> Error {
 pub fn shell_status(status: ExitStatus) -> u8 {
     match (status.code(), status.signal()) {
         (Some(code), _) => code as u8,
-        (None, Some(signal)) => (128 + signal).clamp(0, 255) as u8,
+        (None, Some(signal)) => crate::exit::killed_by(signal),
         (None, None) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_real_pid_makes_a_group() {
+        assert!(Group::of(0).is_none(), "killpg(0) is distlock's own group");
+        assert!(Group::of(u32::MAX).is_none(), "would be a negative pid");
+        assert!(Group::of(4242).is_some());
     }
 }

@@ -23,14 +23,15 @@ use std::time::Duration;
 pub use values::{Format, LockName, OnLost, Wait};
 use values::{Show, MAX_REASON};
 
-/// What distlock was asked to do.
+/// What distlock was asked to do, with the lock it needs (so code past this point never
+/// checks that a name was given).
 #[derive(Debug, PartialEq)]
 pub enum Mode {
     /// Run this command (program and arguments) under the lock.
-    Run(Vec<OsString>),
-    Lock,
-    Unlock,
-    Status,
+    Run(LockName, Vec<OsString>),
+    Lock(LockName),
+    Unlock(LockName),
+    Status(LockName),
     List,
     ShowConfig,
 }
@@ -77,8 +78,6 @@ pub struct Security {
 #[derive(Debug)]
 pub struct Config {
     pub mode: Mode,
-    /// Present for every mode but `--list` and `--show-config`.
-    pub lock_name: Option<LockName>,
     pub reason: String,
     pub wait: Wait,
     pub endpoints: Vec<String>,
@@ -103,17 +102,9 @@ pub struct Config {
 
 impl Config {
     pub fn resolve(cli: Cli) -> Result<Config> {
-        let mode = mode(&cli)?;
         let file = file::File::load(&cli)?;
         let mut l = Layers::new(&cli, file);
-
-        let lock_name = l.get(&defs::LOCK_NAME)?;
-        if lock_name.is_none() && !matches!(mode, Mode::List | Mode::ShowConfig) {
-            return Err(Error::Usage(
-                "no lock name: give --lock-name=NAME (or DISTLOCK_LOCKNAME, or lockname in the config file)"
-                    .into(),
-            ));
-        }
+        let mode = mode(&cli, l.get(&defs::LOCK_NAME)?)?;
         let reason = l.value(&defs::REASON)?;
         if reason.len() > MAX_REASON {
             return Err(Error::Usage(format!(
@@ -139,10 +130,9 @@ impl Config {
             // The file's `ttl` sets the lease TTL; only a --ttl or DISTLOCK_TTL given for this
             // run makes a --lock expire, so a fleet-wide file never silently turns locks that
             // should wait for a person into locks that vanish.
-            lock_ttl: (mode == Mode::Lock && cli.value(defs::TTL.doc.name).is_some())
+            lock_ttl: (matches!(mode, Mode::Lock(_)) && cli.value(defs::TTL.doc.name).is_some())
                 .then_some(ttl),
             mode,
-            lock_name,
             reason,
             wait,
             endpoints,
@@ -163,29 +153,43 @@ impl Config {
     }
 }
 
-fn mode(cli: &Cli) -> Result<Mode> {
-    let mode = match (cli.lock, cli.unlock, cli.status, cli.list, cli.show_config) {
-        (true, ..) => Mode::Lock,
-        (_, true, ..) => Mode::Unlock,
-        (_, _, true, ..) => Mode::Status,
-        (_, _, _, true, _) => Mode::List,
-        (.., true) => Mode::ShowConfig,
-        _ if cli.command.is_empty() => {
-            return Err(Error::Usage(
-                "nothing to do: give a command to run (distlock --lock-name=NAME -- CMD ...) \
-                 or one of --lock, --unlock, --status, --list"
-                    .into(),
-            ))
-        }
-        _ => Mode::Run(cli.command.clone()),
-    };
-    if !matches!(mode, Mode::Run(_)) && !cli.command.is_empty() {
+fn mode(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
+    if !cli.command.is_empty()
+        && (cli.lock || cli.unlock || cli.status || cli.list || cli.show_config)
+    {
         return Err(Error::Usage(format!(
             "a command ({}) cannot be combined with --lock, --unlock, --status, --list or --show-config",
             cli.command[0].to_string_lossy()
         )));
     }
-    Ok(mode)
+    if cli.list {
+        return Ok(Mode::List);
+    }
+    if cli.show_config {
+        return Ok(Mode::ShowConfig);
+    }
+    if !(cli.lock || cli.unlock || cli.status) && cli.command.is_empty() {
+        return Err(Error::Usage(
+            "nothing to do: give a command to run (distlock --lock-name=NAME -- CMD ...) \
+             or one of --lock, --unlock, --status, --list"
+                .into(),
+        ));
+    }
+    let name = name.ok_or_else(|| {
+        Error::Usage(
+            "no lock name: give --lock-name=NAME (or DISTLOCK_LOCKNAME, or lockname in the config file)"
+                .into(),
+        )
+    })?;
+    Ok(if cli.lock {
+        Mode::Lock(name)
+    } else if cli.unlock {
+        Mode::Unlock(name)
+    } else if cli.status {
+        Mode::Status(name)
+    } else {
+        Mode::Run(name, cli.command.clone())
+    })
 }
 
 /// `--nowait` overrides a timeout from the environment or the file; a positive `--timeout` on
