@@ -5,7 +5,7 @@
 
 use crate::cli::Cli;
 use crate::config::values::{duration as parse_duration, timeout as parse_timeout};
-use crate::config::{Config, LockName, Wait};
+use crate::config::{defs, Config, LockName, Wait};
 use crate::lock::Contender;
 use crate::output::View;
 use crate::record::{Mode, Record};
@@ -62,6 +62,17 @@ fn resolve_with_file(content: &str) -> (tempfile::NamedTempFile, Result<(), Stri
     (file, result)
 }
 
+/// Every flag of the settings table that takes a value, but the files' (read here).
+fn value_flags() -> Vec<String> {
+    defs::OPTIONS
+        .iter()
+        .filter(|d| d.yaml != defs::Yaml::No && d.value != Some("FILE"))
+        .filter_map(|d| d.flag)
+        .map(|flag| format!("--{flag}"))
+        .chain(["--cert".into(), "--key".into()])
+        .collect()
+}
+
 /// The durations a resolved configuration holds.
 fn durations(config: &Config) -> Vec<(&'static str, Duration)> {
     let mut all = vec![
@@ -80,27 +91,13 @@ fn durations(config: &Config) -> Vec<(&'static str, Duration)> {
 /// Text that looks like a distlock configuration file, with every kind of mistake in it.
 fn yamlish() -> impl Strategy<Value = String> {
     let key = prop_oneof![
-        prop::sample::select(vec![
-            "lockname",
-            "reason",
-            "endpoints",
-            "timeout",
-            "prefix",
-            "ttl",
-            "maxtime",
-            "hold_at_least",
-            "on_lost",
-            "kill_grace",
-            "conflict_exit_code",
-            "output",
-            "log_format",
-            "cacert",
-            "cert",
-            "key",
-            "user",
-            "password_file",
-            "internallock",
-        ])
+        // Every key of the settings table, and the Go tool's ignored one.
+        prop::sample::select(
+            defs::yaml_keys()
+                .map(|d| d.name)
+                .chain(["internallock"])
+                .collect::<Vec<_>>(),
+        )
         .prop_map(String::from),
         "[a-zA-Z_\\-\"'\\[{:#&*!|>%@`]{1,12}",
         // Double-quoted keys with escapes: a newline or a terminal escape in an error message.
@@ -299,11 +296,7 @@ proptest! {
     #[test]
     fn any_option_values_resolve_or_fail_in_one_line(
         values in prop::collection::vec((
-            prop::sample::select(vec![
-                "--lock-name", "--reason", "--timeout", "--endpoints", "--prefix", "--ttl",
-                "--maxtime", "--hold-at-least", "--on-lost", "--kill-grace",
-                "--conflict-exit-code", "--output", "--log-format", "--cert", "--key",
-            ]),
+            prop::sample::select(value_flags()),
             any::<String>(),
         ), 1..5),
         mode in prop::sample::select(vec!["--lock", "--unlock", "--status", "--list", "--show-config", "true"]),
