@@ -6,7 +6,7 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -19,23 +19,6 @@ use nix::sys::signal::Signal;
 fn parse_lock_output(r: &Run) -> (String, i64) {
     parse_lock_stdout(&r.stdout)
         .unwrap_or_else(|| panic!("--lock must print exactly the key and token lines: {r}"))
-}
-
-/// `distlock --lock-name=<name> --lock <extra>`, asserted to succeed; returns key and token.
-fn lock(etcd: &Etcd, p: &str, name: &str, extra: &[&str]) -> (String, i64) {
-    let r = run(distlock(etcd, p)
-        .arg(format!("--lock-name={name}"))
-        .arg("--lock")
-        .args(extra));
-    r.code(0);
-    parse_lock_output(&r)
-}
-
-/// The contenders of lock `name` under `p` (keys `<p><name>/...`), in queue order.
-fn contenders(ep: &str, p: &str, name: &str) -> Vec<Kv> {
-    let mut kvs = get_prefix(ep, &format!("{p}{name}/"));
-    kvs.sort_by_key(|kv| kv.create_revision);
-    kvs
 }
 
 /// The lease-id part of a contender key, checked to be lower-case hex without padding.
@@ -52,12 +35,6 @@ fn lease_of_key(key: &str) -> i64 {
     i64::from_str_radix(hex, 16).unwrap()
 }
 
-fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    fs::write(&path, text).unwrap();
-    path
-}
-
 /// A distlock run-mode waiter in the background, whose command appends `n` to `file`.
 fn append_waiter(etcd: &Etcd, p: &str, name: &str, file: &Path, n: u32) -> Bg {
     let mut cmd = distlock_std(&etcd.endpoint(), p);
@@ -68,17 +45,6 @@ fn append_waiter(etcd: &Etcd, p: &str, name: &str, file: &Path, n: u32) -> Bg {
         &format!("echo {n} >> '{}'", file.display()),
     ]);
     Bg::spawn(cmd, &format!("distlock waiter {n}"))
-}
-
-fn hostname() -> String {
-    nix::unistd::gethostname().unwrap().into_string().unwrap()
-}
-
-fn username() -> String {
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .unwrap()
-        .unwrap()
-        .name
 }
 
 /// The `since` field: RFC 3339, and (when in UTC, as the contract shows) close to now.

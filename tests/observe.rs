@@ -12,7 +12,7 @@ mod common;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,17 +28,6 @@ fn assert_no_raw_controls(text: &str, what: &str) {
     if let Some(c) = text.chars().find(|c| c.is_control() && *c != '\n') {
         panic!("{what} contains the raw control character {c:?}:\n{text}");
     }
-}
-
-fn hostname() -> String {
-    nix::unistd::gethostname().unwrap().into_string().unwrap()
-}
-
-fn username() -> String {
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .unwrap()
-        .unwrap()
-        .name
 }
 
 fn unix_now() -> u64 {
@@ -65,31 +54,6 @@ fn is_age(s: &str) -> bool {
         return n.split_once('d').is_some_and(|(d, h)| digits(d) && two(h));
     }
     false
-}
-
-/// The contenders of lock `name` under `p`, in queue order.
-fn contenders(ep: &str, p: &str, name: &str) -> Vec<Kv> {
-    let mut kvs = get_prefix(ep, &format!("{p}{name}/"));
-    kvs.sort_by_key(|kv| kv.create_revision);
-    kvs
-}
-
-fn wait_contenders(ep: &str, p: &str, name: &str, n: usize) -> Vec<Kv> {
-    wait_until(DEADLINE, &format!("{n} contenders of {name}"), || {
-        let kvs = contenders(ep, p, name);
-        (kvs.len() == n).then_some(kvs)
-    })
-}
-
-/// `--lock` with `extra` arguments, asserted to succeed; returns the key and the fencing token.
-fn lock(etcd: &Etcd, p: &str, name: &str, extra: &[&str]) -> (String, i64) {
-    let r = run(distlock(etcd, p)
-        .arg(format!("--lock-name={name}"))
-        .arg("--lock")
-        .args(extra));
-    r.code(0);
-    parse_lock_stdout(&r.stdout)
-        .unwrap_or_else(|| panic!("--lock must print exactly the key and token lines: {r}"))
 }
 
 /// `sh` with the same clean environment `distlock()` has, and `$DL` set to the binary.
@@ -235,12 +199,6 @@ fn expires_in(r: &Run) -> i64 {
 /// The pid a distlock contender recorded in its value.
 fn recorded_pid(kv: &Kv) -> u64 {
     kv.json()["pid"].as_u64().unwrap()
-}
-
-fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    fs::write(&path, text).unwrap();
-    path
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1087,28 +1045,6 @@ fn settings(r: &Run) -> Vec<(String, String, String)> {
         .collect()
 }
 
-const ALL_SETTINGS: [&str; 19] = [
-    "lockname",
-    "reason",
-    "timeout",
-    "endpoints",
-    "prefix",
-    "ttl",
-    "maxtime",
-    "hold_at_least",
-    "on_lost",
-    "kill_grace",
-    "conflict_exit_code",
-    "output",
-    "log_format",
-    "cacert",
-    "cert",
-    "key",
-    "user",
-    "password_file",
-    "password",
-];
-
 #[test]
 fn show_config_reports_every_setting_with_its_source_and_hides_the_password() {
     let etcd = Etcd::start();
@@ -1157,7 +1093,7 @@ fn show_config_reports_every_setting_with_its_source_and_hides_the_password() {
     );
     let got = settings(&r);
     let keys: Vec<&str> = got.iter().map(|(k, ..)| k.as_str()).collect();
-    assert_eq!(keys, ALL_SETTINGS, "every setting, once: {r}");
+    assert_eq!(keys, all_settings(), "every setting, once: {r}");
     for (key, value, source) in expected {
         let (_, v, s) = got.iter().find(|(k, ..)| k == key).unwrap();
         assert!(
@@ -1174,7 +1110,11 @@ fn show_config_reports_every_setting_with_its_source_and_hides_the_password() {
     );
     let v = r.code(0).json();
     let obj = v.as_object().unwrap();
-    assert_eq!(obj.keys().collect::<Vec<_>>(), ALL_SETTINGS, "{v}");
+    assert_eq!(
+        obj.keys().cloned().collect::<Vec<_>>(),
+        all_settings(),
+        "{v}"
+    );
     for (key, value, source) in expected {
         let entry = &v[key];
         assert!(

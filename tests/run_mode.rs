@@ -6,8 +6,8 @@
 //! lock after a quick command, and a waiter told to stop leaves nothing behind.
 //!
 //! Every test starts its own etcd and uses its own key prefix. Tests wait for events (a file, a
-//! key, a process state) with a deadline; the only plain waits are where the point is that
-//! nothing happens for a while (a command that must survive a leader change or a lost member).
+//! key, a process state, a lease renewed, a watch re-established) with a deadline, never for a
+//! fixed time.
 
 mod common;
 
@@ -28,95 +28,6 @@ use tempfile::TempDir;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// A background process (distlock) in its own process group, with stdout and stderr going to
-/// files so that a test can watch what it says while it runs. Dropping it SIGKILLs the group.
-struct Proc {
-    child: Child,
-    what: String,
-    stdout: PathBuf,
-    stderr: PathBuf,
-    status: Option<ExitStatus>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command, dir: &Path, what: &str) -> Proc {
-        let stdout = dir.join(format!("{what}.stdout"));
-        let stderr = dir.join(format!("{what}.stderr"));
-        cmd.stdin(Stdio::null())
-            .stdout(File::create(&stdout).unwrap())
-            .stderr(File::create(&stderr).unwrap())
-            .process_group(0);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        Proc {
-            child,
-            what: what.to_string(),
-            stdout,
-            stderr,
-            status: None,
-        }
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
-    }
-
-    fn signal(&self, sig: Signal) {
-        signal::kill(self.pid(), sig).unwrap_or_else(|e| panic!("kill {sig} {}: {e}", self.what));
-    }
-
-    fn try_status(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            self.status = self.child.try_wait().expect("try_wait");
-        }
-        self.status
-    }
-
-    /// Waits at most `timeout` for it to exit; returns what a shell shows as `$?`.
-    fn wait(&mut self, timeout: Duration) -> i32 {
-        let what = format!("{} to exit; {}", self.what, self.report());
-        shell_status(wait_until(timeout, &what, || self.try_status()))
-    }
-
-    fn stderr(&self) -> String {
-        fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// Everything it said, for assertion messages.
-    fn report(&self) -> String {
-        format!(
-            "{} (status {:?})\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.what,
-            self.status,
-            fs::read_to_string(&self.stdout).unwrap_or_default(),
-            self.stderr()
-        )
-    }
-
-    /// Asserts the spec's error style for an error exit: exactly one line on stderr that
-    /// starts with `distlock: `; returns it.
-    fn one_error_line(&self) -> String {
-        let stderr = self.stderr();
-        let lines: Vec<&str> = stderr.lines().collect();
-        assert!(
-            lines.len() == 1 && lines[0].starts_with("distlock: "),
-            "expected exactly one `distlock: ` line on stderr: {}",
-            self.report()
-        );
-        lines[0].to_string()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = signal::killpg(self.pid(), Signal::SIGKILL);
-        if self.status.is_none() {
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// `distlock` against `endpoints` with keys under `p`, for lock `name`, with `args` after it.
 fn distlock_cmd(endpoints: &str, p: &str, name: &str, args: &[&str]) -> Command {
     let mut cmd = distlock_std(endpoints, p);
@@ -127,21 +38,6 @@ fn distlock_cmd(endpoints: &str, p: &str, name: &str, args: &[&str]) -> Command 
 /// Arguments for `distlock ... -- sh -c <script>`.
 fn sh(script: &str) -> Vec<&str> {
     vec!["--", "sh", "-c", script]
-}
-
-/// The contenders of lock `name` under `p`, in queue order.
-fn contenders(ep: &str, p: &str, name: &str) -> Vec<Kv> {
-    let mut kvs = get_prefix(ep, &format!("{p}{name}/"));
-    kvs.sort_by_key(|kv| kv.create_revision);
-    kvs
-}
-
-/// Waits until lock `name` has exactly `n` contenders, and returns them.
-fn wait_contenders(ep: &str, p: &str, name: &str, n: usize) -> Vec<Kv> {
-    wait_until(DEADLINE, &format!("{n} contender(s) of {name}"), || {
-        let kvs = contenders(ep, p, name);
-        (kvs.len() == n).then_some(kvs)
-    })
 }
 
 /// The lines of a file, or none if it does not exist yet.
@@ -171,14 +67,6 @@ fn alive(pid: Pid) -> bool {
     // The state letter follows the command name, which is in parentheses and may hold spaces.
     let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
     !matches!(state.and_then(|s| s.chars().next()), None | Some('Z' | 'X'))
-}
-
-/// The executable name of a process (`/proc/<pid>/comm`).
-fn comm(pid: Pid) -> String {
-    fs::read_to_string(format!("/proc/{pid}/comm"))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
 }
 
 /// Waits until every pid in `pids` is gone; returns when that was seen.
@@ -226,7 +114,7 @@ fn forward_each(etcd: &Etcd, dir: &Path, name: &str, then: &[Signal], last: Sign
     let p = prefix(name);
     let last_name = &last.as_str()[3..];
     let script = trapping_script(dir, last_name, code);
-    let mut d = Proc::spawn(distlock_cmd(&ep, &p, name, &sh(&script)), dir, name);
+    let mut d = Bg::logged(distlock_cmd(&ep, &p, name, &sh(&script)), dir, name);
     read_pid(&dir.join("P"));
     assert_eq!(contenders(&ep, &p, name).len(), 1);
 
@@ -242,7 +130,7 @@ fn forward_each(etcd: &Etcd, dir: &Path, name: &str, then: &[Signal], last: Sign
             assert_eq!(lines(&file), expected, "{}", d.report());
         }
     }
-    let status = d.wait(DEADLINE);
+    let status = d.wait_code(DEADLINE);
     assert_eq!(
         status,
         i32::from(code),
@@ -477,7 +365,7 @@ fn sigkill_of_distlock_kills_the_command_and_the_lease_frees_the_lock() {
     let pidfile = dir.join("P");
     let script = format!("echo $$ > '{}'; exec sleep 1000", pidfile.display());
     let args = [&["--ttl", "2"][..], &sh(&script)].concat();
-    let mut d = Proc::spawn(distlock_cmd(&ep, &p, "k", &args), &dir, "distlock");
+    let mut d = Bg::logged(distlock_cmd(&ep, &p, "k", &args), &dir, "distlock");
     let command = read_pid(&pidfile);
     wait_for(DEADLINE, "the command to exec sleep", || {
         comm(command) == "sleep"
@@ -486,7 +374,7 @@ fn sigkill_of_distlock_kills_the_command_and_the_lease_frees_the_lock() {
 
     let killed = Instant::now();
     d.signal(Signal::SIGKILL);
-    assert_eq!(d.wait(DEADLINE), 128 + 9);
+    assert_eq!(d.wait_code(DEADLINE), 128 + 9);
     let gone = wait_gone(DEADLINE, "the command to die with distlock", &[command]);
     assert!(
         gone - killed < Duration::from_secs(1),
@@ -516,13 +404,13 @@ fn sigkill_of_distlock_kills_what_the_command_started() {
     let grandchild = dir.join("G");
     let script = format!("sleep 1000 & echo $! > '{}'; wait", grandchild.display());
     let args = [&["--ttl", "2"][..], &sh(&script)].concat();
-    let mut d = Proc::spawn(distlock_cmd(&ep, &p, "k", &args), &dir, "distlock");
+    let mut d = Bg::logged(distlock_cmd(&ep, &p, "k", &args), &dir, "distlock");
     let sleeper = read_pid(&grandchild);
     wait_contenders(&ep, &p, "k", 1);
 
     let killed = Instant::now();
     d.signal(Signal::SIGKILL);
-    assert_eq!(d.wait(DEADLINE), 128 + 9);
+    assert_eq!(d.wait_code(DEADLINE), 128 + 9);
     // Whatever the command started must not go on working once the lock can pass to someone
     // else, which is at most the TTL (2s) after the kill.
     let ttl = Duration::from_secs(2);
@@ -548,19 +436,19 @@ const LOST_TTL: Duration = Duration::from_secs(3);
 
 /// Starts `distlock --ttl 3 <extra> -- sh -c <script>` and waits until the command wrote its
 /// pid to `P` and the lock's key is there.
-fn start_under_lease(etcd: &Etcd, dir: &Path, extra: &[&str], script: &str) -> (Proc, Pid) {
+fn start_under_lease(etcd: &Etcd, dir: &Path, extra: &[&str], script: &str) -> (Bg, Pid) {
     let ep = etcd.endpoint();
     let p = prefix("lost");
     let args = [&["--ttl", "3"][..], extra, &sh(script)].concat();
-    let d = Proc::spawn(distlock_cmd(&ep, &p, "lost", &args), dir, "distlock");
+    let d = Bg::logged(distlock_cmd(&ep, &p, "lost", &args), dir, "distlock");
     let pid = read_pid(&dir.join("P"));
     wait_contenders(&ep, &p, "lost", 1);
     (d, pid)
 }
 
 /// The exit after a lost lock: code 4, and a last line on stderr that says so.
-fn assert_lost_exit(d: &mut Proc) {
-    let code = d.wait(DEADLINE);
+fn assert_lost_exit(d: &mut Bg) {
+    let code = d.wait_code(DEADLINE);
     assert_eq!(code, 4, "{}", d.report());
     let stderr = d.stderr();
     let last = stderr.lines().last().unwrap_or_default();
@@ -596,7 +484,7 @@ fn a_lost_lease_stops_the_command_and_its_group_before_the_ttl_passes() {
          expired and the lock passed on while it still ran",
         gone - stopped
     );
-    d.wait(DEADLINE);
+    d.wait_code(DEADLINE);
     eprintln!(
         "command gone {:?} after the stop; distlock exited {:?} after the stop",
         gone - stopped,
@@ -706,7 +594,7 @@ fn an_operators_unlock_stops_the_running_command_and_exits_4() {
     let (_tmp, dir) = scratch();
     let pidfile = dir.join("P");
     let script = format!("echo $$ > '{}'; exec sleep 1000", pidfile.display());
-    let mut d = Proc::spawn(distlock_cmd(&ep, &p, "u", &sh(&script)), &dir, "distlock");
+    let mut d = Bg::logged(distlock_cmd(&ep, &p, "u", &sh(&script)), &dir, "distlock");
     let command = read_pid(&pidfile);
     wait_contenders(&ep, &p, "u", 1);
 
@@ -776,21 +664,21 @@ fn losing_the_etcd_leader_does_not_stop_the_command_and_the_waiter_runs_after() 
         f = f.display()
     );
     let args = [&["--ttl", "4"][..], &sh(&holder_script)].concat();
-    let mut holder = Proc::spawn(distlock_cmd(&all, &p, "ha", &args), &dir, "holder");
+    let mut holder = Bg::logged(distlock_cmd(&all, &p, "ha", &args), &dir, "holder");
     let command = read_pid(&dir.join("P"));
     let waiter_script = format!("echo waiter >> '{}'", f.display());
     let args = [&["--ttl", "4"][..], &sh(&waiter_script)].concat();
-    let mut waiter = Proc::spawn(distlock_cmd(&all, &p, "ha", &args), &dir, "waiter");
-    wait_contenders(&all, &p, "ha", 2);
+    let mut waiter = Bg::logged(distlock_cmd(&all, &p, "ha", &args), &dir, "waiter");
+    let lease = wait_contenders(&all, &p, "ha", 2)[0].lease;
 
-    let killed = Instant::now();
     cluster.kill(0);
     cluster.wait_leader(Some(0));
     let live = format!("{},{}", cluster.endpoint(1), cluster.endpoint(2));
-    // Long enough that the holder's lease must have been renewed through the new leader
-    // several times: this wait is the point, nothing is supposed to happen.
-    let survive = Duration::from_secs(4 + 2);
-    while killed.elapsed() < survive {
+    // Until the holder's lease has been renewed through the new leader twice (its time to
+    // live went up twice), the command runs on and the waiter waits: nothing else happens.
+    let mut renewals = 0;
+    let mut last = i64::MAX;
+    wait_until(DEADLINE, "two keepalives through the new leader", || {
         assert!(
             holder.try_status().is_none() && alive(command),
             "the holder stopped after the leader was killed: {}",
@@ -800,11 +688,22 @@ fn losing_the_etcd_leader_does_not_stop_the_command_and_the_waiter_runs_after() 
             lines(&f).is_empty(),
             "the waiter ran while the holder held the lock"
         );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        // etcdctl itself may fail while the cluster settles: look again.
+        let out = etcdctl_cmd(&live)
+            .args(["lease", "timetolive", &format!("{lease:x}"), "-w", "json"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let left = v["ttl"].as_i64()?;
+        assert!(left >= 0, "the holder's lease expired: {}", holder.report());
+        renewals += u32::from(left > last);
+        last = left;
+        (renewals >= 2).then_some(())
+    });
     touch(&stop);
-    assert_eq!(holder.wait(DEADLINE), 0, "{}", holder.report());
-    assert_eq!(waiter.wait(DEADLINE), 0, "{}", waiter.report());
+    assert_eq!(holder.wait_code(DEADLINE), 0, "{}", holder.report());
+    assert_eq!(waiter.wait_code(DEADLINE), 0, "{}", waiter.report());
     assert_eq!(lines(&f), ["holder", "waiter"]);
     assert_eq!(contenders(&live, &p, "ha"), vec![]);
 }
@@ -835,11 +734,11 @@ fn losing_one_etcd_member_stops_no_command_and_every_lock_is_released() {
     let live = cluster.endpoint(other);
     let p = prefix("member");
     let (_tmp, dir) = scratch();
-    let mut holders: Vec<Proc> = (0..HOLDERS)
+    let mut holders: Vec<Bg> = (0..HOLDERS)
         .map(|i| {
             let args = ["--ttl", "10", "--", "sleep", "1000"];
             let cmd = distlock_cmd(&endpoints, &p, &format!("m{i}"), &args);
-            Proc::spawn(cmd, &dir, &format!("holder{i}"))
+            Bg::logged(cmd, &dir, &format!("holder{i}"))
         })
         .collect();
     wait_for(DEADLINE, "every holder to hold its lock", || {
@@ -851,13 +750,15 @@ fn losing_one_etcd_member_stops_no_command_and_every_lock_is_released() {
         watchers(&cluster, &[victim, other]) >= HOLDERS as u64
     });
 
-    let killed = Instant::now();
     cluster.kill(victim);
     // Nothing is supposed to happen: the lease is renewed through the other member, and a
-    // broken watch is no lost lock.
-    while killed.elapsed() < Duration::from_secs(2) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // broken watch is no lost lock. Every holder watches its key again, now through the
+    // surviving member, which a holder that took its lock for lost would not do.
+    wait_for(
+        DEADLINE,
+        "every holder to watch through the surviving member",
+        || watchers(&cluster, &[other]) >= HOLDERS as u64,
+    );
     let mut stopped = Vec::new();
     for h in &mut holders {
         if h.try_status().is_some() {
@@ -875,8 +776,8 @@ fn losing_one_etcd_member_stops_no_command_and_every_lock_is_released() {
     );
     let mut unreleased = Vec::new();
     for h in &mut holders {
-        assert_eq!(h.wait(DEADLINE), 128 + 15, "{}", h.report());
-        let name = h.what.replace("holder", "m");
+        assert_eq!(h.wait_code(DEADLINE), 128 + 15, "{}", h.report());
+        let name = h.what().replace("holder", "m");
         if !contenders(&live, &p, &name).is_empty() {
             unreleased.push(h.report());
         }
@@ -900,12 +801,12 @@ fn hold_at_least_keeps_the_lock_after_a_quick_command_then_lets_it_expire() {
     let (_tmp, dir) = scratch();
 
     let started = Instant::now();
-    let mut d = Proc::spawn(
+    let mut d = Bg::logged(
         distlock_cmd(&ep, &p, "h", &["--hold-at-least", "5", "--", "true"]),
         &dir,
         "distlock",
     );
-    assert_eq!(d.wait(DEADLINE), 0, "{}", d.report());
+    assert_eq!(d.wait_code(DEADLINE), 0, "{}", d.report());
     assert!(
         started.elapsed() < Duration::from_millis(1500),
         "distlock must not wait out --hold-at-least; it took {:?}",
@@ -960,10 +861,10 @@ fn a_waiter_interrupted_by_a_signal_exits_128_plus_n_and_leaves_no_key() {
 
     for (sig, code) in [(Signal::SIGTERM, 128 + 15), (Signal::SIGINT, 128 + 2)] {
         let script = format!("echo ran >> '{}'", f.display());
-        let mut d = Proc::spawn(distlock_cmd(&ep, &p, "w", &sh(&script)), &dir, sig.as_str());
+        let mut d = Bg::logged(distlock_cmd(&ep, &p, "w", &sh(&script)), &dir, sig.as_str());
         wait_contenders(&ep, &p, "w", 2);
         d.signal(sig);
-        assert_eq!(d.wait(DEADLINE), code, "{}", d.report());
+        assert_eq!(d.wait_code(DEADLINE), code, "{}", d.report());
         d.one_error_line();
         assert_eq!(
             contenders(&ep, &p, "w"),

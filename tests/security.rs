@@ -821,13 +821,6 @@ fn children(pid: u32) -> Vec<u32> {
     found
 }
 
-fn comm(pid: u32) -> String {
-    fs::read_to_string(format!("/proc/{pid}/comm"))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
 /// NUL-separated /proc entries (cmdline, environ) as strings.
 fn proc_list(pid: u32, what: &str) -> Vec<String> {
     let bytes = fs::read(format!("/proc/{pid}/{what}")).unwrap_or_default();

@@ -131,16 +131,30 @@ pub struct Bg {
     pub child: Child,
     what: String,
     status: Option<ExitStatus>,
+    /// Its stdout and stderr files, when they are files (`logged`) rather than pipes.
+    logs: Option<(PathBuf, PathBuf)>,
 }
 
 impl Bg {
     /// Starts `cmd` with stdin from /dev/null and stdout/stderr captured (keep them small:
     /// they are pipes, read after exit).
     pub fn spawn(mut cmd: Command, what: &str) -> Bg {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd.process_group(0);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        Self::start(cmd, what, None)
+    }
+
+    /// Starts `cmd` with stdout and stderr going to `<dir>/<what>.stdout` and `.stderr`, so
+    /// that a test can watch what it says while it runs.
+    pub fn logged(mut cmd: Command, dir: &Path, what: &str) -> Bg {
+        let stdout = dir.join(format!("{what}.stdout"));
+        let stderr = dir.join(format!("{what}.stderr"));
+        cmd.stdout(fs::File::create(&stdout).unwrap())
+            .stderr(fs::File::create(&stderr).unwrap());
+        Self::start(cmd, what, Some((stdout, stderr)))
+    }
+
+    fn start(mut cmd: Command, what: &str, logs: Option<(PathBuf, PathBuf)>) -> Bg {
+        cmd.stdin(Stdio::null()).process_group(0);
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
@@ -148,7 +162,13 @@ impl Bg {
             child,
             what: what.to_string(),
             status: None,
+            logs,
         }
+    }
+
+    /// What it is, as given when it was started.
+    pub fn what(&self) -> &str {
+        &self.what
     }
 
     pub fn pid(&self) -> Pid {
@@ -173,6 +193,49 @@ impl Bg {
         wait_until(timeout, &what, || self.try_status())
     }
 
+    /// Waits at most `timeout` for it to exit and returns what a shell shows as `$?`; the
+    /// panic on a timeout shows what it said so far.
+    pub fn wait_code(&mut self, timeout: Duration) -> i32 {
+        let what = format!("{} to exit; {}", self.what, self.report());
+        shell_status(wait_until(timeout, &what, || self.try_status()))
+    }
+
+    /// Its stderr so far (`logged` only; a pipe is read at the end, by `output`).
+    pub fn stderr(&self) -> String {
+        self.log(|(_, stderr)| stderr)
+    }
+
+    fn log(&self, which: impl Fn(&(PathBuf, PathBuf)) -> &PathBuf) -> String {
+        self.logs
+            .as_ref()
+            .map(|logs| fs::read_to_string(which(logs)).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Everything it said, for assertion messages (`logged` only).
+    pub fn report(&self) -> String {
+        format!(
+            "{} (status {:?})\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.what,
+            self.status,
+            self.log(|(stdout, _)| stdout),
+            self.stderr()
+        )
+    }
+
+    /// Asserts the spec's error style for an error exit: exactly one line on stderr that
+    /// starts with `distlock: `; returns it (`logged` only).
+    pub fn one_error_line(&self) -> String {
+        let stderr = self.stderr();
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert!(
+            lines.len() == 1 && lines[0].starts_with("distlock: "),
+            "expected exactly one `distlock: ` line on stderr: {}",
+            self.report()
+        );
+        lines[0].to_string()
+    }
+
     /// Waits at most `timeout` for it to exit and returns its status, stdout and stderr.
     pub fn output(mut self, timeout: Duration) -> Output {
         let status = self.wait(timeout);
@@ -183,6 +246,10 @@ impl Bg {
         }
         if let Some(mut s) = self.child.stderr.take() {
             s.read_to_end(&mut stderr).ok();
+        }
+        if let Some((out, err)) = &self.logs {
+            stdout = fs::read(out).unwrap_or_default();
+            stderr = fs::read(err).unwrap_or_default();
         }
         Output {
             status,
@@ -841,4 +908,83 @@ pub fn run(cmd: &mut assert_cmd::Command) -> Run {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         took: start.elapsed(),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locks, as the tests look at them
+
+/// `distlock --lock-name=<name> --lock <extra>`, asserted to succeed; returns the key and the
+/// fencing token it printed.
+pub fn lock(etcd: &Etcd, p: &str, name: &str, extra: &[&str]) -> (String, i64) {
+    let r = run(distlock(etcd, p)
+        .arg(format!("--lock-name={name}"))
+        .arg("--lock")
+        .args(extra));
+    r.code(0);
+    parse_lock_stdout(&r.stdout)
+        .unwrap_or_else(|| panic!("--lock must print exactly the key and token lines: {r}"))
+}
+
+/// The contenders of lock `name` under `p` (keys `<p><name>/...`), in queue order.
+pub fn contenders(ep: &str, p: &str, name: &str) -> Vec<Kv> {
+    let mut kvs = get_prefix(ep, &format!("{p}{name}/"));
+    kvs.sort_by_key(|kv| kv.create_revision);
+    kvs
+}
+
+/// Waits until lock `name` has exactly `n` contenders, and returns them.
+pub fn wait_contenders(ep: &str, p: &str, name: &str, n: usize) -> Vec<Kv> {
+    wait_until(DEADLINE, &format!("{n} contender(s) of {name}"), || {
+        let kvs = contenders(ep, p, name);
+        (kvs.len() == n).then_some(kvs)
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// This machine
+
+/// The host name distlock records.
+pub fn hostname() -> String {
+    nix::unistd::gethostname().unwrap().into_string().unwrap()
+}
+
+/// The user name distlock records.
+pub fn username() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .unwrap()
+        .name
+}
+
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// The executable name of a process (`/proc/<pid>/comm`), empty once it is gone.
+pub fn comm(pid: impl std::fmt::Display) -> String {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Every setting `--show-config` shows, in its order: the YAML keys, as the example file
+/// lists them (generated from the settings table and checked against it by a unit test),
+/// then the password, which is never in a file.
+pub fn all_settings() -> Vec<String> {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("distlock.yaml.example");
+    let text = fs::read_to_string(&example).expect("read distlock.yaml.example");
+    let mut keys: Vec<String> = text
+        .lines()
+        .map(|l| l.strip_prefix('#').unwrap_or(l))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(key, _)| key)
+        .filter(|key| !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        .map(String::from)
+        .collect();
+    keys.push("password".into());
+    keys
 }
