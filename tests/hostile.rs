@@ -519,6 +519,35 @@ fn looks_sane(endpoint: &str, prefix: &str, args: &[&str]) -> Result<String, Str
     Ok(stdout)
 }
 
+/// `--list`, which must show each of `listed`, and `--status` of each of `names`, as text
+/// and as JSON: what `looks_sane` finds wrong.
+fn list_and_status_look_sane(
+    endpoint: &str,
+    prefix: &str,
+    listed: &[&str],
+    names: &[&str],
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for output in ["--output=text", "--output=json"] {
+        match looks_sane(endpoint, prefix, &["--list", output]) {
+            Ok(stdout) => failures.extend(
+                listed
+                    .iter()
+                    .filter(|name| !stdout.contains(*name))
+                    .map(|name| format!("--list {output} does not show {name}")),
+            ),
+            Err(e) => failures.push(e),
+        }
+        for name in names {
+            let lock_name = format!("--lock-name={name}");
+            if let Err(e) = looks_sane(endpoint, prefix, &[&lock_name, "--status", output]) {
+                failures.push(e);
+            }
+        }
+    }
+    failures
+}
+
 /// Waiters with `--timeout 1` behind each of `names`: all must wait and give up (exit 1),
 /// in parallel to keep the test short.
 fn waiters_wait(endpoint: &str, prefix: &str, names: &[&str]) -> Vec<String> {
@@ -588,26 +617,18 @@ fn foreign_keys_under_the_prefix_never_crash_status_list_or_waiters() {
     put_raw(&ep, &not_utf8, &[0xc3, 0x28]);
     let seeded = raw_keys(&ep, &p);
 
-    let mut failures = Vec::new();
-    for output in ["--output=text", "--output=json"] {
-        match looks_sane(&ep, &p, &["--list", output]) {
-            Ok(stdout) => {
-                for name in [
-                    "nonjson",
-                    "binary",
-                    "big",
-                    "deep",
-                    "wrongtypes",
-                    "oddrecord",
-                ] {
-                    if !stdout.contains(name) {
-                        failures.push(format!("--list {output} does not show {name}"));
-                    }
-                }
-            }
-            Err(e) => failures.push(e),
-        }
-        for name in [
+    let mut failures = list_and_status_look_sane(
+        &ep,
+        &p,
+        &[
+            "nonjson",
+            "binary",
+            "big",
+            "deep",
+            "wrongtypes",
+            "oddrecord",
+        ],
+        &[
             "nonjson",
             "binary",
             "big",
@@ -619,13 +640,8 @@ fn foreign_keys_under_the_prefix_never_crash_status_list_or_waiters() {
             "legacybad",
             "..",
             "nobody-here",
-        ] {
-            let lock_name = format!("--lock-name={name}");
-            if let Err(e) = looks_sane(&ep, &p, &[&lock_name, "--status", output]) {
-                failures.push(e);
-            }
-        }
-    }
+        ],
+    );
     failures.extend(waiters_wait(
         &ep,
         &p,
@@ -664,19 +680,9 @@ fn legacy_values_from_the_far_future_never_crash() {
     // Beyond what a clock can hold.
     put(&ep, &format!("{p}u64max"), "18446744073709551615;h;r");
     put(&ep, &format!("{p}i64max"), "9223372036854775807;h;r");
-    let mut failures = Vec::new();
-    for output in ["--output=text", "--output=json"] {
-        if let Err(e) = looks_sane(&ep, &p, &["--list", output]) {
-            failures.push(e);
-        }
-        for name in ["year11476", "u64max", "i64max"] {
-            let lock_name = format!("--lock-name={name}");
-            if let Err(e) = looks_sane(&ep, &p, &[&lock_name, "--status", output]) {
-                failures.push(e);
-            }
-        }
-    }
-    failures.extend(waiters_wait(&ep, &p, &["year11476", "u64max", "i64max"]));
+    let names = ["year11476", "u64max", "i64max"];
+    let mut failures = list_and_status_look_sane(&ep, &p, &[], &names);
+    failures.extend(waiters_wait(&ep, &p, &names));
     // --nowait describes the holder in its "busy" message.
     for name in ["year11476", "u64max"] {
         let mut cmd = distlock_std(&ep, &p);
@@ -707,14 +713,6 @@ fn many_large_foreign_values_do_not_break_list() {
             &vec![b'B'; 1 << 20],
         );
     }
-    let mut failures = Vec::new();
-    for output in ["--output=text", "--output=json"] {
-        if let Err(e) = looks_sane(&ep, &p, &["--list", output]) {
-            failures.push(e);
-        }
-        if let Err(e) = looks_sane(&ep, &p, &["--lock-name=blob0", "--status", output]) {
-            failures.push(e);
-        }
-    }
+    let failures = list_and_status_look_sane(&ep, &p, &[], &["blob0"]);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -88,14 +88,6 @@ fn distlock_bg(
     Bg::spawn(sh, what)
 }
 
-fn read_lines(path: &Path) -> Vec<String> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
 /// The `waiting for …` lines a waiter has printed so far.
 fn waiting_lines(path: &Path) -> Vec<String> {
     read_lines(path)
@@ -1144,34 +1136,13 @@ fn show_config_json_gives_string_values_unquoted() {
     assert_eq!(v["lockname"]["value"], "x", "{v}");
 }
 
-/// etcd with authentication on: `root` (password rootpw) and `alice` (password s3cret), who
-/// may read and write `prefix`.
-fn enable_auth(ep: &str, prefix: &str) {
-    for args in [
-        vec!["user", "add", "root", "--new-user-password=rootpw"],
-        vec!["user", "grant-role", "root", "root"],
-        vec!["user", "add", "alice", "--new-user-password=s3cret"],
-        vec!["role", "add", "locker"],
-        vec![
-            "role",
-            "grant-permission",
-            "locker",
-            "--prefix=true",
-            "readwrite",
-            prefix,
-        ],
-        vec!["user", "grant-role", "alice", "locker"],
-        vec!["auth", "enable"],
-    ] {
-        etcdctl(ep, args);
-    }
-}
-
 #[test]
 fn the_password_never_shows_not_even_with_vv_or_trace_logging() {
-    let etcd = Etcd::start();
     let p = prefix("secret");
-    enable_auth(&etcd.endpoint(), &p);
+    // root (password rootpw), and alice (password s3cret), who may read and write `p`.
+    let etcd = Etcd::builder()
+        .auth("rootpw", "alice", "s3cret", &p)
+        .start();
     let as_alice = |password: &str| {
         let mut c = distlock(&etcd, &p);
         c.env("DISTLOCK_USER", "alice")

@@ -40,15 +40,6 @@ fn sh(script: &str) -> Vec<&str> {
     vec!["--", "sh", "-c", script]
 }
 
-/// The lines of a file, or none if it does not exist yet.
-fn lines(path: &Path) -> Vec<String> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 /// Waits until the file holds a pid (a script wrote `echo $$ > file`).
 fn read_pid(path: &Path) -> Pid {
     wait_until(DEADLINE, &format!("a pid in {}", path.display()), || {
@@ -125,9 +116,9 @@ fn forward_each(etcd: &Etcd, dir: &Path, name: &str, then: &[Signal], last: Sign
         expected.push(sig.as_str()[3..].to_string());
         if sig != last {
             wait_for(DEADLINE, &format!("{sig} in the command's log"), || {
-                lines(&file).len() >= expected.len()
+                read_lines(&file).len() >= expected.len()
             });
-            assert_eq!(lines(&file), expected, "{}", d.report());
+            assert_eq!(read_lines(&file), expected, "{}", d.report());
         }
     }
     let status = d.wait_code(DEADLINE);
@@ -138,7 +129,7 @@ fn forward_each(etcd: &Etcd, dir: &Path, name: &str, then: &[Signal], last: Sign
         d.report()
     );
     assert_eq!(
-        lines(&file),
+        read_lines(&file),
         expected,
         "each signal must reach the command exactly once"
     );
@@ -300,11 +291,13 @@ fn ctrl_c_in_a_terminal_reaches_the_command_once_and_the_lock_is_released() {
     term.wait_command_in_foreground("sh");
     wait_contenders(&ep, &p, "ctrlc", 1);
     term.type_bytes(b"\x03");
-    wait_for(DEADLINE, "the command's INT trap", || lines(&f) == ["INT"]);
+    wait_for(DEADLINE, "the command's INT trap", || {
+        read_lines(&f) == ["INT"]
+    });
     touch(&stop);
     let status = term.wait(DEADLINE);
     assert_eq!(
-        (shell_status(status), lines(&f)),
+        (shell_status(status), read_lines(&f)),
         (0, vec!["INT".to_string(), "done".to_string()]),
         "Ctrl-C must reach the command exactly once; terminal:\n{}",
         term.text()
@@ -346,7 +339,7 @@ fn an_interactive_command_reads_the_terminal() {
     term.type_bytes(b"hello there\n");
     // A command outside the foreground group would be stopped by SIGTTIN instead.
     wait_for(DEADLINE, "the command to read the typed line", || {
-        lines(&f) == ["got:hello there"]
+        read_lines(&f) == ["got:hello there"]
     });
     let status = term.wait(DEADLINE);
     assert_eq!(shell_status(status), 0, "terminal:\n{}", term.text());
@@ -540,7 +533,7 @@ fn a_lost_lease_with_on_lost_warn_lets_the_command_finish_and_exits_4() {
     );
     touch(&stop);
     wait_for(DEADLINE, "the command to finish", || {
-        lines(&f) == ["finished"]
+        read_lines(&f) == ["finished"]
     });
     assert_lost_exit(&mut d);
     etcd.cont();
@@ -561,14 +554,14 @@ fn a_lost_lease_kills_a_command_that_ignores_sigterm_after_the_grace_period() {
     let stopped = Instant::now();
     etcd.stop();
     let termed = wait_until(LOST_TTL + Duration::from_secs(2), "SIGTERM", || {
-        (!lines(&f).is_empty()).then(Instant::now)
+        (!read_lines(&f).is_empty()).then(Instant::now)
     });
     let gone = wait_gone(
         Duration::from_secs(3),
         "SIGKILL after the grace",
         &[command],
     );
-    assert_eq!(lines(&f), ["TERM"], "one SIGTERM, then SIGKILL");
+    assert_eq!(read_lines(&f), ["TERM"], "one SIGTERM, then SIGKILL");
     let grace = gone - termed;
     assert!(
         grace >= Duration::from_millis(900) && grace < Duration::from_millis(1800),
@@ -685,7 +678,7 @@ fn losing_the_etcd_leader_does_not_stop_the_command_and_the_waiter_runs_after() 
             holder.report()
         );
         assert!(
-            lines(&f).is_empty(),
+            read_lines(&f).is_empty(),
             "the waiter ran while the holder held the lock"
         );
         // etcdctl itself may fail while the cluster settles: look again.
@@ -704,7 +697,7 @@ fn losing_the_etcd_leader_does_not_stop_the_command_and_the_waiter_runs_after() 
     touch(&stop);
     assert_eq!(holder.wait_code(DEADLINE), 0, "{}", holder.report());
     assert_eq!(waiter.wait_code(DEADLINE), 0, "{}", waiter.report());
-    assert_eq!(lines(&f), ["holder", "waiter"]);
+    assert_eq!(read_lines(&f), ["holder", "waiter"]);
     assert_eq!(contenders(&live, &p, "ha"), vec![]);
 }
 

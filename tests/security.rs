@@ -1,256 +1,22 @@
 //! Production etcd: TLS with a private CA, client certificates (`--client-cert-auth`), users
-//! and RBAC, and keeping the password secret. Every test starts its own etcd: with TLS here
-//! (`TlsEtcd`, since the shared harness serves plain http), or the shared one with auth turned
-//! on through etcdctl. The certificates are made in the test with rcgen, so no openssl is
-//! needed.
+//! and RBAC, and keeping the password secret. Every test starts its own etcd, with TLS or
+//! authentication through the harness's `Etcd::builder()`. The certificates are made in the
+//! test with rcgen (`Pki`), so no openssl is needed.
 
 mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use common::*;
 use nix::sys::signal::Signal;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-use tempfile::TempDir;
 
 /// The `maxtime` the failure tests give distlock, and what they allow on top of it for
 /// starting the process and printing the error.
 const MAXTIME: Duration = Duration::from_secs(2);
 const SLACK: Duration = Duration::from_millis(1500);
-
-// ---------------------------------------------------------------------------------------------
-// A private PKI
-
-/// PEM files of one test's PKI: a CA, a server certificate for 127.0.0.1 and localhost signed
-/// by it, a client certificate signed by it, and a second, unrelated CA with its own client
-/// certificate (what an attacker or a misconfigured host would present).
-struct Pki {
-    dir: TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = scratch_dir();
-        let (ca_pem, ca) = new_ca("distlock test CA");
-        let (other_pem, other) = new_ca("some other CA");
-        let write = |name: &str, text: &str| {
-            let path = dir.path().join(name);
-            fs::write(&path, text).unwrap();
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        };
-        write("ca.pem", &ca_pem);
-        write("other-ca.pem", &other_pem);
-        // etcd 3.4's gRPC gateway dials etcd itself with the server certificate as its client
-        // certificate, so the server certificate must be good for both.
-        let both = [
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let (cert, key) = new_leaf(&ca, "etcd", &["127.0.0.1", "localhost"], &both);
-        write("server.pem", &cert);
-        write("server-key.pem", &key);
-        let client = [ExtendedKeyUsagePurpose::ClientAuth];
-        let (cert, key) = new_leaf(&ca, "distlock-client", &[], &client);
-        write("client.pem", &cert);
-        write("client-key.pem", &key);
-        let (cert, key) = new_leaf(&other, "intruder", &[], &client);
-        write("other-client.pem", &cert);
-        write("other-client-key.pem", &key);
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.path("ca.pem")
-    }
-
-    fn cert(&self) -> PathBuf {
-        self.path("client.pem")
-    }
-
-    fn key(&self) -> PathBuf {
-        self.path("client-key.pem")
-    }
-}
-
-fn new_ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    (cert.pem(), Issuer::new(params, key))
-}
-
-/// A certificate and its key (both PEM) for `cn` with the given IP/DNS names, signed by `ca`.
-fn new_leaf(
-    ca: &Issuer<'static, KeyPair>,
-    cn: &str,
-    names: &[&str],
-    usages: &[ExtendedKeyUsagePurpose],
-) -> (String, String) {
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let mut params = CertificateParams::new(names).unwrap();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = usages.to_vec();
-    params.use_authority_key_identifier_extension = true;
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, ca).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
-// ---------------------------------------------------------------------------------------------
-// etcd with TLS and client certificates
-
-/// One etcd member serving https on a free loopback port with `--client-cert-auth`, killed on
-/// drop (and by the kernel if the test process dies without unwinding).
-struct TlsEtcd {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    /// The PKI's directory: etcdctl uses its CA and client certificate.
-    pki: PathBuf,
-    _dir: TempDir,
-}
-
-impl TlsEtcd {
-    fn start(pki: &Pki) -> TlsEtcd {
-        for _attempt in 0..5 {
-            let dir = scratch_dir();
-            let (port, peer) = (free_port(), free_port());
-            let client = format!("https://127.0.0.1:{port}");
-            let peer = format!("http://127.0.0.1:{peer}");
-            let log = dir.path().join("etcd.log");
-            let out = fs::File::create(&log).unwrap();
-            let mut cmd = Command::new(tool("etcd"));
-            cmd.arg("--name=tls")
-                .arg(format!("--data-dir={}", dir.path().join("data").display()))
-                .arg(format!("--listen-client-urls={client}"))
-                .arg(format!("--advertise-client-urls={client}"))
-                .arg(format!("--listen-peer-urls={peer}"))
-                .arg(format!("--initial-advertise-peer-urls={peer}"))
-                .arg(format!("--initial-cluster=tls={peer}"))
-                .arg(format!(
-                    "--initial-cluster-token={}",
-                    dir.path().file_name().unwrap().to_string_lossy()
-                ))
-                .arg(format!("--cert-file={}", pki.path("server.pem").display()))
-                .arg(format!(
-                    "--key-file={}",
-                    pki.path("server-key.pem").display()
-                ))
-                .arg("--client-cert-auth")
-                .arg(format!("--trusted-ca-file={}", pki.ca().display()))
-                // As the shared harness does for a lone member: elect at once.
-                .args(["--heartbeat-interval=10", "--election-timeout=100"])
-                .args(["--logger=zap", "--log-outputs=stderr"])
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().unwrap())
-                .stderr(out);
-            // SAFETY: prctl is async-signal-safe. The signal follows this (the test's) thread.
-            unsafe {
-                cmd.pre_exec(|| {
-                    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-                });
-            }
-            let child = cmd.spawn().expect("cannot start etcd");
-            let mut etcd = TlsEtcd {
-                child,
-                port,
-                log,
-                pki: pki.dir.path().to_path_buf(),
-                _dir: dir,
-            };
-            match etcd.wait_healthy(Instant::now() + DEADLINE) {
-                Ok(()) => return etcd,
-                Err(_) if etcd.log_text().contains("address already in use") => continue,
-                Err(why) => panic!("{why}\n--- etcd log ---\n{}", etcd.log_text()),
-            }
-        }
-        panic!("could not start a TLS etcd on a free port in 5 attempts");
-    }
-
-    fn wait_healthy(&mut self, deadline: Instant) -> Result<(), String> {
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Err(format!("etcd exited during startup: {status}"));
-            }
-            let mut health = self.etcdctl_cmd();
-            health.args(["endpoint", "health"]);
-            if health.output().is_ok_and(|o| o.status.success()) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(format!("etcd did not become healthy within {DEADLINE:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn endpoint(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
-    }
-
-    /// etcdctl with the CA and the client certificate.
-    fn etcdctl_cmd(&self) -> Command {
-        let mut cmd = etcdctl_cmd(&self.endpoint());
-        cmd.arg(format!("--cacert={}", self.pki_path("ca.pem").display()))
-            .arg(format!("--cert={}", self.pki_path("client.pem").display()))
-            .arg(format!(
-                "--key={}",
-                self.pki_path("client-key.pem").display()
-            ));
-        cmd
-    }
-
-    fn pki_path(&self, name: &str) -> PathBuf {
-        self.pki.join(name)
-    }
-
-    /// Keys under `prefix`, as etcdctl with a client certificate sees them.
-    fn keys(&self, prefix: &str) -> Vec<String> {
-        let mut cmd = self.etcdctl_cmd();
-        cmd.args(["get", "--prefix", "--keys-only", "--", prefix]);
-        let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        text(&out.stdout)
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect()
-    }
-}
-
-impl Drop for TlsEtcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -341,7 +107,7 @@ fn lock_unlock_and_run(what: &str, mut cmd: impl FnMut() -> Command, keys: impl 
 #[test]
 fn tls_with_client_certificate_from_flags() {
     let pki = Pki::new();
-    let etcd = TlsEtcd::start(&pki);
+    let etcd = Etcd::builder().tls(&pki).start();
     let p = prefix("tls-flags");
     lock_unlock_and_run(
         "flags",
@@ -357,7 +123,7 @@ fn tls_with_client_certificate_from_flags() {
 #[test]
 fn tls_with_client_certificate_from_the_environment() {
     let pki = Pki::new();
-    let etcd = TlsEtcd::start(&pki);
+    let etcd = Etcd::builder().tls(&pki).start();
     let p = prefix("tls-env");
     let env = |cmd: &mut Command| {
         cmd.env("DISTLOCK_CACERT", pki.ca())
@@ -416,7 +182,7 @@ fn tls_with_client_certificate_from_the_environment() {
 #[test]
 fn tls_with_client_certificate_from_the_config_file() {
     let pki = Pki::new();
-    let etcd = TlsEtcd::start(&pki);
+    let etcd = Etcd::builder().tls(&pki).start();
     let p = prefix("tls-yaml");
     let file = pki.path("distlock.yaml");
     fs::write(
@@ -485,7 +251,7 @@ fn refused_within_maxtime(
 #[test]
 fn untrusted_server_is_exit_3_within_maxtime() {
     let pki = Pki::new();
-    let etcd = TlsEtcd::start(&pki);
+    let etcd = Etcd::builder().tls(&pki).start();
     let p = prefix("tls-untrusted");
     let cases: [(&str, Vec<String>); 2] = [
         (
@@ -518,7 +284,7 @@ fn untrusted_server_is_exit_3_within_maxtime() {
 #[test]
 fn missing_or_foreign_client_certificate_is_exit_3_within_maxtime() {
     let pki = Pki::new();
-    let etcd = TlsEtcd::start(&pki);
+    let etcd = Etcd::builder().tls(&pki).start();
     let p = prefix("tls-nocert");
     let cases: [(&str, Vec<String>); 2] = [
         (
@@ -543,7 +309,7 @@ fn missing_or_foreign_client_certificate_is_exit_3_within_maxtime() {
 #[test]
 fn first_endpoint_down_still_works() {
     let pki = Pki::new();
-    let tls = TlsEtcd::start(&pki);
+    let tls = Etcd::builder().tls(&pki).start();
     let plain = Etcd::start();
     let p = prefix("first-down");
     let closed = free_port();
@@ -579,65 +345,19 @@ const ROOT_PASSWORD: &str = "r00t-pw-for-tests";
 const PASSWORD: &str = "Lck-s3cret-7f3a9c";
 
 /// etcd with auth enabled: root, and a user `locker` whose role may read and write `prefix`
-/// (and nothing else).
-struct AuthEtcd {
-    etcd: Etcd,
+/// (and nothing else). `Etcd::keys` reads as root.
+fn auth_etcd(prefix: &str) -> Etcd {
+    Etcd::builder()
+        .auth(ROOT_PASSWORD, "locker", PASSWORD, prefix)
+        .start()
 }
 
-impl AuthEtcd {
-    fn start(prefix: &str) -> AuthEtcd {
-        let etcd = Etcd::start();
-        let ep = etcd.endpoint();
-        etcdctl(&ep, ["user", "add", &format!("root:{ROOT_PASSWORD}")]);
-        etcdctl(&ep, ["user", "grant-role", "root", "root"]);
-        etcdctl(&ep, ["role", "add", "locker-role"]);
-        etcdctl(
-            &ep,
-            [
-                "role",
-                "grant-permission",
-                "locker-role",
-                "--prefix=true",
-                "readwrite",
-                prefix,
-            ],
-        );
-        etcdctl(&ep, ["user", "add", &format!("locker:{PASSWORD}")]);
-        etcdctl(&ep, ["user", "grant-role", "locker", "locker-role"]);
-        etcdctl(&ep, ["auth", "enable"]);
-        AuthEtcd { etcd }
-    }
-
-    fn endpoint(&self) -> String {
-        self.etcd.endpoint()
-    }
-
-    /// Keys under `prefix`, read as root.
-    fn keys(&self, prefix: &str) -> Vec<String> {
-        let mut cmd = etcdctl_cmd(&self.endpoint());
-        cmd.arg(format!("--user=root:{ROOT_PASSWORD}")).args([
-            "get",
-            "--prefix",
-            "--keys-only",
-            "--",
-            prefix,
-        ]);
-        let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        text(&out.stdout)
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect()
-    }
-
-    /// distlock as `locker` with the password in DISTLOCK_PASSWORD.
-    fn distlock(&self, prefix: &str) -> Command {
-        let mut cmd = distlock_std(&self.endpoint(), prefix);
-        cmd.args(["--user", "locker"])
-            .env("DISTLOCK_PASSWORD", PASSWORD);
-        cmd
-    }
+/// distlock as `locker` with the password in DISTLOCK_PASSWORD.
+fn as_locker(etcd: &Etcd, prefix: &str) -> Command {
+    let mut cmd = distlock_std(&etcd.endpoint(), prefix);
+    cmd.args(["--user", "locker"])
+        .env("DISTLOCK_PASSWORD", PASSWORD);
+    cmd
 }
 
 #[track_caller]
@@ -654,12 +374,12 @@ fn assert_no_password(out: &Output, what: &str) {
 #[test]
 fn user_with_a_prefix_role_can_lock_unlock_run_and_look() {
     let p = prefix("auth");
-    let etcd = AuthEtcd::start(&p);
+    let etcd = auth_etcd(&p);
 
     // The password from DISTLOCK_PASSWORD.
     lock_unlock_and_run(
         "DISTLOCK_PASSWORD",
-        || etcd.distlock(&p),
+        || as_locker(&etcd, &p),
         || etcd.keys(&p).len(),
     );
 
@@ -703,7 +423,7 @@ fn user_with_a_prefix_role_can_lock_unlock_run_and_look() {
     );
 
     // --list and --status (text and JSON) while the lock is held.
-    let mut lock = etcd.distlock(&p);
+    let mut lock = as_locker(&etcd, &p);
     lock.args(["--lock-name=held", "--lock", "--reason=maintenance"]);
     assert_code(&run(lock).0, 0, "--lock");
     for output in ["text", "json"] {
@@ -715,7 +435,7 @@ fn user_with_a_prefix_role_can_lock_unlock_run_and_look() {
         assert!(text(&out.stdout).contains("maintenance"));
         assert_no_password(&out, "--list");
 
-        let mut status = etcd.distlock(&p);
+        let mut status = as_locker(&etcd, &p);
         status.args([
             "--lock-name=held",
             "--status",
@@ -726,10 +446,10 @@ fn user_with_a_prefix_role_can_lock_unlock_run_and_look() {
         assert!(text(&out.stdout).contains("maintenance"));
     }
     // A busy lock with --nowait is "not acquired" (1), not an etcd failure.
-    let mut busy = etcd.distlock(&p);
+    let mut busy = as_locker(&etcd, &p);
     busy.args(["--lock-name=held", "--nowait", "--", "true"]);
     assert_code(&run(busy).0, 1, "--nowait on a held lock");
-    let mut unlock = etcd.distlock(&p);
+    let mut unlock = as_locker(&etcd, &p);
     unlock.args(["--lock-name=held", "--unlock"]);
     assert_code(&run(unlock).0, 0, "--unlock");
     assert!(etcd.keys(&p).is_empty());
@@ -738,7 +458,7 @@ fn user_with_a_prefix_role_can_lock_unlock_run_and_look() {
 #[test]
 fn wrong_password_is_exit_3_about_credentials() {
     let p = prefix("auth-wrong");
-    let etcd = AuthEtcd::start(&p);
+    let etcd = auth_etcd(&p);
     let wrong = "not-the-Password-42";
     for mode in [&["--lock"][..], &["--", "true"][..], &["--status"][..]] {
         let mut cmd = distlock_std(&etcd.endpoint(), &p);
@@ -776,7 +496,7 @@ fn wrong_password_is_exit_3_about_credentials() {
 #[test]
 fn prefix_without_permission_is_exit_3_naming_permission() {
     let p = prefix("auth-mine");
-    let etcd = AuthEtcd::start(&p);
+    let etcd = auth_etcd(&p);
     let other = prefix("auth-theirs");
     for mode in [
         &["--lock-name=x", "--lock"][..],
@@ -785,7 +505,7 @@ fn prefix_without_permission_is_exit_3_naming_permission() {
         &["--lock-name=x", "--status"][..],
         &["--list"][..],
     ] {
-        let mut cmd = etcd.distlock(&other);
+        let mut cmd = as_locker(&etcd, &other);
         cmd.arg("--maxtime=2s").args(mode);
         let (out, took) = run(cmd);
         let what = format!("no permission on {other}, {mode:?}");
@@ -834,11 +554,11 @@ fn proc_list(pid: u32, what: &str) -> Vec<String> {
 #[test]
 fn the_password_stays_secret() {
     let p = prefix("auth-secret");
-    let etcd = AuthEtcd::start(&p);
+    let etcd = auth_etcd(&p);
 
     // A run with -vv: the password is not in distlock's command line, and the command does
     // not get DISTLOCK_PASSWORD at all.
-    let mut cmd = etcd.distlock(&p);
+    let mut cmd = as_locker(&etcd, &p);
     cmd.args(["-vv", "--lock-name=secret", "--", "sleep", "30"]);
     let running = Bg::spawn(cmd, "distlock -- sleep");
     let pid = running.child.id();
@@ -890,7 +610,7 @@ fn the_password_stays_secret() {
             Some("trace"),
         ),
     ] {
-        let mut cmd = etcd.distlock(&p);
+        let mut cmd = as_locker(&etcd, &p);
         cmd.args(args);
         if let Some(filter) = log {
             cmd.env("DISTLOCK_LOG", filter);
@@ -905,7 +625,7 @@ fn the_password_stays_secret() {
     let file = dir.path().join("password");
     fs::write(&file, PASSWORD).unwrap();
     for output in ["text", "json"] {
-        let mut from_env = etcd.distlock(&p);
+        let mut from_env = as_locker(&etcd, &p);
         from_env.args(["--show-config", &format!("--output={output}")]);
         let mut from_file = distlock_std(&etcd.endpoint(), &p);
         from_file

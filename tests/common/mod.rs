@@ -10,6 +10,9 @@
 // Every test crate uses a different subset of these helpers.
 #![allow(dead_code)]
 
+mod pki;
+pub use pki::Pki;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Write};
@@ -284,6 +287,8 @@ pub struct Member {
     log: PathBuf,
     args: Vec<String>,
     child: Option<Child>,
+    /// The PKI's directory when it serves https with client certificates (`Pki`'s files).
+    tls: Option<PathBuf>,
 }
 
 /// etcd timing for a lone member: it elects itself after one election timeout, so keep that
@@ -295,7 +300,7 @@ const SINGLE_TIMING: (u32, u32) = (10, 100);
 const CLUSTER_TIMING: (u32, u32) = (50, 500);
 
 impl Member {
-    fn new(dir: &Path, name: &str) -> Member {
+    fn new(dir: &Path, name: &str, tls: Option<&Path>) -> Member {
         Member {
             name: name.to_string(),
             client_port: free_port(),
@@ -304,11 +309,24 @@ impl Member {
             log: dir.join(format!("{name}.log")),
             args: Vec::new(),
             child: None,
+            tls: tls.map(Path::to_path_buf),
         }
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    /// etcdctl against this member, with the PKI's CA and client certificate under TLS.
+    pub fn etcdctl_cmd(&self) -> Command {
+        let mut cmd = etcdctl_cmd(&self.endpoint());
+        if let Some(pki) = &self.tls {
+            cmd.arg(format!("--cacert={}", pki.join("ca.pem").display()))
+                .arg(format!("--cert={}", pki.join("client.pem").display()))
+                .arg(format!("--key={}", pki.join("client-key.pem").display()));
+        }
+        cmd
     }
 
     pub fn peer_url(&self) -> String {
@@ -357,6 +375,15 @@ impl Member {
             "--logger=zap".into(),
             "--log-outputs=stderr".into(),
         ];
+        if let Some(pki) = &self.tls {
+            let file = |name: &str| pki.join(name).display().to_string();
+            self.args.extend([
+                format!("--cert-file={}", file("server.pem")),
+                format!("--key-file={}", file("server-key.pem")),
+                "--client-cert-auth".into(),
+                format!("--trusted-ca-file={}", file("ca.pem")),
+            ]);
+        }
     }
 
     /// Starts the process (appending to its log). Restarting after a kill reuses the data dir,
@@ -392,7 +419,8 @@ impl Member {
     }
 
     /// Polls GET /health (which in etcd 3.4 needs a leader and a working read) until it says
-    /// true. Returns Err with the reason if the process exits or the deadline passes.
+    /// true, or under TLS `etcdctl endpoint health`. Returns Err with the reason if the process
+    /// exits or the deadline passes.
     fn wait_healthy(&mut self, deadline: Instant) -> Result<(), String> {
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -402,10 +430,8 @@ impl Member {
                     self.name
                 ));
             }
-            if let Ok((200, body)) = http_get(self.client_port, "/health") {
-                if body.contains("\"true\"") {
-                    return Ok(());
-                }
+            if self.is_healthy() {
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(format!(
@@ -415,6 +441,16 @@ impl Member {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    fn is_healthy(&self) -> bool {
+        if self.tls.is_some() {
+            let mut health = self.etcdctl_cmd();
+            health.args(["endpoint", "health"]);
+            return health.output().is_ok_and(|o| o.status.success());
+        }
+        http_get(self.client_port, "/health")
+            .is_ok_and(|(code, body)| code == 200 && body.contains("\"true\""))
     }
 
     fn startup_failed(&self, why: &str) -> ! {
@@ -481,13 +517,13 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
 
 /// Starts members (all at once, so a cluster can form) and waits until each serves. When an
 /// etcd lost the race for a port `free_port` picked, starts over with new ports.
-fn start_members(count: usize, timing: (u32, u32)) -> (TempDir, Vec<Member>) {
+fn start_members(count: usize, timing: (u32, u32), tls: Option<&Path>) -> (TempDir, Vec<Member>) {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let dir = scratch_dir();
         let mut members: Vec<Member> = (0..count)
-            .map(|i| Member::new(dir.path(), &format!("m{i}")))
+            .map(|i| Member::new(dir.path(), &format!("m{i}"), tls))
             .collect();
         let initial_cluster = members
             .iter()
@@ -525,17 +561,116 @@ fn start_members(count: usize, timing: (u32, u32)) -> (TempDir, Vec<Member>) {
 /// A single etcd member, killed on drop.
 pub struct Etcd {
     member: Member,
+    /// root's password, when authentication is on.
+    root_password: Option<String>,
     // Declared after `member` so etcd is dead before its directory is removed.
     _dir: TempDir,
 }
 
+/// How to start a single member: plain http by default, or with TLS and client certificates,
+/// and with users and roles.
+#[derive(Default)]
+pub struct EtcdBuilder {
+    tls: Option<PathBuf>,
+    auth: Option<Auth>,
+}
+
+/// etcd's `root` and one user whose role may read and write one prefix (and nothing else).
+struct Auth {
+    root_password: String,
+    user: String,
+    password: String,
+    prefix: String,
+}
+
+impl EtcdBuilder {
+    /// Serves https with `pki`'s server certificate and requires a client certificate signed
+    /// by its CA (`--client-cert-auth`).
+    pub fn tls(mut self, pki: &Pki) -> EtcdBuilder {
+        self.tls = Some(pki.dir());
+        self
+    }
+
+    /// Turns authentication on: `root` with `root_password`, and `user` with `password`,
+    /// whose role may read and write `prefix` only.
+    pub fn auth(mut self, root_password: &str, user: &str, password: &str, prefix: &str) -> Self {
+        self.auth = Some(Auth {
+            root_password: root_password.into(),
+            user: user.into(),
+            password: password.into(),
+            prefix: prefix.into(),
+        });
+        self
+    }
+
+    pub fn start(self) -> Etcd {
+        let (dir, mut members) = start_members(1, SINGLE_TIMING, self.tls.as_deref());
+        let mut etcd = Etcd {
+            member: members.pop().unwrap(),
+            root_password: None,
+            _dir: dir,
+        };
+        if let Some(auth) = self.auth {
+            let role = format!("{}-role", auth.user);
+            let root = format!("root:{}", auth.root_password);
+            let user = format!("{}:{}", auth.user, auth.password);
+            for args in [
+                &["user", "add", &root][..],
+                &["user", "grant-role", "root", "root"],
+                &["role", "add", &role],
+                &[
+                    "role",
+                    "grant-permission",
+                    &role,
+                    "--prefix=true",
+                    "readwrite",
+                    &auth.prefix,
+                ],
+                &["user", "add", &user],
+                &["user", "grant-role", &auth.user, &role],
+                &["auth", "enable"],
+            ] {
+                etcd.etcdctl(args);
+            }
+            etcd.root_password = Some(auth.root_password);
+        }
+        etcd
+    }
+}
+
 impl Etcd {
     pub fn start() -> Etcd {
-        let (dir, mut members) = start_members(1, SINGLE_TIMING);
-        Etcd {
-            member: members.pop().unwrap(),
-            _dir: dir,
+        Etcd::builder().start()
+    }
+
+    pub fn builder() -> EtcdBuilder {
+        EtcdBuilder::default()
+    }
+
+    /// etcdctl as an operator with full access: the client certificate under TLS, root when
+    /// authentication is on.
+    pub fn etcdctl_cmd(&self) -> Command {
+        let mut cmd = self.member.etcdctl_cmd();
+        if let Some(password) = &self.root_password {
+            cmd.arg(format!("--user=root:{password}"));
         }
+        cmd
+    }
+
+    /// Runs `etcdctl <args>` as `etcdctl_cmd` and returns its stdout; panics if it fails.
+    pub fn etcdctl(&self, args: &[&str]) -> String {
+        let mut cmd = self.etcdctl_cmd();
+        cmd.args(args);
+        stdout_of(cmd)
+    }
+
+    /// The keys under `prefix`, as `etcdctl_cmd` sees them.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        self.etcdctl(&["get", "--prefix", "--keys-only", "--", prefix])
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
     }
 
     pub fn endpoint(&self) -> String {
@@ -583,7 +718,7 @@ pub struct EtcdCluster {
 
 impl EtcdCluster {
     pub fn start(count: usize) -> EtcdCluster {
-        let (dir, members) = start_members(count, CLUSTER_TIMING);
+        let (dir, members) = start_members(count, CLUSTER_TIMING, None);
         EtcdCluster { members, _dir: dir }
     }
 
@@ -725,6 +860,11 @@ where
 {
     let mut cmd = etcdctl_cmd(endpoints);
     cmd.args(args);
+    stdout_of(cmd)
+}
+
+/// Runs an etcdctl command and returns its stdout; panics with its stderr if it fails.
+fn stdout_of(mut cmd: Command) -> String {
     let out = cmd.output().expect("cannot run etcdctl");
     assert!(
         out.status.success(),
@@ -954,6 +1094,15 @@ pub fn username() -> String {
         .unwrap()
         .unwrap()
         .name
+}
+
+/// The lines of a file, or none if it does not exist yet.
+pub fn read_lines(path: &Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// Writes `text` to `dir/name` and returns the path.
