@@ -5,7 +5,8 @@
 //! Values stay raw strings here; `config` layers them over the YAML file and defaults and
 //! validates them, so an error can say where a bad value came from.
 
-use crate::config::defs::{self, Doc};
+use crate::config::defs::{self, Doc, Yaml};
+use clap::builder::FalseyValueParser;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use std::ffi::OsString;
@@ -117,6 +118,11 @@ fn option_arg(doc: &'static Doc) -> Option<Arg> {
             arg.allow_hyphen_values(true)
         }
         None if doc.short.is_some() => arg.action(ArgAction::Count),
+        // A switch that is also a setting (variable, YAML key): its variable counts as unset
+        // when false-ish ("0", "false", "no", "off"), as a switch that was not given.
+        None if doc.yaml != Yaml::No => arg
+            .action(ArgAction::SetTrue)
+            .value_parser(FalseyValueParser::new()),
         None => arg.action(ArgAction::SetTrue),
     })
 }
@@ -163,9 +169,8 @@ impl Cli {
         let matches = cmd.try_get_matches_from_mut(args)?;
         let flag = |id: &str| matches.get_flag(id);
         let count = |id: &str| matches.get_count(id);
-        let values = cmd
-            .get_arguments()
-            .filter_map(|arg| given(&matches, arg))
+        let values = defs::yaml_keys()
+            .filter_map(|doc| given(&matches, doc))
             .collect();
         Ok(Cli {
             lock: flag("lock"),
@@ -195,15 +200,16 @@ impl Cli {
 }
 
 /// A setting's text and how it was given, when a flag or a variable gave it.
-fn given(matches: &ArgMatches, arg: &Arg) -> Option<(&'static str, String, Given)> {
-    let doc = defs::OPTIONS
-        .iter()
-        .find(|d| d.name == arg.get_id().as_str() && d.yaml != defs::Yaml::No)?;
-    let text = matches.get_one::<String>(doc.name)?.clone();
+fn given(matches: &ArgMatches, doc: &'static Doc) -> Option<(&'static str, String, Given)> {
     let given = match matches.value_source(doc.name)? {
         ValueSource::EnvVariable => Given::Env(doc.env?.to_string()),
         ValueSource::CommandLine => Given::Flag(format!("--{}", doc.flag?)),
         _ => return None,
+    };
+    // A switch's text is what its YAML key would say.
+    let text = match doc.value {
+        Some(_) => matches.get_one::<String>(doc.name)?.clone(),
+        None => matches.get_flag(doc.name).to_string(),
     };
     Some((doc.name, text, given))
 }
@@ -310,6 +316,24 @@ mod tests {
     #[test]
     fn definition_is_consistent() {
         command().debug_assert();
+    }
+
+    /// A switch that is a setting, as --shared will be: its text is what YAML would say.
+    #[test]
+    fn a_switch_can_be_a_setting() {
+        static SWITCH: Doc = Doc {
+            yaml: Yaml::Scalar,
+            flag: Some("switch"),
+            env: Some("DISTLOCK_TEST_SWITCH_UNSET"),
+            ..defs::NOWAIT
+        };
+        let cmd = Command::new("t").arg(option_arg(&SWITCH).unwrap());
+        let matches = cmd.clone().get_matches_from(["t", "--switch"]);
+        assert_eq!(
+            given(&matches, &SWITCH),
+            Some(("nowait", "true".into(), Given::Flag("--switch".into())))
+        );
+        assert_eq!(given(&cmd.get_matches_from(["t"]), &SWITCH), None);
     }
 
     #[test]
