@@ -114,8 +114,9 @@ fn option_arg(doc: &'static Doc) -> Option<Arg> {
             } else {
                 arg.value_parser(clap::value_parser!(String))
             };
-            // `--timeout -1`.
-            arg.allow_hyphen_values(true)
+            // `--timeout -1`; any other value that starts with '-' is a forgotten value
+            // (`--lock-name --nowait`), not a lock named "--nowait".
+            arg.allow_hyphen_values(doc.name == defs::TIMEOUT.doc.name)
         }
         None if doc.short.is_some() => arg.action(ArgAction::Count),
         // A switch that is also a setting (variable, YAML key): its variable counts as unset
@@ -141,7 +142,18 @@ Exit codes:
 ",
     );
     for (code, meaning) in crate::exit::TABLE {
-        text.push_str(&format!("  {code:<8} {meaning}\n"));
+        // Wrapped to the width of the rest of this text, under the meaning's first column.
+        let mut line = format!("  {code:<8}");
+        for word in meaning.split_whitespace() {
+            if line.len() + 1 + word.len() > 92 {
+                text.push_str(&line);
+                line = format!("\n{:10}", "");
+            }
+            line.push(' ');
+            line.push_str(word);
+        }
+        text.push_str(&line);
+        text.push('\n');
     }
     let file = defs::CONFIG.default.unwrap_or_default();
     text.push_str(&format!(
@@ -347,6 +359,15 @@ mod tests {
         );
         assert_eq!(cli.value("reason"), None);
         assert_eq!(cli.quiet, 1);
+    }
+
+    #[test]
+    fn only_the_timeout_takes_a_value_that_starts_with_a_dash() {
+        let cli = Cli::parse_from_args(args(&["distlock", "--timeout", "-1", "--lock"])).unwrap();
+        assert_eq!(cli.value("timeout").map(|(t, _)| t), Some("-1"));
+        assert!(
+            Cli::parse_from_args(args(&["distlock", "--lock-name", "--nowait", "true"])).is_err()
+        );
     }
 
     #[test]
