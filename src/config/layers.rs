@@ -29,6 +29,10 @@ impl<'a> Layers<'a> {
     /// reported before it bites someone else.
     pub fn layer<T>(&self, def: &Def<T>, default: Option<T>) -> Result<Option<(T, Source)>> {
         let name = def.doc.name;
+        // A definition left out of the table would have no flag, variable or YAML key.
+        if !OPTIONS.iter().any(|d| d.name == name) {
+            return Err(Error::Usage(format!("{name} is missing from defs::OPTIONS")));
+        }
         let file = match self.file.get(name) {
             Some((text, line)) => {
                 Some((def.parse)(text).map_err(|e| self.file.error(line, name, &e))?)
