@@ -31,7 +31,9 @@ impl<'a> Layers<'a> {
         let name = def.doc.name;
         // A definition left out of the table would have no flag, variable or YAML key.
         if !OPTIONS.iter().any(|d| d.name == name) {
-            return Err(Error::Usage(format!("{name} is missing from defs::OPTIONS")));
+            return Err(Error::Usage(format!(
+                "{name} is missing from defs::OPTIONS"
+            )));
         }
         let file = match self.file.get(name) {
             Some((text, line)) => {
