@@ -470,8 +470,22 @@ impl Member {
     }
 
     /// Freezes the member (SIGSTOP): it keeps its sockets but answers nothing, like a hung host.
+    /// Returns once every thread has stopped: until then, on a loaded machine, a thread that
+    /// was not yet scheduled may still answer a request.
     pub fn stop(&self) {
         self.signal(Signal::SIGSTOP);
+        let pid = self.pid();
+        wait_for(DEADLINE, &format!("etcd {} to stop", self.name), || {
+            let tasks = fs::read_dir(format!("/proc/{pid}/task"))
+                .into_iter()
+                .flatten();
+            tasks.flatten().all(|task| {
+                let stat = fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+                // The state letter follows the command name, which is in parentheses.
+                let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+                state.is_some_and(|s| s.starts_with('T'))
+            })
+        });
     }
 
     pub fn cont(&self) {
