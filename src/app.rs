@@ -396,8 +396,8 @@ async fn supervise(
             LeaseState::Gone => Some(Instant::now()),
         }
         .unwrap_or_else(Instant::now);
-        // Biased: a command that has ended (e.g. while distlock was paused) is reported with
-        // its own status, not as stopped for a lost lock.
+        // Biased, and checked once more below: a command that has ended (e.g. while distlock
+        // was paused) is reported with its own status, not as stopped for a lost lock.
         tokio::select! {
             biased;
             status = command.wait() => return status,
@@ -410,6 +410,9 @@ async fn supervise(
             () = &mut released => break "its key was removed (an operator's --unlock, or the lease expired)".to_string(),
         }
     };
+    if let Some(status) = command.try_wait() {
+        return Ok(status);
+    }
     let message = format!(
         "lost the lock {} while the command ran: {why}",
         held.ticket.key

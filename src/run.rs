@@ -126,6 +126,14 @@ impl Command {
         status
     }
 
+    /// The exit status if the command has ended by now (without waiting for the event loop to
+    /// notice: after a pause of distlock, timers and the exit are seen in no set order).
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        let status = self.child.try_wait().ok().flatten()?;
+        self.take_back_terminal();
+        Some(status)
+    }
+
     /// SIGTERM to the group, then SIGKILL at `kill_at` if it is still there.
     pub async fn terminate(&mut self, kill_at: Instant) -> Result<ExitStatus> {
         let grace = kill_at.saturating_duration_since(Instant::now());
