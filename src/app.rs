@@ -349,12 +349,12 @@ async fn lease_for_the_command(config: &Config, held: &Held, signals: &mut Signa
             held.keepalive.renew_now();
             asked = true;
         }
-        let give_up = until.checked_sub(need).unwrap_or(until).max(Instant::now());
+        // A renewal may still come until the lease may expire.
         tokio::select! {
             Ok(()) = state.changed() => {}
             signal = signals.recv() => return Err(Error::Interrupted(signal)),
-            _ = sleep_until(give_up) => return Err(Error::Etcd(format!(
-                "did not start the command: {}, too soon to stop the command in time (--kill-grace {} and a margin)",
+            _ = sleep_until(until) => return Err(Error::Etcd(format!(
+                "did not start the command: {}, and a command started later could not be stopped in time (--kill-grace {} and a margin)",
                 lease_problem(&held.lease, *state.borrow()),
                 duration(config.kill_grace)
             ))),

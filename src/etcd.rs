@@ -355,17 +355,19 @@ async fn keep_alive_loop(
             // h2 error, an election), not an answer about the lease. etcd-client does not
             // reopen a broken stream: drop it and dial again, maybe another endpoint. The
             // holder stops its command by the deadline if no renewal comes in time.
-            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
-                match &answer {
-                    Ok(Err(e)) => {
-                        tracing::debug!("keepalive of lease {:x} failed ({e}); retrying", lease.id)
-                    }
-                    _ => {
-                        tracing::debug!("keepalive of lease {:x} got no answer; retrying", lease.id)
-                    }
+            Ok(Ok(None)) | Ok(Err(_)) => {
+                if let Ok(Err(e)) = &answer {
+                    tracing::debug!("keepalive of lease {:x} failed ({e}); retrying", lease.id);
                 }
                 stream = None;
                 next = Instant::now() + retry;
+            }
+            // The attempt has waited long enough already: try again at once, on a new stream
+            // (the balancer may pick another member).
+            Err(_) => {
+                tracing::debug!("keepalive of lease {:x} got no answer; retrying", lease.id);
+                stream = None;
+                next = Instant::now();
             }
         }
     }
