@@ -42,6 +42,8 @@ use nix::unistd::Pid;
 
 /// Lease TTL of every client, in seconds.
 const TTL: u64 = 5;
+/// Seconds a long section works: longer than the pause past the TTL that client 3 gets.
+const LONG: u64 = TTL + 4;
 const PREFIX: &str = "/faults/";
 const LOCK: &str = "suite";
 /// Names of our namespaces start with this, then the pid of the test process that made them.
@@ -476,9 +478,8 @@ struct Exit {
     code: i32,
     /// When the runner saw it exit.
     at: f64,
-    /// `etcdctl lease timetolive` asked when distlock said the lock was lost: the TTL left, or
-    /// None when the lease was gone (or etcd did not answer).
-    ttl_at_loss: Option<i64>,
+    /// When distlock said the lock was lost (its warning appeared on stderr).
+    lost_at: Option<f64>,
     stderr: String,
 }
 
@@ -505,9 +506,11 @@ fn section_script(dir: &Path, client: usize, kind: Kind, work: &str) -> String {
         "log='{d}/log{client}'; now=$(date +%s.%N); {token}; \
          echo \"start $SEQ $now ${{t:-0}} $l $$\" >> \"$log\"; \
          trap 'echo \"end $SEQ $(date +%s.%N)\" >> \"$log\"; exit 143' TERM; \
-         touch '{d}/held{client}'; sleep {work}; rm -f '{d}/held{client}'; \
+         if [ -e '{d}/long{client}' ]; then s={long}; else s={work}; fi; \
+         echo $s > '{d}/held{client}'; sleep $s; rm -f '{d}/held{client}'; \
          echo \"end $SEQ $(date +%s.%N)\" >> \"$log\"",
-        d = dir.display()
+        d = dir.display(),
+        long = LONG
     )
 }
 
@@ -556,25 +559,15 @@ fn client_loop(
             .process_group(0);
         let mut child = cmd.spawn().expect("cannot start a client");
         client.current.lock().unwrap().run = Some((seq, child.id() as i32));
-        let mut ttl_at_loss = None;
-        let mut loss_seen = false;
+        let mut lost_at = None;
         let status = loop {
             if let Some(status) = child.try_wait().expect("try_wait") {
                 break status;
             }
-            if !loss_seen && client.kind == Kind::Distlock {
+            if lost_at.is_none() && client.kind == Kind::Distlock {
                 let said = fs::read_to_string(&stderr_path).unwrap_or_default();
                 if said.contains("the lock was lost") {
-                    loss_seen = true;
-                    ttl_at_loss = lease_of(dir, client.id, seq).and_then(|lease| {
-                        let out = etcdctl(
-                            net,
-                            endpoints,
-                            &["lease", "timetolive", &lease, "-w", "json"],
-                        );
-                        let v: serde_json::Value = serde_json::from_str(&out.ok()?).ok()?;
-                        v["ttl"].as_i64().filter(|&t| t > 0)
-                    });
+                    lost_at = Some(now());
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -585,7 +578,7 @@ fn client_loop(
             seq,
             code: common::shell_status(status),
             at: now(),
-            ttl_at_loss,
+            lost_at,
             stderr: fs::read_to_string(&stderr_path).unwrap_or_default(),
         });
     }
@@ -604,6 +597,66 @@ fn lease_of(dir: &Path, client: usize, seq: u32) -> Option<String> {
 
 // ---------------------------------------------------------------------------------------------
 // The checker
+
+/// `etcdctl watch --prefix` over the whole run: when each key under the prefix was deleted,
+/// as seen by the test (etcdctl's watch resumes from its last revision after a fault, so no
+/// event is missed).
+struct History {
+    child: Child,
+    deletions: Arc<Mutex<Vec<(f64, String)>>>,
+}
+
+impl History {
+    fn start(net: &Net, endpoints: &str, dir: &Path) -> History {
+        let mut child = net
+            .exec(&net.hub, &tool("etcdctl"))
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoints}"))
+            .args(["watch", "--prefix", PREFIX, "-w", "json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(dir.join("watch.stderr")).unwrap())
+            .spawn()
+            .expect("cannot start etcdctl watch");
+        let stdout = child.stdout.take().expect("piped");
+        let deletions = Arc::new(Mutex::new(Vec::new()));
+        let seen = deletions.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let at = now();
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                for event in v["Events"].as_array().into_iter().flatten() {
+                    if event["type"].as_i64() == Some(1) {
+                        let key = common::base64_decode(event["kv"]["key"].as_str().unwrap_or(""));
+                        let key = String::from_utf8_lossy(&key).into_owned();
+                        seen.lock().unwrap().push((at, key));
+                    }
+                }
+            }
+        });
+        // The watch is in place before any client starts: it has seen a marker come and go.
+        let marker = format!("{PREFIX}watch-ready");
+        wait_for(DEADLINE, "etcdctl watch to start", || {
+            let _ = etcdctl(net, endpoints, &["put", &marker, ""]);
+            let _ = etcdctl(net, endpoints, &["del", &marker]);
+            deletions.lock().unwrap().iter().any(|(_, k)| *k == marker)
+        });
+        History { child, deletions }
+    }
+}
+
+impl Drop for History {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Section {
@@ -670,24 +723,27 @@ fn process_gone(pid: i32) -> bool {
 struct Log {
     faults: Vec<String>,
     /// (client, seq) whose distlock was paused while it held the lock.
-    paused: Vec<(usize, u32)>,
+    /// (client, seq, time of SIGCONT) of distlock processes paused while they held the lock.
+    paused: Vec<(usize, u32, f64)>,
     /// (client, seq, time) of distlock processes killed with SIGKILL.
     killed: Vec<(usize, u32, f64)>,
     problems: Vec<String>,
 }
 
-/// Waits (at most `limit`) until a distlock client of `candidates` holds the lock, and returns
-/// it with its run's sequence number and pid.
+/// Waits (at most `limit`) until a distlock client of `candidates` holds the lock (in a long
+/// section, if asked), and returns it with its run's sequence number and pid.
 fn holding(
     dir: &Path,
     clients: &[Arc<Client>],
     candidates: &[usize],
+    long: bool,
     limit: Duration,
 ) -> Option<(usize, u32, i32)> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         for &c in candidates {
-            if dir.join(format!("held{c}")).exists() {
+            let held = fs::read_to_string(dir.join(format!("held{c}")));
+            if held.is_ok_and(|h| !long || h.trim() == LONG.to_string()) {
                 if let Some((seq, pid)) = clients[c].current.lock().unwrap().run {
                     return Some((c, seq, pid));
                 }
@@ -711,14 +767,15 @@ fn fault_suite() {
     let net = Net::create();
     let mut cluster = Cluster::start(&net, dir);
     let endpoints = cluster.endpoints.clone();
+    let mut history = History::start(&net, &endpoints, dir);
 
-    // Three quick distlock clients, one slow one (the one paused past its TTL while it
-    // holds: its command outlives the lease), and etcdctl lock.
+    // Four distlock clients and etcdctl lock. Client 3 is the one paused past its TTL while
+    // it holds: that section works longer than the pause, so its command outlives the lease.
     let clients: Vec<Arc<Client>> = [
         (Kind::Distlock, "0.2"),
         (Kind::Distlock, "0.2"),
         (Kind::Distlock, "0.2"),
-        (Kind::Distlock, "6"),
+        (Kind::Distlock, "0.2"),
         (Kind::Etcdctl, "0.2"),
     ]
     .into_iter()
@@ -774,7 +831,14 @@ fn fault_suite() {
 
     let exits = std::mem::take(&mut *exits.lock().unwrap());
     let all = sections(dir, &clients);
-    let report = check(&all, &exits, &log, &clients);
+    let deletions = std::mem::take(&mut *history.deletions.lock().unwrap());
+    if let Ok(Some(status)) = history.child.try_wait() {
+        log.problems.push(format!(
+            "etcdctl watch ended early ({status}): the history is incomplete: {}",
+            fs::read_to_string(dir.join("watch.stderr")).unwrap_or_default()
+        ));
+    }
+    let report = check(&all, &exits, &log, &clients, dir, &deletions);
 
     // No keys left (a killed or paused holder's key goes with its lease), no processes.
     let keys_gone = (|| {
@@ -805,6 +869,7 @@ fn fault_suite() {
             let _ = signal::killpg(Pid::from_raw(s.pid), Signal::SIGKILL);
         }
     }
+    drop(history);
     for m in &mut cluster.members {
         m.kill();
     }
@@ -907,7 +972,7 @@ fn inject_faults(
     pause(settle);
 
     // SIGKILL of a distlock that holds the lock: its command must die with it.
-    match holding(dir, clients, &[0, 1, 2], Duration::from_secs(15)) {
+    match holding(dir, clients, &[0, 1, 2], false, Duration::from_secs(15)) {
         Some((c, seq, pid)) => {
             log.faults.push(format!(
                 "client {c}'s distlock killed (SIGKILL) while holding"
@@ -934,23 +999,27 @@ fn inject_faults(
     }
     pause(settle);
 
-    // SIGSTOP of the slow client's distlock past its TTL while it holds: its lease expires,
+    // SIGSTOP of client 3's distlock past its TTL while it holds (a long section): its lease
+    // expires,
     // the next holder starts while the paused holder's command still runs (what fencing
     // tokens are for), and on SIGCONT distlock finds the lock lost and stops the command.
-    match holding(dir, clients, &[3], Duration::from_secs(30)) {
+    fs::write(dir.join("long3"), "").unwrap();
+    let held = holding(dir, clients, &[3], true, Duration::from_secs(30));
+    let _ = fs::remove_file(dir.join("long3"));
+    match held {
         Some((c, seq, pid)) => {
             log.faults.push(format!(
                 "client {c}'s distlock paused (SIGSTOP) {}s while holding",
                 TTL + 2
             ));
-            log.paused.push((c, seq));
             let _ = signal::kill(Pid::from_raw(pid), Signal::SIGSTOP);
             pause(Duration::from_secs(TTL + 2));
+            log.paused.push((c, seq, now()));
             let _ = signal::kill(Pid::from_raw(pid), Signal::SIGCONT);
         }
         None => log
             .problems
-            .push("the slow client did not hold the lock within 30s".into()),
+            .push("client 3 did not hold the lock in a long section within 30s".into()),
     }
     pause(settle);
 }
@@ -984,9 +1053,16 @@ struct Report {
     problems: Vec<String>,
 }
 
-fn check(all: &[Section], exits: &[Exit], log: &Log, clients: &[Arc<Client>]) -> Report {
+fn check(
+    all: &[Section],
+    exits: &[Exit],
+    log: &Log,
+    clients: &[Arc<Client>],
+    dir: &Path,
+    deletions: &[(f64, String)],
+) -> Report {
     let mut problems = log.problems.clone();
-    let paused = |s: &Section| log.paused.contains(&(s.client, s.seq));
+    let paused = |s: &Section| log.paused.iter().any(|p| (p.0, p.1) == (s.client, s.seq));
     let killed = |s: &Section| log.killed.iter().any(|k| (k.0, k.1) == (s.client, s.seq));
     // A section without an end line was stopped without a chance to write one (SIGKILL): a
     // killed holder's command ends at the latest a second after the kill (checked then),
@@ -1055,16 +1131,31 @@ fn check(all: &[Section], exits: &[Exit], log: &Log, clients: &[Arc<Client>]) ->
             (Kind::Etcdctl, _) => {}
             (_, 0) => {}
             (_, 137) if was_killed => {}
-            (_, 4) => match e.ttl_at_loss {
-                Some(ttl) => {
-                    false_losses += 1;
-                    problems.push(format!(
-                        "client {} run {}: lock-lost exit while etcd still had the lease ({ttl}s left): {}",
-                        e.client, e.seq, e.stderr
-                    ));
+            // Real only if etcd had deleted the key (its lease was gone) before distlock said
+            // the lock was lost. Every fault here is shorter than the TTL, so a holder that
+            // was not paused has no other reason to give up.
+            (_, 4) => {
+                let key = lease_of(dir, e.client, e.seq).map(|l| format!("{PREFIX}{LOCK}/{l}"));
+                let deleted = key
+                    .as_ref()
+                    .and_then(|k| deletions.iter().find(|(_, d)| d == k).map(|(at, _)| *at));
+                // A paused distlock cannot have revoked anything before it was resumed.
+                let resumed = log
+                    .paused
+                    .iter()
+                    .find(|p| (p.0, p.1) == (e.client, e.seq))
+                    .map(|p| p.2);
+                match (deleted, resumed.or(e.lost_at)) {
+                    (Some(deleted), Some(lost)) if deleted <= lost => real_losses += 1,
+                    _ => {
+                        false_losses += 1;
+                        problems.push(format!(
+                            "client {} run {}: lock-lost exit while etcd still had the lease (key {key:?} deleted at {deleted:?}, loss reported at {:?}): {}",
+                            e.client, e.seq, e.lost_at, e.stderr
+                        ));
+                    }
                 }
-                None => real_losses += 1,
-            },
+            }
             (_, code) => problems.push(format!(
                 "client {} run {} exited {code}: {}",
                 e.client, e.seq, e.stderr
