@@ -478,8 +478,6 @@ struct Exit {
     code: i32,
     /// When the runner saw it exit.
     at: f64,
-    /// When distlock said the lock was lost (its warning appeared on stderr).
-    lost_at: Option<f64>,
     stderr: String,
 }
 
@@ -559,16 +557,9 @@ fn client_loop(
             .process_group(0);
         let mut child = cmd.spawn().expect("cannot start a client");
         client.current.lock().unwrap().run = Some((seq, child.id() as i32));
-        let mut lost_at = None;
         let status = loop {
             if let Some(status) = child.try_wait().expect("try_wait") {
                 break status;
-            }
-            if lost_at.is_none() && client.kind == Kind::Distlock {
-                let said = fs::read_to_string(&stderr_path).unwrap_or_default();
-                if said.contains("the lock was lost") {
-                    lost_at = Some(now());
-                }
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -578,7 +569,6 @@ fn client_loop(
             seq,
             code: common::shell_status(status),
             at: now(),
-            lost_at,
             stderr: fs::read_to_string(&stderr_path).unwrap_or_default(),
         });
     }
@@ -597,66 +587,6 @@ fn lease_of(dir: &Path, client: usize, seq: u32) -> Option<String> {
 
 // ---------------------------------------------------------------------------------------------
 // The checker
-
-/// `etcdctl watch --prefix` over the whole run: when each key under the prefix was deleted,
-/// as seen by the test (etcdctl's watch resumes from its last revision after a fault, so no
-/// event is missed).
-struct History {
-    child: Child,
-    deletions: Arc<Mutex<Vec<(f64, String)>>>,
-}
-
-impl History {
-    fn start(net: &Net, endpoints: &str, dir: &Path) -> History {
-        let mut child = net
-            .exec(&net.hub, &tool("etcdctl"))
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={endpoints}"))
-            .args(["watch", "--prefix", PREFIX, "-w", "json"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(fs::File::create(dir.join("watch.stderr")).unwrap())
-            .spawn()
-            .expect("cannot start etcdctl watch");
-        let stdout = child.stdout.take().expect("piped");
-        let deletions = Arc::new(Mutex::new(Vec::new()));
-        let seen = deletions.clone();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let at = now();
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    continue;
-                };
-                for event in v["Events"].as_array().into_iter().flatten() {
-                    if event["type"].as_i64() == Some(1) {
-                        let key = common::base64_decode(event["kv"]["key"].as_str().unwrap_or(""));
-                        let key = String::from_utf8_lossy(&key).into_owned();
-                        seen.lock().unwrap().push((at, key));
-                    }
-                }
-            }
-        });
-        // The watch is in place before any client starts: it has seen a marker come and go.
-        let marker = format!("{PREFIX}watch-ready");
-        wait_for(DEADLINE, "etcdctl watch to start", || {
-            let _ = etcdctl(net, endpoints, &["put", &marker, ""]);
-            let _ = etcdctl(net, endpoints, &["del", &marker]);
-            deletions.lock().unwrap().iter().any(|(_, k)| *k == marker)
-        });
-        History { child, deletions }
-    }
-}
-
-impl Drop for History {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[derive(Debug, Clone)]
 struct Section {
@@ -723,8 +653,9 @@ fn process_gone(pid: i32) -> bool {
 struct Log {
     faults: Vec<String>,
     /// (client, seq) whose distlock was paused while it held the lock.
-    /// (client, seq, time of SIGCONT) of distlock processes paused while they held the lock.
-    paused: Vec<(usize, u32, f64)>,
+    /// (client, seq, whether etcd had dropped the lease before SIGCONT, None if it did not
+    /// answer) of distlock processes paused while they held the lock.
+    paused: Vec<(usize, u32, Option<bool>)>,
     /// (client, seq, time) of distlock processes killed with SIGKILL.
     killed: Vec<(usize, u32, f64)>,
     problems: Vec<String>,
@@ -767,7 +698,6 @@ fn fault_suite() {
     let net = Net::create();
     let mut cluster = Cluster::start(&net, dir);
     let endpoints = cluster.endpoints.clone();
-    let mut history = History::start(&net, &endpoints, dir);
 
     // Four distlock clients and etcdctl lock. Client 3 is the one paused past its TTL while
     // it holds: that section works longer than the pause, so its command outlives the lease.
@@ -831,14 +761,7 @@ fn fault_suite() {
 
     let exits = std::mem::take(&mut *exits.lock().unwrap());
     let all = sections(dir, &clients);
-    let deletions = std::mem::take(&mut *history.deletions.lock().unwrap());
-    if let Ok(Some(status)) = history.child.try_wait() {
-        log.problems.push(format!(
-            "etcdctl watch ended early ({status}): the history is incomplete: {}",
-            fs::read_to_string(dir.join("watch.stderr")).unwrap_or_default()
-        ));
-    }
-    let report = check(&all, &exits, &log, &clients, dir, &deletions);
+    let report = check(&all, &exits, &log, &clients);
 
     // No keys left (a killed or paused holder's key goes with its lease), no processes.
     let keys_gone = (|| {
@@ -869,7 +792,6 @@ fn fault_suite() {
             let _ = signal::killpg(Pid::from_raw(s.pid), Signal::SIGKILL);
         }
     }
-    drop(history);
     for m in &mut cluster.members {
         m.kill();
     }
@@ -1014,7 +936,17 @@ fn inject_faults(
             ));
             let _ = signal::kill(Pid::from_raw(pid), Signal::SIGSTOP);
             pause(Duration::from_secs(TTL + 2));
-            log.paused.push((c, seq, now()));
+            // Asked while distlock is still stopped, so it cannot have revoked the lease.
+            let gone = lease_of(dir, c, seq).and_then(|lease| {
+                let out = etcdctl(
+                    net,
+                    &cluster.endpoints,
+                    &["lease", "timetolive", &lease, "-w", "json"],
+                );
+                let v: serde_json::Value = serde_json::from_str(&out.ok()?).ok()?;
+                Some(v["ttl"].as_i64()? <= 0)
+            });
+            log.paused.push((c, seq, gone));
             let _ = signal::kill(Pid::from_raw(pid), Signal::SIGCONT);
         }
         None => log
@@ -1053,14 +985,7 @@ struct Report {
     problems: Vec<String>,
 }
 
-fn check(
-    all: &[Section],
-    exits: &[Exit],
-    log: &Log,
-    clients: &[Arc<Client>],
-    dir: &Path,
-    deletions: &[(f64, String)],
-) -> Report {
+fn check(all: &[Section], exits: &[Exit], log: &Log, clients: &[Arc<Client>]) -> Report {
     let mut problems = log.problems.clone();
     let paused = |s: &Section| log.paused.iter().any(|p| (p.0, p.1) == (s.client, s.seq));
     let killed = |s: &Section| log.killed.iter().any(|k| (k.0, k.1) == (s.client, s.seq));
@@ -1131,29 +1056,23 @@ fn check(
             (Kind::Etcdctl, _) => {}
             (_, 0) => {}
             (_, 137) if was_killed => {}
-            // Real only if etcd had deleted the key (its lease was gone) before distlock said
-            // the lock was lost. Every fault here is shorter than the TTL, so a holder that
-            // was not paused has no other reason to give up.
+            // Real only if etcd no longer had the lease before distlock could have said
+            // anything: the paused holder's, asked while it was still stopped. Every other
+            // fault here is shorter than the TTL, so no other holder has a reason to give up.
             (_, 4) => {
-                let key = lease_of(dir, e.client, e.seq).map(|l| format!("{PREFIX}{LOCK}/{l}"));
-                let deleted = key
-                    .as_ref()
-                    .and_then(|k| deletions.iter().find(|(_, d)| d == k).map(|(at, _)| *at));
-                // A paused distlock cannot have revoked anything before it was resumed.
-                let resumed = log
+                let gone = log
                     .paused
                     .iter()
                     .find(|p| (p.0, p.1) == (e.client, e.seq))
-                    .map(|p| p.2);
-                match (deleted, resumed.or(e.lost_at)) {
-                    (Some(deleted), Some(lost)) if deleted <= lost => real_losses += 1,
-                    _ => {
-                        false_losses += 1;
-                        problems.push(format!(
-                            "client {} run {}: lock-lost exit while etcd still had the lease (key {key:?} deleted at {deleted:?}, loss reported at {:?}): {}",
-                            e.client, e.seq, e.lost_at, e.stderr
-                        ));
-                    }
+                    .and_then(|p| p.2);
+                if gone == Some(true) {
+                    real_losses += 1;
+                } else {
+                    false_losses += 1;
+                    problems.push(format!(
+                        "client {} run {}: lock-lost exit while etcd still had the lease (lease gone before the resume: {gone:?}): {}",
+                        e.client, e.seq, e.stderr
+                    ));
                 }
             }
             (_, code) => problems.push(format!(

@@ -746,7 +746,7 @@ fn parse_kvs(json: &str) -> Vec<Kv> {
 }
 
 /// Standard base64 with padding, as Go's encoding/json writes []byte.
-pub fn base64_decode(s: &str) -> Vec<u8> {
+fn base64_decode(s: &str) -> Vec<u8> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = Vec::new();
     let (mut acc, mut bits) = (0u32, 0);
