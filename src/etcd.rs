@@ -101,7 +101,7 @@ impl Etcd {
             tracing::trace!("etcd request: {what} (up to {this_try:?})");
             let error = match timeout(this_try, request(self.client.clone())).await {
                 Ok(Ok(value)) => return Ok(value),
-                Ok(Err(e)) if !is_transient(&e) => {
+                Ok(Err(e)) if !is_transient(&e, self.endpoints.contains("https://")) => {
                     return Err(describe(&self.endpoints, &self.access, what, e))
                 }
                 Ok(Err(e)) => describe(&self.endpoints, &self.access, what, e),
@@ -438,7 +438,7 @@ fn unreachable(endpoints: &str, limit: &Limit) -> Error {
 
 /// Whether another attempt may succeed: the member is unreachable, or the cluster is
 /// electing a leader. A refusal (permissions, bad request, wrong password) is final.
-fn is_transient(error: &etcd_client::Error) -> bool {
+fn is_transient(error: &etcd_client::Error, tls: bool) -> bool {
     use tonic::Code;
     let cause = match error {
         etcd_client::Error::GRpcStatus(status) => status_detail(status),
@@ -451,14 +451,16 @@ fn is_transient(error: &etcd_client::Error) -> bool {
     match error {
         // A member that crashed or restarted breaks its HTTP/2 connection: tonic reports that
         // as "h2 protocol error: http2 error" (Unknown or Internal, by the h2 reason), or as
-        // Cancelled for a request that was queued on the connection when it closed.
+        // Cancelled for a request that was queued on the connection when it closed. Over TLS,
+        // Cancelled is also how a server that wants a client certificate refuses us: final.
         etcd_client::Error::GRpcStatus(status)
             if status.message().contains("h2 protocol error") =>
         {
             true
         }
         etcd_client::Error::GRpcStatus(status) => match status.code() {
-            Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::Cancelled => true,
+            Code::Unavailable | Code::DeadlineExceeded | Code::Aborted => true,
+            Code::Cancelled => !tls,
             Code::Unknown => {
                 status.message().contains("transport error") || status.message().contains("leader")
             }
