@@ -285,3 +285,63 @@ fn a_command_that_ended_while_distlock_was_paused_keeps_its_status() {
     assert_eq!(shell_status(out.status), 7, "{}", report(&out));
     assert_eq!(get_prefix(&ep, &p), vec![]);
 }
+
+/// SIGKILL lands before the lease may expire, whatever `--kill-grace` says: distlock paused
+/// past the moment it should have started stopping the command (etcd frozen meanwhile, so no
+/// renewal comes) wakes with less than the grace period left, and kills a command that
+/// ignores SIGTERM before the deadline instead of a full grace period later.
+#[test]
+fn sigkill_lands_before_the_deadline_whatever_the_grace() {
+    let etcd = Etcd::start();
+    let ep = etcd.endpoint();
+    let p = prefix("deadline");
+    let tmp = scratch_dir();
+    let dir = tmp.path();
+    let script = format!(
+        "trap '' TERM; echo $$ > '{}/P'; while :; do sleep 0.05; done",
+        dir.display()
+    );
+    let mut cmd = distlock_std(&ep, &p);
+    // TTL 4s, grace 2s (the most allowed): the deadline is at most 4s after the freeze, the
+    // stop should begin by 1.6s after it at the latest.
+    cmd.args([
+        "--lock-name=k",
+        "--ttl=4",
+        "--kill-grace=2s",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let mut holder = Bg::spawn(cmd, "holder");
+    while_holding(&mut holder, DEADLINE, "the command to start", || {
+        dir.join("P").exists()
+    });
+    let command: i32 = fs::read_to_string(dir.join("P"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    let frozen = Instant::now();
+    etcd.stop();
+    holder.signal(Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(2));
+    holder.signal(Signal::SIGCONT);
+    let gone = wait_until(DEADLINE, "the command to be killed", || {
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(command), None).is_ok()
+            && !fs::read_to_string(format!("/proc/{command}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ");
+        (!alive).then(Instant::now)
+    });
+    etcd.cont();
+    let out = holder.output(DEADLINE);
+    assert_eq!(shell_status(out.status), 4, "{}", report(&out));
+    assert!(
+        gone - frozen < Duration::from_secs(4),
+        "the command died {:?} after etcd froze: past the lease's deadline (at most 4s): {}",
+        gone - frozen,
+        report(&out)
+    );
+}
