@@ -336,6 +336,7 @@ fn sigkill_lands_before_the_deadline_whatever_the_grace() {
         (!alive).then(Instant::now)
     });
     etcd.cont();
+    eprintln!("the command died {:?} after etcd froze", gone - frozen);
     let out = holder.output(DEADLINE);
     assert_eq!(shell_status(out.status), 4, "{}", report(&out));
     assert!(
