@@ -73,7 +73,11 @@ async fn acquire(
     let started = Instant::now();
     let etcd = Etcd::connect(config).await?;
     let mut lease = etcd.grant(config.ttl).await?;
-    tracing::debug!("lease {:x} granted with a TTL of {:?}", lease.id, lease.ttl);
+    tracing::debug!(
+        "lease {:x} granted with a TTL of {}",
+        lease.id,
+        duration(lease.ttl)
+    );
     let mut keepalive = etcd.keep_alive(lease);
     let queue = Queue::new(&config.prefix, name);
     let wait_until = match config.wait {
@@ -188,7 +192,7 @@ async fn acquire(
     };
     match result {
         Ok((ticket, revision, waited)) => {
-            tracing::debug!("took {} after {:?}", ticket.key, started.elapsed());
+            tracing::debug!("took {} after {}", ticket.key, duration(started.elapsed()));
             Ok(Held {
                 etcd,
                 lease,

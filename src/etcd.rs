@@ -98,7 +98,7 @@ impl Etcd {
         loop {
             let now = Instant::now();
             let this_try = attempt.min(limit.until.saturating_duration_since(now));
-            tracing::trace!("etcd request: {what} (up to {this_try:?})");
+            tracing::trace!("etcd request: {what} (up to {})", duration(this_try));
             let error = match timeout(this_try, request(self.client.clone())).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(e)) if !is_transient(&e, self.endpoints.contains("https://")) => {

@@ -803,7 +803,7 @@ fn fault_suite() {
     }
 
     let summary = format!(
-        "fault suite: {} critical sections, {} faults, {} overlaps, tokens {}, {} false losses, {} etcdctl overlaps ({} overlaps with a paused holder, {} real losses, slowed link by {}; {:.0}s)",
+        "fault suite: {} critical sections, {} faults, {} overlaps, tokens {}, {} false losses, {} etcdctl overlaps ({} overlaps with a paused holder, {} real losses, {} waiters joined again, slowed link by {}; {:.0}s)",
         all.len(),
         log.faults.len(),
         report.overlaps,
@@ -812,6 +812,7 @@ fn fault_suite() {
         report.etcdctl_overlaps,
         report.paused_overlaps,
         report.real_losses,
+        report.rejoins,
         net.slow_qdisc.first().map_or("?", String::as_str),
         started.elapsed().as_secs_f64()
     );
@@ -982,6 +983,8 @@ struct Report {
     tokens_rising: bool,
     false_losses: usize,
     real_losses: usize,
+    /// Waiters that lost their place (lease expired) and joined the queue again.
+    rejoins: usize,
     problems: Vec<String>,
 }
 
@@ -1048,6 +1051,10 @@ fn check(all: &[Section], exits: &[Exit], log: &Log, clients: &[Arc<Client>]) ->
         }
     }
 
+    let rejoins = exits
+        .iter()
+        .filter(|e| e.stderr.contains("joining it again at the back"))
+        .count();
     let (mut false_losses, mut real_losses) = (0, 0);
     for e in exits {
         let kind = clients[e.client].kind;
@@ -1088,6 +1095,7 @@ fn check(all: &[Section], exits: &[Exit], log: &Log, clients: &[Arc<Client>]) ->
         tokens_rising,
         false_losses,
         real_losses,
+        rejoins,
         problems,
     }
 }
