@@ -10,6 +10,7 @@
 mod common;
 
 use std::fs;
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -55,12 +56,12 @@ fn report(out: &Output) -> String {
 /// if the holder exits first.
 fn while_holding(holder: &mut Bg, timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     wait_for(timeout, what, || {
-        if holder.try_status().is_some() {
-            let bg = std::mem::replace(holder, Bg::spawn(Command::new("true"), "placeholder"));
-            panic!(
-                "the holder exited while waiting for {what}: {}",
-                report(&bg.output(DEADLINE))
-            );
+        if let Some(status) = holder.try_status() {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = holder.child.stderr.take() {
+                pipe.read_to_string(&mut stderr).ok();
+            }
+            panic!("the holder exited ({status}) while waiting for {what}: {stderr}");
         }
         cond()
     });
