@@ -8,8 +8,10 @@
 //! - fencing tokens rise in start order;
 //! - no command outlives a distlock killed with SIGKILL;
 //! - no key and no process is left;
-//! - no lock-lost exit (4) while etcd still had the lease (`etcdctl lease timetolive`, asked
-//!   the moment distlock says the lock is lost).
+//! - no lock-lost exit (4) while etcd still had the lease: every fault but the pause is
+//!   shorter than the TTL, so only the paused holder may lose the lock, and only if
+//!   `etcdctl lease timetolive`, asked while its distlock is still stopped (so it cannot have
+//!   revoked anything), says the lease is gone.
 //!
 //! `etcdctl lock` takes part as a known peer. etcd 3.4's etcdctl has been seen running its
 //! command after its own session expired while it waited; such overlaps are counted
@@ -685,6 +687,8 @@ fn holding(
     None
 }
 
+/// How long a fault lasts, or the time left to recover after it: the scenario itself, not a
+/// wait for an event.
 fn pause(d: Duration) {
     std::thread::sleep(d);
 }
