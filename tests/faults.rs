@@ -159,16 +159,27 @@ impl Net {
     /// Before any traffic: the links exist and are up, and every route in every namespace is
     /// a connected route to our own interfaces (no default route, nothing via a gateway).
     fn verify(&self) {
-        let hub_links = ip(&["-n", &self.hub, "-o", "link", "show"]);
-        for name in [
-            "brpeer", "brclient", "peer0", "client0", "peer1", "client1", "peer2",
-        ] {
+        let up = |ns: &str, name: &str| {
+            let links = ip(&["-n", ns, "-o", "link", "show"]);
+            let line = links.lines().find(|l| {
+                l.split(':')
+                    .nth(1)
+                    .map(|n| n.trim().split('@').next() == Some(name))
+                    == Some(true)
+            });
             assert!(
-                hub_links.contains(&format!(": {name}"))
-                    || hub_links.contains(&format!(": {name}@")),
-                "link {name} missing in {}: {hub_links}",
-                self.hub
+                line.is_some_and(|l| l.contains(",UP") || l.contains("<UP")),
+                "link {name} missing or down in {ns}: {links}"
             );
+        };
+        for name in ["brpeer", "brclient"] {
+            up(&self.hub, name);
+        }
+        for (i, ns) in self.members.iter().enumerate() {
+            for side in ["peer", "client"] {
+                up(&self.hub, &format!("{side}{i}"));
+                up(ns, side);
+            }
         }
         for ns in std::iter::once(&self.hub).chain(&self.members) {
             let routes = ip(&["-n", ns, "route", "show", "table", "all"]);
