@@ -3,13 +3,13 @@
 //! side (is the lock still ours?) meets the process side (the command, signals).
 
 use crate::config::{Config, LockName, Mode, OnLost, Wait};
-use crate::error::{signal_name, Error, Result};
+use crate::error::{duration, signal_name, Error, Result};
 use crate::etcd::{Etcd, KeepAlive, Lease, LeaseState};
 use crate::lock::{self, Contender, Queue, Ticket, Turn};
 use crate::output::{self, View};
 use crate::record::{Mode as RecordMode, Record};
 use crate::run::{self, Command, Signals};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, SystemTime};
@@ -55,6 +55,10 @@ struct Held {
 
 /// Joins the queue and waits for our turn, within the configured wait. Whatever goes wrong
 /// (busy, timeout, a signal, etcd), our key is removed before returning the error.
+///
+/// A waiter whose lease ran out while etcd was unreachable (an election that outlasts a short
+/// TTL) joins the queue again, at the back, once etcd answers; it gives up (exit 3) only when
+/// etcd stays unreachable for a whole TTL after that.
 async fn acquire(
     config: &Config,
     name: &LockName,
@@ -63,68 +67,127 @@ async fn acquire(
 ) -> Result<Held> {
     let started = Instant::now();
     let etcd = Etcd::connect(config).await?;
-    let lease = etcd.grant(config.ttl).await?;
-    tracing::debug!("lease {:x} granted with a TTL of {:?}", lease.id, lease.ttl);
-    let keepalive = etcd.keep_alive(lease);
+    let mut lease = etcd.grant(config.ttl).await?;
+    tracing::debug!(
+        "lease {:x} granted with a TTL of {}",
+        lease.id,
+        duration(lease.ttl)
+    );
+    let mut keepalive = etcd.keep_alive(lease);
     let queue = Queue::new(&config.prefix, name);
+    let wait_until = match config.wait {
+        Wait::Forever => None,
+        Wait::Upto(d) => Some(started + d),
+    };
 
     let holder = RefCell::new(None::<Contender>);
-    let waiting = async {
-        let (ticket, turn) = lock::enqueue(&etcd, &queue, lease.id, record).await?;
-        tracing::debug!(
-            "queued as {} (create revision {})",
-            ticket.key,
-            ticket.revision
-        );
-        if let Turn::Wait { head, .. } = &turn {
-            if config.wait == Wait::Upto(Duration::ZERO) {
-                return Err(busy(config, name, head));
-            }
-        }
-        let waited = matches!(turn, Turn::Wait { .. });
-        let wait_turn = lock::wait_turn(&etcd, &queue, &ticket, turn, |head| {
-            *holder.borrow_mut() = Some(head.clone());
-        });
-        // The timeout bounds the wait in the queue; reaching etcd is bounded by maxtime.
-        let revision = match config.wait {
-            Wait::Forever => wait_turn.await?,
-            Wait::Upto(d) => match tokio::time::timeout_at(started + d, wait_turn).await {
-                Ok(revision) => revision?,
-                Err(_) => {
-                    let head = holder.borrow().clone();
-                    return Err(match head {
-                        Some(head) => busy(config, name, &head),
-                        None => busy_unknown(config, name),
-                    });
-                }
-            },
-        };
-        Ok((ticket, revision, waited))
-    };
     let mut progress = output::Progress::new(name, config.quiet);
-    let result = {
-        tokio::pin!(waiting);
-        let mut lease_state = keepalive.state.clone();
-        loop {
-            let lease_lost = match *lease_state.borrow() {
-                LeaseState::Alive(until) => until,
-                LeaseState::Gone => Instant::now(),
+    // Once we have been in the queue, an etcd failure while waiting is a reason to join
+    // again, not to give up: the first join fails at once (exit 3) when etcd is down.
+    let joined = Cell::new(false);
+    let result = loop {
+        let waiting = async {
+            let (ticket, turn) = lock::enqueue(&etcd, &queue, lease.id, record).await?;
+            joined.set(true);
+            tracing::debug!(
+                "queued as {} (create revision {})",
+                ticket.key,
+                ticket.revision
+            );
+            if let Turn::Wait { head, .. } = &turn {
+                if config.wait == Wait::Upto(Duration::ZERO) {
+                    return Ok(Err(busy(config, name, head)));
+                }
+            }
+            let waited = matches!(turn, Turn::Wait { .. });
+            let wait_turn = lock::wait_turn(&etcd, &queue, &ticket, turn, |head| {
+                *holder.borrow_mut() = Some(head.clone());
+            });
+            // The timeout bounds the wait in the queue; reaching etcd is bounded by maxtime.
+            let revision = match wait_until {
+                None => wait_turn.await?,
+                Some(at) => match tokio::time::timeout_at(at, wait_turn).await {
+                    Ok(revision) => revision?,
+                    Err(_) => return Ok(Err(timed_out(config, name, &holder))),
+                },
             };
+            Ok(Ok((ticket, revision, waited)))
+        };
+        let attempt = {
+            tokio::pin!(waiting);
+            let mut lease_state = keepalive.state.clone();
+            loop {
+                let lease_lost = match *lease_state.borrow() {
+                    LeaseState::Alive(until) => until,
+                    LeaseState::Gone => Instant::now(),
+                };
+                tokio::select! {
+                    result = &mut waiting => break result,
+                    signal = signals.recv() => break Ok(Err(Error::Interrupted(signal))),
+                    _ = sleep_until(lease_lost) => break Err(Error::Etcd(lease_problem(&lease, *lease_state.borrow()))),
+                    Ok(()) = lease_state.changed() => {}
+                    _ = sleep_until(progress.due()) => progress.report(holder.borrow().as_ref()),
+                }
+            }
+        };
+        let why = match attempt {
+            Ok(done) => break done,
+            Err(e) if !joined.get() => break Err(e),
+            Err(e) => e,
+        };
+        // Wait for etcd to answer about our lease (the keepalive keeps trying), within the
+        // wait's timeout, and for at most one TTL after the lease may have run out.
+        tracing::debug!("{why}; waiting for etcd to answer again");
+        let give_up = match *keepalive.state.borrow() {
+            LeaseState::Alive(until) => until.max(Instant::now()) + lease.ttl,
+            LeaseState::Gone => Instant::now() + lease.ttl,
+        };
+        let mut lease_state = keepalive.state.clone();
+        let answer = loop {
+            if let LeaseState::Alive(until) = *lease_state.borrow_and_update() {
+                if until > Instant::now() + RETRY_PAUSE {
+                    // Still ours on the server: join with the same lease, which keeps our key
+                    // and so our place in line.
+                    sleep(RETRY_PAUSE).await;
+                    break Ok(false);
+                }
+            } else {
+                break Ok(true);
+            }
+            let give_up_at = wait_until.map_or(give_up, |at| at.min(give_up));
             tokio::select! {
-                result = &mut waiting => break result,
                 signal = signals.recv() => break Err(Error::Interrupted(signal)),
-                _ = sleep_until(lease_lost) => break Err(Error::Etcd(format!(
-                    "lost our place in the queue for {name}: etcd did not renew our lease within its TTL ({})",
-                    humantime::format_duration(lease.ttl)
-                ))),
-                _ = lease_state.changed() => {}
+                Ok(()) = lease_state.changed() => {}
+                _ = sleep_until(give_up_at) => break Err(match wait_until {
+                    Some(at) if at <= give_up => timed_out(config, name, &holder),
+                    _ => Error::Etcd(format!(
+                        "lost our place in the queue for {name}: {why}, and etcd did not answer again within the lease's TTL ({})",
+                        duration(lease.ttl)
+                    )),
+                }),
                 _ = sleep_until(progress.due()) => progress.report(holder.borrow().as_ref()),
             }
+        };
+        match answer {
+            Ok(false) => {}
+            Ok(true) => {
+                // etcd says the lease is gone, and with it our key: join again at the back.
+                let fresh = match etcd.grant(config.ttl).await {
+                    Ok(fresh) => fresh,
+                    Err(e) => break Err(e),
+                };
+                keepalive = etcd.keep_alive(fresh);
+                lease = fresh;
+                tracing::warn!(
+                    "lost our place in the queue for {name} (our lease expired while etcd was unreachable); joining it again at the back"
+                );
+            }
+            Err(e) => break Err(e),
         }
     };
     match result {
         Ok((ticket, revision, waited)) => {
-            tracing::debug!("took {} after {:?}", ticket.key, started.elapsed());
+            tracing::debug!("took {} after {}", ticket.key, duration(started.elapsed()));
             Ok(Held {
                 etcd,
                 lease,
@@ -144,6 +207,44 @@ async fn acquire(
             }
             Err(e)
         }
+    }
+}
+
+/// Pause before joining the queue again after etcd failed a request, so a fast failure does
+/// not spin.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Why a lease is in doubt, in words: what etcd said, or what it did not confirm.
+fn lease_problem(lease: &Lease, state: LeaseState) -> String {
+    match state {
+        LeaseState::Gone => "etcd says our lease no longer exists".to_string(),
+        LeaseState::Alive(until) => {
+            let confirmed = until.checked_sub(lease.ttl).unwrap_or(until);
+            format!(
+                "etcd has not confirmed our lease since {}; unless a later keepalive reached it, etcd expires it by {}",
+                wall_clock(confirmed),
+                wall_clock(until)
+            )
+        }
+    }
+}
+
+/// An instant as a UTC time of day with milliseconds, as log readers compare it.
+fn wall_clock(at: Instant) -> String {
+    let now = Instant::now();
+    let wall = SystemTime::now();
+    let then = if at >= now {
+        wall + (at - now)
+    } else {
+        wall - (now - at)
+    };
+    humantime::format_rfc3339_millis(then).to_string()
+}
+
+fn timed_out(config: &Config, name: &LockName, holder: &RefCell<Option<Contender>>) -> Error {
+    match holder.borrow().as_ref() {
+        Some(head) => busy(config, name, head),
+        None => busy_unknown(config, name),
     }
 }
 
@@ -182,6 +283,10 @@ async fn run_mode(config: &Config, name: &LockName, argv: &[OsString]) -> Result
         ("ETCD_LOCK_KEY", held.ticket.key.clone()),
         ("ETCD_LOCK_REV", token),
     ];
+    if let Err(e) = lease_for_the_command(config, &held, &mut signals).await {
+        release_after_loss(&held).await;
+        return Err(e);
+    }
     let mut command = match Command::spawn(argv, &env) {
         Ok(command) => command,
         Err(e) => {
@@ -211,6 +316,51 @@ async fn run_mode(config: &Config, name: &LockName, argv: &[OsString]) -> Result
     })
 }
 
+/// Stop the command this long before etcd may expire the lease, on top of the grace period:
+/// time for the signal to land and the process to die.
+fn stop_margin(ttl: Duration) -> Duration {
+    (ttl / 10).min(Duration::from_millis(500))
+}
+
+/// Makes sure the lease can cover stopping the command in time (the grace period and a
+/// margin, with a margin to spare) before it starts: renews it first if not. A command started
+/// on a lease about to run out would be stopped at once, or outlive it.
+async fn lease_for_the_command(config: &Config, held: &Held, signals: &mut Signals) -> Result<()> {
+    let need = config.kill_grace + 2 * stop_margin(held.lease.ttl);
+    let mut state = held.keepalive.state.clone();
+    let mut asked = false;
+    loop {
+        let until = match *state.borrow_and_update() {
+            LeaseState::Alive(until) => until,
+            LeaseState::Gone => {
+                return Err(Error::Lost(format!(
+                    "lost the lock {} before the command started: {}",
+                    held.ticket.key,
+                    lease_problem(&held.lease, LeaseState::Gone)
+                )))
+            }
+        };
+        if until.saturating_duration_since(Instant::now()) >= need {
+            return Ok(());
+        }
+        if !asked {
+            tracing::debug!("renewing the lease before starting the command");
+            held.keepalive.renew_now();
+            asked = true;
+        }
+        // A renewal may still come until the lease may expire.
+        tokio::select! {
+            Ok(()) = state.changed() => {}
+            signal = signals.recv() => return Err(Error::Interrupted(signal)),
+            _ = sleep_until(until) => return Err(Error::Etcd(format!(
+                "did not start the command: {}, and a command started later could not be stopped in time (--kill-grace {} and a margin)",
+                lease_problem(&held.lease, *state.borrow()),
+                duration(config.kill_grace)
+            ))),
+        }
+    }
+}
+
 /// Waits for the command while keeping watch on the lock. Signals go on to the command. If the
 /// lock is lost, the command is stopped (or, with `--on-lost=warn`, left to finish) and the
 /// result is `Error::Lost`.
@@ -221,9 +371,7 @@ async fn supervise(
     command: &mut Command,
     signals: &mut Signals,
 ) -> Result<std::process::ExitStatus> {
-    // Stop the command this long before etcd may expire the lease: the grace period, plus a
-    // margin for the signal to land and the process to die.
-    let margin = (held.lease.ttl / 10).min(Duration::from_millis(500));
+    let margin = stop_margin(held.lease.ttl);
     let mut lease_state = held.keepalive.state.clone();
     // Watching our own key notices an operator's --unlock at once. A waiter's record still
     // says when it began to wait: stamp it with the time it took the lock. Both wait a
@@ -247,23 +395,23 @@ async fn supervise(
             LeaseState::Gone => Some(Instant::now()),
         }
         .unwrap_or_else(Instant::now);
+        // Biased, and checked once more below: a command that has ended (e.g. while distlock
+        // was paused) is reported with its own status, not as stopped for a lost lock.
         tokio::select! {
+            biased;
             status = command.wait() => return status,
             signal = signals.recv() => {
                 tracing::debug!("passing {} on to the command", signal_name(signal));
                 command.signal(signal);
             }
-            _ = lease_state.changed() => {}
+            Ok(()) = lease_state.changed() => {}
+            _ = sleep_until(stop_at) => break lease_problem(&held.lease, *lease_state.borrow()),
             () = &mut released => break "its key was removed (an operator's --unlock, or the lease expired)".to_string(),
-            _ = sleep_until(stop_at) => break match *lease_state.borrow() {
-                LeaseState::Gone => "etcd says its lease no longer exists".to_string(),
-                LeaseState::Alive(_) => format!(
-                    "etcd did not acknowledge a keepalive in time; the lease may expire in {}",
-                    humantime::format_duration(config.kill_grace + margin)
-                ),
-            },
         }
     };
+    if let Some(status) = command.try_wait() {
+        return Ok(status);
+    }
     let message = format!(
         "lost the lock {} while the command ran: {why}",
         held.ticket.key
@@ -271,12 +419,21 @@ async fn supervise(
     // The reason goes into the one error line at the end; here only what happens meanwhile.
     match config.on_lost {
         OnLost::Kill => {
+            // SIGKILL lands before etcd may expire the lease, whatever the grace period says
+            // (distlock may have been paused, or etcd's answers late).
+            let now = Instant::now();
+            let kill_at = match *lease_state.borrow() {
+                LeaseState::Alive(until) => (now + config.kill_grace)
+                    .min(until.checked_sub(margin).unwrap_or(now))
+                    .max(now),
+                LeaseState::Gone => now + config.kill_grace,
+            };
             tracing::warn!(
                 "the lock was lost; stopping the command (SIGTERM, then SIGKILL after {})",
-                humantime::format_duration(config.kill_grace)
+                duration(kill_at - now)
             );
             let group = command.group();
-            let stopped = command.terminate(config.kill_grace);
+            let stopped = command.terminate(kill_at);
             tokio::pin!(stopped);
             loop {
                 tokio::select! {
@@ -307,28 +464,24 @@ async fn release(held: &Held) {
     }
 }
 
-/// After a lost lock etcd is often unreachable: try to revoke, but no longer than the lease
-/// may still live (after that there is nothing left to release).
+/// After a lost lock etcd is often unreachable: stop renewing, and keep trying to revoke for
+/// as long as etcd may still hold the lease (after that there is nothing left to release).
 async fn release_after_loss(held: &Held) {
-    let limit = lease_left(held).max(Duration::from_millis(200));
-    if let Err(e) = held.etcd.revoke_within(held.lease.id, limit).await {
-        warn_not_released(held, &e);
+    let latest = held.keepalive.stop().unwrap_or_else(Instant::now);
+    match held.etcd.revoke_until(held.lease.id, latest).await {
+        Ok(()) => tracing::debug!("revoked the lease of {}", held.ticket.key),
+        Err(e) => warn_not_released(held, &e),
     }
 }
 
-fn lease_left(held: &Held) -> Duration {
-    match *held.keepalive.state.borrow() {
-        LeaseState::Alive(until) => until.saturating_duration_since(Instant::now()),
-        LeaseState::Gone => Duration::ZERO,
-    }
-}
-
+/// The lock could not be released: say what is known about when it frees itself. Only etcd
+/// can say that it is free.
 fn warn_not_released(held: &Held, e: &Error) {
-    match lease_left(held) {
-        left if left.is_zero() => tracing::warn!("{e}; the lease has expired, so the lock is free"),
-        left => tracing::warn!(
-            "{e}; the lock frees itself when its lease expires (within {})",
-            humantime::format_duration(Duration::from_secs(left.as_secs() + 1))
+    match held.keepalive.stop() {
+        None => tracing::warn!("{e}; etcd said the lease no longer exists, so the lock is free"),
+        Some(latest) => tracing::warn!(
+            "{e}; the lock frees itself when etcd expires the lease, by {} at the latest unless etcd changes leader meanwhile",
+            wall_clock(latest)
         ),
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::exit;
 use std::fmt;
+use std::time::Duration;
 
 #[derive(Debug)]
 pub enum Error {
@@ -81,9 +82,47 @@ pub fn signal_name(signal: i32) -> String {
         .unwrap_or_else(|_| format!("signal {signal}"))
 }
 
+/// A duration as messages print it, rounded to what a reader can use: `250ms`, `1.05s`, `6s`,
+/// `2m05s`, `1h02m03s`.
+pub fn duration(d: Duration) -> String {
+    let ms = (d.as_micros() + 500) / 1000;
+    let hundredths = (ms + 5) / 10;
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if hundredths < 6000 {
+        let text = format!("{}.{:02}", hundredths / 100, hundredths % 100);
+        format!("{}s", text.trim_end_matches('0').trim_end_matches('.'))
+    } else {
+        let secs = (ms + 500) / 1000;
+        match (secs / 3600, secs / 60 % 60, secs % 60) {
+            (0, m, s) => format!("{m}m{s:02}s"),
+            (h, m, s) => format!("{h}h{m:02}m{s:02}s"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_rounded_for_reading() {
+        let ms = Duration::from_millis;
+        let cases = [
+            (Duration::ZERO, "0ms"),
+            (ms(200), "200ms"),
+            (Duration::from_micros(999_600), "1s"),
+            (Duration::new(1, 47_768_255), "1.05s"),
+            (ms(6000), "6s"),
+            (ms(2500), "2.5s"),
+            (ms(59_999), "1m00s"),
+            (ms(125_000), "2m05s"),
+            (Duration::from_secs(3723), "1h02m03s"),
+        ];
+        for (d, text) in cases {
+            assert_eq!(duration(d), text, "{d:?}");
+        }
+    }
 
     #[test]
     fn exit_codes_follow_the_spec_table() {

@@ -2,14 +2,15 @@
 //! keepalive, and turning etcd's errors into the spec's exit code 3.
 
 use crate::config::{Config, Security};
-use crate::error::{Error, Result};
+use crate::error::{duration, Error, Result};
 use etcd_client::{
     Certificate, Client, ConnectOptions, GetOptions, GetResponse, Identity, TlsOptions, Txn,
     TxnResponse, WatchOptions, WatchStream,
 };
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::{sleep_until, timeout, Instant};
 
 /// Pause between two attempts of a request, so a failing member is not hammered.
@@ -53,12 +54,13 @@ impl Etcd {
         if let (Some(user), Some(password)) = (&config.security.user, &config.security.password) {
             options = options.with_user(user, password);
         }
+        let dial = Limit::after(config.maxtime, "maxtime");
         let client = timeout(
             config.maxtime,
             Client::connect(&config.endpoints, Some(options)),
         )
         .await
-        .map_err(|_| unreachable(&endpoints, config.maxtime))?
+        .map_err(|_| unreachable(&endpoints, &dial))?
         .map_err(|e| describe(&endpoints, &access, "connect", e))?;
         tracing::debug!("connecting to {endpoints}");
         Ok(Etcd {
@@ -77,26 +79,35 @@ impl Etcd {
     /// unreachable member or an election is retried on the next attempt, which the balancer
     /// may send elsewhere. Every request distlock makes is safe to repeat: writes are guarded
     /// by revisions or idempotent, and a revoked lease is a success.
-    pub async fn call<T, F, Fut>(&self, what: &str, mut request: F) -> Result<T>
+    pub async fn call<T, F, Fut>(&self, what: &str, request: F) -> Result<T>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
-        let deadline = Instant::now() + self.maxtime;
+        let limit = Limit::after(self.maxtime, "maxtime");
+        self.call_until(what, &limit, request).await
+    }
+
+    /// `call`, retrying until `limit` instead of `maxtime`.
+    async fn call_until<T, F, Fut>(&self, what: &str, limit: &Limit, mut request: F) -> Result<T>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
         let attempt = (self.maxtime / 3).max(Duration::from_millis(500));
         loop {
             let now = Instant::now();
-            let this_try = attempt.min(deadline.saturating_duration_since(now));
-            tracing::trace!("etcd request: {what} (up to {this_try:?})");
+            let this_try = attempt.min(limit.until.saturating_duration_since(now));
+            tracing::trace!("etcd request: {what} (up to {})", duration(this_try));
             let error = match timeout(this_try, request(self.client.clone())).await {
                 Ok(Ok(value)) => return Ok(value),
-                Ok(Err(e)) if !is_transient(&e) => {
+                Ok(Err(e)) if !is_transient(&e, self.endpoints.contains("https://")) => {
                     return Err(describe(&self.endpoints, &self.access, what, e))
                 }
                 Ok(Err(e)) => describe(&self.endpoints, &self.access, what, e),
-                Err(_) => unreachable(&self.endpoints, self.maxtime),
+                Err(_) => unreachable(&self.endpoints, limit),
             };
-            if Instant::now() + RETRY_PAUSE >= deadline {
+            if Instant::now() + RETRY_PAUSE >= limit.until {
                 return Err(error);
             }
             tracing::debug!("{error}; trying again");
@@ -155,24 +166,24 @@ impl Etcd {
     /// fine: what we wanted is done.
     pub async fn revoke(&self, lease: i64) -> Result<()> {
         self.call("revoke the lease", |mut c| async move {
-            match c.lease_revoke(lease).await {
-                Err(etcd_client::Error::GRpcStatus(s))
-                    if s.message().contains("lease not found") =>
-                {
-                    Ok(())
-                }
-                other => other.map(|_| ()),
-            }
+            revoked(c.lease_revoke(lease).await)
         })
         .await
     }
 
-    /// Like `revoke`, but giving up after `limit`: after a lost lock etcd is likely
-    /// unreachable, and the lease expires by itself anyway.
-    pub async fn revoke_within(&self, lease: i64, limit: Duration) -> Result<()> {
-        timeout(limit, self.revoke(lease))
-            .await
-            .unwrap_or_else(|_| Err(unreachable(&self.endpoints, limit)))
+    /// Like `revoke`, but trying until `until` (the latest moment the lease may live) rather
+    /// than `maxtime`: after a lost lock etcd is likely unreachable for a while.
+    pub async fn revoke_until(&self, lease: i64, until: Instant) -> Result<()> {
+        // At least maxtime, so etcd gets its chance to say the lease is gone.
+        let left = until.saturating_duration_since(Instant::now());
+        let limit = match left > self.maxtime {
+            true => Limit::after(left, "the time left on the lease"),
+            false => Limit::after(self.maxtime, "maxtime"),
+        };
+        self.call_until("revoke the lease", &limit, |mut c| async move {
+            revoked(c.lease_revoke(lease).await)
+        })
+        .await
     }
 
     /// Seconds left on a lease, or `None` if it is gone.
@@ -194,8 +205,48 @@ impl Etcd {
     pub fn keep_alive(&self, lease: Lease) -> KeepAlive {
         let (tx, rx) = watch::channel(LeaseState::Alive(lease.expires));
         let client = self.client.clone();
-        let task = tokio::spawn(keep_alive_loop(client, lease, self.maxtime, tx));
-        KeepAlive { state: rx, task }
+        let renew = Arc::new(Notify::new());
+        let sent = Arc::new(Mutex::new(lease.expires - lease.ttl));
+        let task = tokio::spawn(keep_alive_loop(
+            client,
+            lease,
+            self.maxtime,
+            tx,
+            renew.clone(),
+            sent.clone(),
+        ));
+        KeepAlive {
+            state: rx,
+            renew,
+            sent,
+            ttl: lease.ttl,
+            task,
+        }
+    }
+}
+
+/// How long `call_until` keeps trying, and how its error names that limit.
+struct Limit {
+    until: Instant,
+    within: Duration,
+    name: &'static str,
+}
+
+impl Limit {
+    fn after(within: Duration, name: &'static str) -> Limit {
+        Limit {
+            until: Instant::now() + within,
+            within,
+            name,
+        }
+    }
+}
+
+/// A revoke's answer: a lease that is already gone is what we wanted.
+fn revoked<T>(answer: Result<T, etcd_client::Error>) -> Result<(), etcd_client::Error> {
+    match answer {
+        Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("lease not found") => Ok(()),
+        other => other.map(|_| ()),
     }
 }
 
@@ -216,7 +267,31 @@ pub enum LeaseState {
 
 pub struct KeepAlive {
     pub state: watch::Receiver<LeaseState>,
+    renew: Arc<Notify>,
+    /// When the last keepalive (answered or not) was sent: it may have reached etcd.
+    sent: Arc<Mutex<Instant>>,
+    ttl: Duration,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl KeepAlive {
+    /// Sends a keepalive now instead of at the next period (e.g. before starting a command on
+    /// a lease that has too little time left).
+    pub fn renew_now(&self) {
+        self.renew.notify_one();
+    }
+
+    /// Stops renewing and returns the latest moment etcd may still hold the lease: the send
+    /// time of the last keepalive, answered or not, plus the TTL. `None` if etcd said it is
+    /// gone. (A leader change in etcd extends every lease, so even that is not certain.)
+    pub fn stop(&self) -> Option<Instant> {
+        self.task.abort();
+        let sent = *self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        match *self.state.borrow() {
+            LeaseState::Gone => None,
+            LeaseState::Alive(_) => Some(sent + self.ttl),
+        }
+    }
 }
 
 impl Drop for KeepAlive {
@@ -230,6 +305,8 @@ async fn keep_alive_loop(
     lease: Lease,
     maxtime: Duration,
     state: watch::Sender<LeaseState>,
+    renew: Arc<Notify>,
+    last_sent: Arc<Mutex<Instant>>,
 ) {
     let period = lease.ttl / 3;
     // While etcd does not answer, retry often: the next answer may be the one that saves us.
@@ -237,8 +314,12 @@ async fn keep_alive_loop(
     let mut stream = None;
     let mut next = Instant::now() + period;
     loop {
-        sleep_until(next).await;
+        tokio::select! {
+            () = sleep_until(next) => {}
+            () = renew.notified() => {}
+        }
         let sent = Instant::now();
+        *last_sent.lock().unwrap_or_else(|e| e.into_inner()) = sent;
         // An attempt that hangs is given up early enough to try again before the lease runs
         // out, e.g. on another endpoint.
         let answer = timeout(maxtime.min(lease.ttl / 4), async {
@@ -256,22 +337,52 @@ async fn keep_alive_loop(
             }
         })
         .await;
-        match answer {
-            Ok(Ok(Some(ttl))) if ttl > 0 => {
-                let _ = state.send(LeaseState::Alive(sent + Duration::from_secs(ttl as u64)));
+        match &answer {
+            Ok(Ok(Some(ttl))) if *ttl > 0 => {
+                let _ = state.send(LeaseState::Alive(sent + Duration::from_secs(*ttl as u64)));
                 next = sent + period;
             }
-            Ok(Ok(Some(_))) | Ok(Err(etcd_client::Error::LeaseKeepAliveError(_))) => {
+            // etcd answers a keepalive for a lease it does not have with a TTL of 0.
+            Ok(Ok(Some(_))) => {
                 let _ = state.send(LeaseState::Gone);
                 return;
             }
-            // A broken stream is not reopened by etcd-client: drop it and dial again.
-            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
-                tracing::debug!("keepalive of lease {:x} got no answer; retrying", lease.id);
+            Ok(Err(e)) if is_lease_not_found(e) => {
+                let _ = state.send(LeaseState::Gone);
+                return;
+            }
+            // Anything else is the transport (a reset stream or connection, a dead member, an
+            // h2 error, an election), not an answer about the lease. etcd-client does not
+            // reopen a broken stream: drop it and dial again, maybe another endpoint. The
+            // holder stops its command by the deadline if no renewal comes in time.
+            Ok(Ok(None)) | Ok(Err(_)) => {
+                if let Ok(Err(e)) = &answer {
+                    tracing::debug!("keepalive of lease {:x} failed ({e}); retrying", lease.id);
+                }
                 stream = None;
                 next = Instant::now() + retry;
             }
+            // The attempt has waited long enough already: try again at once, on a new stream
+            // (the balancer may pick another member).
+            Err(_) => {
+                tracing::debug!("keepalive of lease {:x} got no answer; retrying", lease.id);
+                stream = None;
+                next = Instant::now();
+            }
         }
+    }
+}
+
+/// etcd's own answer that a lease does not exist (expired or revoked). etcd-client reports
+/// the same error type, `LeaseKeepAliveError`, for a keepalive it could not send because the
+/// stream broke ("channel closed"): only the message tells them apart.
+fn is_lease_not_found(error: &etcd_client::Error) -> bool {
+    match error {
+        etcd_client::Error::LeaseKeepAliveError(message) => message.contains("lease not found"),
+        etcd_client::Error::GRpcStatus(status) => {
+            status.code() == tonic::Code::NotFound && status.message().contains("lease not found")
+        }
+        _ => false,
     }
 }
 
@@ -317,16 +428,17 @@ fn tls_options(security: &Security) -> Result<TlsOptions> {
     Ok(tls)
 }
 
-fn unreachable(endpoints: &str, maxtime: Duration) -> Error {
+fn unreachable(endpoints: &str, limit: &Limit) -> Error {
     Error::Etcd(format!(
-        "cannot reach etcd at {endpoints} within {} (maxtime); check that etcd runs there and the endpoints are right",
-        humantime::format_duration(maxtime)
+        "cannot reach etcd at {endpoints} within {} ({}); check that etcd runs there and the endpoints are right",
+        duration(limit.within),
+        limit.name
     ))
 }
 
 /// Whether another attempt may succeed: the member is unreachable, or the cluster is
 /// electing a leader. A refusal (permissions, bad request, wrong password) is final.
-fn is_transient(error: &etcd_client::Error) -> bool {
+fn is_transient(error: &etcd_client::Error, tls: bool) -> bool {
     use tonic::Code;
     let cause = match error {
         etcd_client::Error::GRpcStatus(status) => status_detail(status),
@@ -337,8 +449,18 @@ fn is_transient(error: &etcd_client::Error) -> bool {
         return false;
     }
     match error {
+        // A member that crashed or restarted breaks its HTTP/2 connection: tonic reports that
+        // as "h2 protocol error: http2 error" (Unknown or Internal, by the h2 reason), or as
+        // Cancelled for a request that was queued on the connection when it closed. Over TLS,
+        // Cancelled is also how a server that wants a client certificate refuses us: final.
+        etcd_client::Error::GRpcStatus(status)
+            if status.message().contains("h2 protocol error") =>
+        {
+            true
+        }
         etcd_client::Error::GRpcStatus(status) => match status.code() {
             Code::Unavailable | Code::DeadlineExceeded | Code::Aborted => true,
+            Code::Cancelled => !tls,
             Code::Unknown => {
                 status.message().contains("transport error") || status.message().contains("leader")
             }
@@ -393,6 +515,11 @@ fn describe(endpoints: &str, access: &str, what: &str, error: etcd_client::Error
             Code::Unknown if status.message().contains("transport error") => {
                 return unreachable(&status_detail(status))
             }
+            // A connection that broke (a member crashed or restarted), not a refusal.
+            _ if status.message().contains("h2 protocol error") => {
+                return unreachable(&status_detail(status))
+            }
+            Code::Cancelled => return unreachable(&status_detail(status)),
             _ => format!("etcd refused the request: {}", first_line(status.message())),
         },
         etcd_client::Error::TransportError(e) => return unreachable(&root_cause(e)),

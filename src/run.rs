@@ -4,7 +4,7 @@
 //!
 //! Nothing here knows about etcd.
 
-use crate::error::{signal_name, Error, Result};
+use crate::error::{duration, signal_name, Error, Result};
 use nix::sys::signal::{killpg, SigSet, SigmaskHow, Signal};
 use nix::unistd::{getpgrp, getpid, tcgetpgrp, tcsetpgrp, Pid};
 use std::ffi::OsString;
@@ -13,8 +13,8 @@ use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::task::Poll;
-use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::time::Instant;
 
 /// The signals that stop distlock, and that it passes on to the command.
 pub const FORWARDED: [i32; 6] = [
@@ -131,18 +131,27 @@ impl Command {
         status
     }
 
-    /// SIGTERM to the group, then SIGKILL after `grace` if it is still there.
-    pub async fn terminate(&mut self, grace: Duration) -> Result<ExitStatus> {
+    /// The exit status if the command has ended by now (without waiting for the event loop to
+    /// notice: after a pause of distlock, timers and the exit are seen in no set order).
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        let status = self.child.try_wait().ok().flatten()?;
+        self.take_back_terminal();
+        Some(status)
+    }
+
+    /// SIGTERM to the group, then SIGKILL at `kill_at` if it is still there.
+    pub async fn terminate(&mut self, kill_at: Instant) -> Result<ExitStatus> {
+        let grace = kill_at.saturating_duration_since(Instant::now());
         self.signal(nix::libc::SIGTERM);
-        if let Ok(status) = tokio::time::timeout(grace, self.child.wait()).await {
+        if let Ok(status) = tokio::time::timeout_at(kill_at, self.child.wait()).await {
             // The leader is gone; anything it left in its group gets no grace.
             self.signal(nix::libc::SIGKILL);
             self.take_back_terminal();
             return status.map_err(|e| Error::CannotExecute(e.to_string()));
         }
         tracing::warn!(
-            "the command did not stop within {}; killing it",
-            humantime::format_duration(grace)
+            "the command did not stop within {} of SIGTERM; killing it",
+            duration(grace)
         );
         self.signal(nix::libc::SIGKILL);
         self.wait().await

@@ -529,6 +529,28 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     Ok((code, body))
 }
 
+/// A counter or gauge from a member's /metrics (the first series whose line starts with
+/// `series`), or None if the member does not answer or has no such series.
+pub fn metric(port: u16, series: &str) -> Option<u64> {
+    let (code, body) = http_get(port, "/metrics").ok()?;
+    (code == 200).then_some(())?;
+    body.lines()
+        .filter_map(|l| l.strip_prefix(series))
+        .filter_map(|rest| rest.split_whitespace().last()?.parse::<f64>().ok())
+        .map(|n| n as u64)
+        .next()
+}
+
+/// How many lease keepalives the member at `port` has received from clients (its gRPC
+/// counter): which member a client's keepalive stream runs through.
+pub fn keepalives_received(port: u16) -> u64 {
+    metric(
+        port,
+        "grpc_server_msg_received_total{grpc_method=\"LeaseKeepAlive\"",
+    )
+    .unwrap_or(0)
+}
+
 /// Starts members (all at once, so a cluster can form) and waits until each serves. When an
 /// etcd lost the race for a port `free_port` picked, starts over with new ports.
 fn start_members(count: usize, timing: (u32, u32), tls: Option<&Path>) -> (TempDir, Vec<Member>) {
@@ -699,6 +721,10 @@ impl Etcd {
         self.member.metrics_url()
     }
 
+    pub fn client_port(&self) -> u16 {
+        self.member.client_port
+    }
+
     pub fn log_tail(&self) -> String {
         self.member.log_tail()
     }
@@ -777,6 +803,25 @@ impl EtcdCluster {
 
     pub fn cont(&self, i: usize) {
         self.members[i].cont()
+    }
+
+    /// Makes member `to` the leader (`etcdctl move-leader`, asked of the current leader).
+    pub fn move_leader(&self, to: usize) {
+        let leader = self.wait_leader(None);
+        if leader == to {
+            return;
+        }
+        let out = etcdctl(&self.endpoint(to), ["member", "list", "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let id = v["members"]
+            .as_array()
+            .and_then(|members| members.iter().find(|m| m["name"] == self.members[to].name))
+            .and_then(|m| m["ID"].as_u64())
+            .unwrap_or_else(|| panic!("no member {} in {out}", self.members[to].name));
+        etcdctl(&self.endpoint(leader), ["move-leader", &format!("{id:x}")]);
+        wait_for(DEADLINE, "the leadership to move", || {
+            self.leader() == Some(to)
+        });
     }
 
     /// Starts member `i` again after `kill`, with its data, and waits until it serves.
