@@ -68,12 +68,22 @@ async fn acquire(
 ) -> Result<Held> {
     let started = Instant::now();
     let etcd = Etcd::connect(config).await?;
+    let queue = Queue::new(&config.prefix, name);
+    // A run that will not wait first looks: a busy lock costs it one read and no write (no
+    // lease, no key), so a fleet-wide cron line is cheap for etcd. A free-looking lock is
+    // joined as usual, and the joining transaction still decides who wins.
+    if config.wait == Wait::Upto(Duration::ZERO) {
+        if let Some(head) = lock::holder(&etcd, &queue).await? {
+            return Err(busy(config, name, &head));
+        }
+    }
     let lease = etcd.grant(config.ttl).await?;
     tracing::debug!("lease {:x} granted with a TTL of {:?}", lease.id, lease.ttl);
     let keepalive = etcd.keep_alive(lease);
-    let queue = Queue::new(&config.prefix, name);
 
     let holder = RefCell::new(None::<Contender>);
+    let mut progress = output::Progress::new(name, config.quiet);
+    let refresh = progress.refresh();
     let waiting = async {
         let (ticket, turn) = lock::enqueue(&etcd, &queue, lease.id, record).await?;
         tracing::debug!(
@@ -87,7 +97,7 @@ async fn acquire(
             }
         }
         let waited = matches!(turn, Turn::Wait { .. });
-        let wait_turn = lock::wait_turn(&etcd, &queue, &ticket, turn, |head| {
+        let wait_turn = lock::wait_turn(&etcd, &queue, &ticket, turn, refresh, |head| {
             *holder.borrow_mut() = Some(head.clone());
         });
         // The timeout bounds the wait in the queue; reaching etcd is bounded by maxtime.
@@ -106,7 +116,6 @@ async fn acquire(
         };
         Ok((ticket, revision, waited))
     };
-    let mut progress = output::Progress::new(name, config.quiet);
     let result = {
         tokio::pin!(waiting);
         let mut lease_state = keepalive.state.clone();
