@@ -22,6 +22,10 @@ use std::time::Duration;
 /// one read-only transaction is the cheaper way.
 const TAKEOVER_WINDOW: i64 = 10_000;
 
+/// A waiter with at most this many keys ahead of it may be next within milliseconds (short
+/// commands hand over in a few): its watch must not start in the past (see `wait_deleted`).
+const NEAR_HEAD: i64 = 2;
+
 /// The keys of one lock.
 #[derive(Debug, Clone)]
 pub struct Queue {
@@ -75,10 +79,11 @@ pub enum Turn {
     /// We hold the lock; etcd's revision at that moment.
     Mine { revision: i64 },
     /// We wait for `blocker` to go (the key just ahead of us, or the legacy key); `head` is
-    /// the current holder. Both were read at `revision`.
+    /// the current holder; `ahead` keys are in the queue before ours. All read at `revision`.
     Wait {
         blocker: Contender,
         head: Contender,
+        ahead: i64,
         revision: i64,
     },
 }
@@ -119,6 +124,7 @@ pub async fn enqueue(
             TxnOp::get(queue.dir.clone(), Some(newest(2, None))),
             TxnOp::get(queue.legacy.clone(), None),
             TxnOp::get(queue.dir.clone(), Some(oldest())),
+            TxnOp::get(queue.dir.clone(), Some(count(None))),
         ]);
     let response = etcd.txn("join the lock's queue", txn).await?;
     let revision = response.header().map(|h| h.revision()).unwrap_or_default();
@@ -140,7 +146,9 @@ pub async fn enqueue(
         return Ok((ticket, turn));
     }
     let ahead = newest.into_iter().nth(1);
-    Ok((ticket, turn(legacy, ahead, head, revision)))
+    // The count includes our own key.
+    let before_us = last_count(&response.op_responses()) - 1;
+    Ok((ticket, turn(legacy, ahead, head, before_us, revision)))
 }
 
 /// Waits until we hold the lock. Wakes only when the key ahead of us is deleted. `on_wait`
@@ -174,18 +182,20 @@ pub async fn wait_turn(
     mut on_wait: impl FnMut(&Contender),
 ) -> Result<i64> {
     loop {
-        let (blocker, head, revision) = match turn {
+        let (blocker, head, ahead, revision) = match turn {
             Turn::Mine { revision } => return Ok(revision),
             Turn::Wait {
                 blocker,
                 head,
+                ahead,
                 revision,
-            } => (blocker, head, revision),
+            } => (blocker, head, ahead, revision),
         };
         on_wait(&head);
-        // The holder may go any moment: watch it from now, so etcd does not make us wait for
-        // its catch-up loop. A key further back cannot go that soon: watch it from our read.
-        let soon = blocker.key == head.key;
+        // Near the head, the key ahead may go any moment: watch it from now, so etcd does not
+        // make us wait for its catch-up loop. Further back it cannot go that soon: watch it
+        // from our read, which costs no extra read when something was written meanwhile.
+        let soon = blocker.key == head.key || ahead <= NEAR_HEAD;
         let gone = wait_deleted(etcd, &blocker.key, blocker.create_revision, revision, soon);
         tokio::pin!(gone);
         let gone = loop {
@@ -237,6 +247,7 @@ async fn claim(etcd: &Etcd, queue: &Queue, ticket: &Ticket) -> Result<Turn> {
             ),
             TxnOp::get(queue.legacy.clone(), None),
             TxnOp::get(queue.dir.clone(), Some(oldest())),
+            TxnOp::get(queue.dir.clone(), Some(count(Some(ticket.revision - 1)))),
         ]);
     let response = etcd.txn("take the lock", txn).await?;
     let revision = response.header().map(|h| h.revision()).unwrap_or_default();
@@ -250,13 +261,21 @@ async fn claim(etcd: &Etcd, queue: &Queue, ticket: &Ticket) -> Result<Turn> {
             ticket.key
         )));
     }
-    Ok(turn(legacy, ahead.into_iter().next(), head, revision))
+    let before_us = last_count(&response.op_responses());
+    Ok(turn(
+        legacy,
+        ahead.into_iter().next(),
+        head,
+        before_us,
+        revision,
+    ))
 }
 
 fn turn(
     legacy: Vec<Contender>,
     ahead: Option<Contender>,
     head: Vec<Contender>,
+    before_us: i64,
     revision: i64,
 ) -> Turn {
     // The legacy key, while it exists, is the holder: the Go tool does not know our queue.
@@ -264,6 +283,7 @@ fn turn(
         return Turn::Wait {
             head: legacy.clone(),
             blocker: legacy,
+            ahead: 1,
             revision,
         };
     }
@@ -272,6 +292,7 @@ fn turn(
         Some(blocker) => Turn::Wait {
             head: head.into_iter().next().unwrap_or_else(|| blocker.clone()),
             blocker,
+            ahead: before_us,
             revision,
         },
     }
@@ -440,6 +461,27 @@ fn newest(limit: i64, max_create_revision: Option<i64>) -> GetOptions {
         Some(revision) => options.with_max_create_revision(revision),
         None => options,
     }
+}
+
+/// How many keys of the queue there are (up to a create revision).
+fn count(max_create_revision: Option<i64>) -> GetOptions {
+    let options = GetOptions::new().with_prefix().with_count_only();
+    match max_create_revision {
+        Some(revision) => options.with_max_create_revision(revision),
+        None => options,
+    }
+}
+
+/// The count of the last get of a transaction.
+fn last_count(responses: &[TxnOpResponse]) -> i64 {
+    responses
+        .iter()
+        .rev()
+        .find_map(|r| match r {
+            TxnOpResponse::Get(get) => Some(get.count()),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 fn oldest() -> GetOptions {
