@@ -22,8 +22,9 @@ target/release/distlock (unless --no-build), then runs both tools alternately, r
      (a helper that stamps its start and end into a file): etcd requests per acquisition
      (as in d), the hand-over gap (end of one holder's command to the start of the next's,
      median and p99), total wall time, and the most holders ever seen at once (must be 1).
-     distlock runs twice, as is and with -q; etcdctl once. `holders` in queue_run() pairs
-     each start with the end that freed its slot, so a semaphore of N holders fits as is.
+     distlock runs twice, as is and with -q; etcdctl once; a short queue is run again until
+     each tool has about 40 gaps. `holders` in queue_run() pairs each start with the end that
+     freed its slot, so a semaphore of N holders fits as is.
   nowait. --nowait-runs `distlock --nowait` processes started at once against a held lock:
      raft proposals committed per loser (etcd_server_proposals_committed_total), time until
      all have exited, etcd's peak RSS meanwhile, keys left behind. etcdctl lock has no
@@ -488,6 +489,21 @@ def queue_run(etcd, argv_for, lock, contenders, hold, hold_cmd, workdir, holders
 QUEUE_ENV = None
 
 
+def pooled(results):
+    """Several queue_run() results of one tool as one: gaps pooled, the rest averaged (the
+    wall time: its median), the most holders: the most."""
+    n = len(results)
+    calls = {}
+    for r in results:
+        for k, v in r["calls"].items():
+            calls[k] = calls.get(k, 0.0) + v / n
+    return {"requests": sum(r["requests"] for r in results) / n,
+            "keepalive": sum(r["keepalive"] for r in results) / n,
+            "calls": calls, "gaps": [g for r in results for g in r["gaps"]],
+            "wall": statistics.median(r["wall"] for r in results),
+            "most": max(r["most"] for r in results)}
+
+
 def percentile(values, q):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
@@ -588,13 +604,20 @@ def extra(args, etcd, etcdctl_bin, env, rows, notes, errors):
             }
             for run, n in enumerate(args.queues):
                 log(f"queue: {n} contenders holding {args.hold} s, distlock, distlock -q and etcdctl, "
-                    f"one after the other (about {n * args.hold:.0f} s each)")
-                res = {}
-                order = list(kinds) if n % 2 == 0 else list(kinds)[::-1]
+                    f"one after the other (about {n * args.hold:.0f} s each, "
+                    f"{max(1, -(-40 // (n - 1)))} time(s))")
+                # A short queue gives few gaps: run it again until there are 40 or so a tool,
+                # alternating the order, so that a median means something.
+                reps = max(1, -(-40 // (n - 1)))
+                runs = {k: [] for k in kinds}
                 try:
-                    for k in order:
-                        res[k] = queue_run(etcd, kinds[k], f"queue{n}-{run}-{k.replace(' ', '')}", n,
-                                           args.hold, hold_cmd, workdir)
+                    for rep in range(reps):
+                        order = list(kinds) if (run + rep) % 2 == 0 else list(kinds)[::-1]
+                        for k in order:
+                            runs[k].append(queue_run(
+                                etcd, kinds[k], f"queue{n}-{run}-{rep}-{k.replace(' ', '')}", n,
+                                args.hold, hold_cmd, workdir))
+                    res = {k: pooled(v) for k, v in runs.items()}
                 except Failed as ex:
                     errors.append(f"queue {n}: {ex}")
                     row(f"queue {n}: requests/acquisition", "error", "", "", "", False)
