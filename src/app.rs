@@ -67,6 +67,15 @@ async fn acquire(
 ) -> Result<Held> {
     let started = Instant::now();
     let etcd = Etcd::connect(config).await?;
+    let queue = Queue::new(&config.prefix, name);
+    // A run that will not wait first looks: a busy lock costs it one read and no write (no
+    // lease, no key), so a fleet-wide cron line is cheap for etcd. A free-looking lock is
+    // joined as usual, and the joining transaction still decides who wins.
+    if config.wait == Wait::Upto(Duration::ZERO) {
+        if let Some(head) = lock::holder(&etcd, &queue).await? {
+            return Err(busy(config, name, &head));
+        }
+    }
     let mut lease = etcd.grant(config.ttl).await?;
     tracing::debug!(
         "lease {:x} granted with a TTL of {}",
@@ -74,7 +83,6 @@ async fn acquire(
         duration(lease.ttl)
     );
     let mut keepalive = etcd.keep_alive(lease);
-    let queue = Queue::new(&config.prefix, name);
     let wait_until = match config.wait {
         Wait::Forever => None,
         Wait::Upto(d) => Some(started + d),
@@ -82,6 +90,7 @@ async fn acquire(
 
     let holder = RefCell::new(None::<Contender>);
     let mut progress = output::Progress::new(name, config.quiet);
+    let refresh = progress.refresh();
     // Once we have been in the queue, an etcd failure while waiting is a reason to join
     // again, not to give up: the first join fails at once (exit 3) when etcd is down.
     let joined = Cell::new(false);
@@ -100,7 +109,7 @@ async fn acquire(
                 }
             }
             let waited = matches!(turn, Turn::Wait { .. });
-            let wait_turn = lock::wait_turn(&etcd, &queue, &ticket, turn, |head| {
+            let wait_turn = lock::wait_turn(&etcd, &queue, &ticket, turn, refresh, |head| {
                 *holder.borrow_mut() = Some(head.clone());
             });
             // The timeout bounds the wait in the queue; reaching etcd is bounded by maxtime.

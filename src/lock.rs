@@ -16,8 +16,15 @@ use etcd_client::{
 };
 use std::time::Duration;
 
-/// How long a waiter waits before it also watches the holder (see `wait_turn`).
-const HOLDER_WATCH_DELAY: Duration = Duration::from_secs(1);
+/// At most this many revisions between a waiter's last read and its predecessor's removal for
+/// it to take over without asking etcd again (see `wait_turn`): its watch on its own key then
+/// starts at that read, and etcd replays the revisions in between to that watch. Beyond this,
+/// one read-only transaction is the cheaper way.
+const TAKEOVER_WINDOW: i64 = 10_000;
+
+/// A waiter with at most this many keys ahead of it may be next within milliseconds (short
+/// commands hand over in a few): its watch must not start in the past (see `wait_deleted`).
+const NEAR_HEAD: i64 = 2;
 
 /// The keys of one lock.
 #[derive(Debug, Clone)]
@@ -72,18 +79,20 @@ pub enum Turn {
     /// We hold the lock; etcd's revision at that moment.
     Mine { revision: i64 },
     /// We wait for `blocker` to go (the key just ahead of us, or the legacy key); `head` is
-    /// the current holder. Both were read at `revision`.
+    /// the current holder; `ahead` keys are in the queue before ours. All read at `revision`.
     Wait {
         blocker: Contender,
         head: Contender,
+        ahead: i64,
         revision: i64,
     },
 }
 
 /// Creates our key and learns, in the same round trip, whether we hold the lock.
 ///
-/// Our key is the newest in the directory, so the two newest keys are ours and the one just
-/// ahead of us: if there is no second one, nobody is ahead.
+/// With nobody in the queue and no legacy key, we hold it at once, and our record says so from
+/// the start (`held`). Otherwise our key is the newest in the directory, so the two newest keys
+/// are ours and the one just ahead of us: if there is no second one, nobody is ahead.
 pub async fn enqueue(
     etcd: &Etcd,
     queue: &Queue,
@@ -91,87 +100,130 @@ pub async fn enqueue(
     record: &Record,
 ) -> Result<(Ticket, Turn)> {
     let key = format!("{}{lease:x}", queue.dir);
-    let txn = Txn::new().and_then([
+    let put = |record: &Record| {
         TxnOp::put(
             key.clone(),
             record.to_json(),
             Some(PutOptions::new().with_lease(lease)),
-        ),
-        TxnOp::get(key.clone(), None),
-        TxnOp::get(queue.dir.clone(), Some(newest(2, None))),
-        TxnOp::get(queue.legacy.clone(), None),
-        TxnOp::get(queue.dir.clone(), Some(oldest())),
-    ]);
+        )
+    };
+    let held = Record {
+        held: true,
+        ..record.clone()
+    };
+    let txn = Txn::new()
+        .when([
+            // A range compare on an empty range compares a key of version 0: true.
+            Compare::version(queue.dir.clone(), CompareOp::Equal, 0).with_prefix(),
+            Compare::version(queue.legacy.clone(), CompareOp::Equal, 0),
+        ])
+        .and_then([put(&held), TxnOp::get(key.clone(), None)])
+        .or_else([
+            put(record),
+            TxnOp::get(key.clone(), None),
+            TxnOp::get(queue.dir.clone(), Some(newest(2, None))),
+            TxnOp::get(queue.legacy.clone(), None),
+            TxnOp::get(queue.dir.clone(), Some(oldest())),
+            TxnOp::get(queue.dir.clone(), Some(count(None))),
+        ]);
     let response = etcd.txn("join the lock's queue", txn).await?;
     let revision = response.header().map(|h| h.revision()).unwrap_or_default();
     let [mine, newest, legacy, head] = gets(&response.op_responses());
     let ticket = Ticket {
         // If an earlier attempt of this request did go through, the put kept the key's
-        // create revision: that, not this response's revision, is our place in line.
+        // create revision: that, not this response's revision, is our place in line. (Its
+        // record then says `held: false` even if we hold the lock: the waiter behind us
+        // merely asks etcd once more.)
         revision: mine.first().map_or(revision, |m| m.create_revision),
         key,
     };
+    if response.succeeded() {
+        return Ok((ticket, Turn::Mine { revision }));
+    }
     if newest.first().map(|c| &c.key) != Some(&ticket.key) {
         // Someone joined between that earlier attempt and this one: ask who is ahead.
         let turn = claim(etcd, queue, &ticket).await?;
         return Ok((ticket, turn));
     }
     let ahead = newest.into_iter().nth(1);
-    Ok((ticket, turn(legacy, ahead, head, revision)))
+    // The count includes our own key.
+    let before_us = last_count(&response.op_responses()) - 1;
+    Ok((ticket, turn(legacy, ahead, head, before_us, revision)))
 }
 
-/// Waits until we hold the lock. Wakes only when the key ahead of us is deleted, then checks
-/// again. `on_wait` hears about every new holder (for progress messages).
+/// Waits until we hold the lock. Wakes only when the key ahead of us is deleted. `on_wait`
+/// hears of the holder as we learn of it: from each read of the queue, and, with `refresh`,
+/// from a read of the holder at that interval (for progress messages: one read per waiter per
+/// interval, however often the holder changes; never a watch on the holder, which would wake
+/// every waiter at every hand-over).
+///
+/// When the key ahead of us was a holder's (its record says `held`), its removal alone means
+/// the lock is ours, and we take it without asking etcd again. Why that is safe: that key held
+/// the lock, so every key created before it was gone then, and none can come back (create
+/// revisions only grow); every key created between it and us was gone when we last read (else
+/// it, not this one, would be just ahead of us). So no key ahead of us is left, exactly what
+/// the claim transaction would check. Our own key is alive (our lease is, or `acquire` gives
+/// up), and the watch on it that a holder keeps starts at our last read (the revision returned),
+/// so a removal of our key in between is seen as an `--unlock` at once. Only distlock writes
+/// `held`, and only while it holds the lock (`Record::taken_at`, or joining an empty queue);
+/// etcdctl's keys, a waiter that gave up, or a legacy key get the claim transaction as before.
+///
+/// The one thing this does not look at again is the legacy key: one that exists when we join
+/// or claim is waited for as before, but one that the Go tool writes while a distlock holds
+/// the lock is not. The Go tool never looks at the queue, so that run already shares the lock
+/// with the holder it ignored; a waiter taking over from that holder starts as it would have
+/// had the Go tool run a moment later.
 pub async fn wait_turn(
     etcd: &Etcd,
     queue: &Queue,
     ticket: &Ticket,
     mut turn: Turn,
+    refresh: Option<Duration>,
     mut on_wait: impl FnMut(&Contender),
 ) -> Result<i64> {
     loop {
-        match turn {
+        let (blocker, head, ahead, revision) = match turn {
             Turn::Mine { revision } => return Ok(revision),
             Turn::Wait {
                 blocker,
                 head,
+                ahead,
                 revision,
-            } => {
-                on_wait(&head);
-                let blocker_gone =
-                    wait_deleted(etcd, &blocker.key, blocker.create_revision, revision);
-                tokio::pin!(blocker_gone);
-                // To say when the holder changes, a waiter also watches the holder's key. That
-                // costs each waiter an event and a read per change of holder, so only waits
-                // that last (and print progress) pay it; a short wait watches its predecessor
-                // alone and the cost per acquisition does not grow with the queue.
-                let mut head = head;
-                let mut delay = HOLDER_WATCH_DELAY;
-                while head.key != blocker.key {
-                    let head_gone = async {
-                        tokio::time::sleep(delay).await;
-                        // Read long ago, or from `holder` just now: look it up once (0).
-                        wait_deleted(etcd, &head.key, head.create_revision, 0).await
-                    };
-                    tokio::select! {
-                        gone = &mut blocker_gone => { gone?; break; }
-                        gone = head_gone => gone?,
-                    }
-                    delay = Duration::ZERO;
-                    match holder(etcd, queue).await? {
-                        Some(new) if new.key != ticket.key => {
-                            on_wait(&new);
-                            head = new;
+            } => (blocker, head, ahead, revision),
+        };
+        on_wait(&head);
+        // Near the head, the key ahead may go any moment: watch it from now, so etcd does not
+        // make us wait for its catch-up loop. Further back it cannot go that soon: watch it
+        // from our read, which costs no extra read when something was written meanwhile.
+        let soon = blocker.key == head.key || ahead <= NEAR_HEAD;
+        let gone = wait_deleted(etcd, &blocker.key, blocker.create_revision, revision, soon);
+        tokio::pin!(gone);
+        let gone = loop {
+            let tick = async {
+                match refresh {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                gone = &mut gone => break gone?,
+                () = tick => {
+                    if let Some(now) = holder(etcd, queue).await? {
+                        if now.key != ticket.key {
+                            on_wait(&now);
                         }
-                        _ => break,
                     }
                 }
-                if head.key == blocker.key {
-                    blocker_gone.await?;
-                }
-                turn = claim(etcd, queue, ticket).await?;
             }
-        }
+        };
+        turn = match gone {
+            Gone::Held { at }
+                if blocker.key != queue.legacy && at - revision <= TAKEOVER_WINDOW =>
+            {
+                Turn::Mine { revision }
+            }
+            _ => claim(etcd, queue, ticket).await?,
+        };
     }
 }
 
@@ -195,6 +247,7 @@ async fn claim(etcd: &Etcd, queue: &Queue, ticket: &Ticket) -> Result<Turn> {
             ),
             TxnOp::get(queue.legacy.clone(), None),
             TxnOp::get(queue.dir.clone(), Some(oldest())),
+            TxnOp::get(queue.dir.clone(), Some(count(Some(ticket.revision - 1)))),
         ]);
     let response = etcd.txn("take the lock", txn).await?;
     let revision = response.header().map(|h| h.revision()).unwrap_or_default();
@@ -208,13 +261,21 @@ async fn claim(etcd: &Etcd, queue: &Queue, ticket: &Ticket) -> Result<Turn> {
             ticket.key
         )));
     }
-    Ok(turn(legacy, ahead.into_iter().next(), head, revision))
+    let before_us = last_count(&response.op_responses());
+    Ok(turn(
+        legacy,
+        ahead.into_iter().next(),
+        head,
+        before_us,
+        revision,
+    ))
 }
 
 fn turn(
     legacy: Vec<Contender>,
     ahead: Option<Contender>,
     head: Vec<Contender>,
+    before_us: i64,
     revision: i64,
 ) -> Turn {
     // The legacy key, while it exists, is the holder: the Go tool does not know our queue.
@@ -222,6 +283,7 @@ fn turn(
         return Turn::Wait {
             head: legacy.clone(),
             blocker: legacy,
+            ahead: 1,
             revision,
         };
     }
@@ -230,47 +292,79 @@ fn turn(
         Some(blocker) => Turn::Wait {
             head: head.into_iter().next().unwrap_or_else(|| blocker.clone()),
             blocker,
+            ahead: before_us,
             revision,
         },
     }
 }
 
+/// How a wait for a key's removal ended.
+enum Gone {
+    /// Deleted at revision `at`, last written by a holder (its record says `held`).
+    Held { at: i64 },
+    /// Deleted, or perhaps: the caller looks again.
+    Unsure,
+}
+
 /// Returns once the key `key` created at revision `created` is gone, or when the watch ends
-/// for any other reason (the caller then looks again). `read_at` is the revision at which we
-/// last saw the key.
+/// for any other reason. `read_at` is the revision at which we last saw the key.
 ///
-/// The watch starts from "now", not from `read_at`: etcd serves a watch that starts in the past
-/// from a background loop that catches up every 100 ms, which would add up to 100 ms to a
-/// hand-over. If anything was written between `read_at` and the watch's start, the key may
-/// already be gone unseen, so it is looked up once; usually nothing was and no request is
-/// added.
-async fn wait_deleted(etcd: &Etcd, key: &str, created: i64, read_at: i64) -> Result<()> {
-    let options = WatchOptions::new().with_filters([WatchFilterType::NoPut]);
+/// The watch starts at `read_at + 1` (nothing is missed, and etcd sends it nothing it has not
+/// seen), unless `soon`: then it starts from "now", because etcd serves a watch that starts
+/// in the past (anything was written since `read_at`) from a loop that catches up every
+/// 100 ms, which would add up to 100 ms to a hand-over. If anything was written between
+/// `read_at` and the watch's start, the key is then looked up once.
+async fn wait_deleted(
+    etcd: &Etcd,
+    key: &str,
+    created: i64,
+    read_at: i64,
+    soon: bool,
+) -> Result<Gone> {
+    let mut options = WatchOptions::new()
+        .with_filters([WatchFilterType::NoPut])
+        .with_prev_key();
+    if !soon {
+        options = options.with_start_revision(read_at + 1);
+    }
     let mut stream = etcd.watch("watch the lock", key, options).await?;
     loop {
         match stream.message().await {
             Ok(Some(response)) => {
                 let started_at = response.header().map_or(i64::MAX, |h| h.revision());
-                if response.created() && started_at > read_at {
+                if soon && response.created() && started_at > read_at {
                     let now = etcd.get("check the lock", key, None).await?;
                     if now.kvs().first().map(|kv| kv.create_revision()) != Some(created) {
-                        return Ok(());
+                        return Ok(Gone::Unsure);
                     }
                 }
-                let deleted = response
+                if let Some(event) = response
                     .events()
                     .iter()
-                    .any(|e| e.event_type() == EventType::Delete);
+                    .find(|e| e.event_type() == EventType::Delete)
+                {
+                    let held = event
+                        .prev_kv()
+                        .filter(|kv| kv.create_revision() == created)
+                        .and_then(|kv| Record::from_json(kv.value()))
+                        .is_some_and(|r| r.held);
+                    return Ok(match event.kv() {
+                        Some(kv) if held => Gone::Held {
+                            at: kv.mod_revision(),
+                        },
+                        _ => Gone::Unsure,
+                    });
+                }
                 // Canceled (e.g. the revision was compacted): look again instead of waiting.
-                if deleted || response.canceled() {
-                    return Ok(());
+                if response.canceled() {
+                    return Ok(Gone::Unsure);
                 }
             }
             // The stream broke (member died, leader change): look again; if etcd is really
             // gone, the next request says so. A short pause keeps this from spinning.
             Ok(None) | Err(_) => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                return Ok(());
+                return Ok(Gone::Unsure);
             }
         }
     }
@@ -278,11 +372,13 @@ async fn wait_deleted(etcd: &Etcd, key: &str, created: i64, read_at: i64) -> Res
 
 /// Returns when our key is gone: an operator's `--unlock`, or the lease expired. Only that:
 /// a broken watch or an unreachable member is not a lost lock (the lease deadline, watched
-/// elsewhere, decides when etcd has been unreachable for too long).
+/// elsewhere, decides when etcd has been unreachable for too long). `revision` is one at which
+/// our key existed; the watch starts right after it, so it costs no read, and a removal at
+/// any time since is seen (within etcd's 100 ms catch-up, if the watch starts in the past).
 pub async fn wait_released(etcd: &Etcd, ticket: &Ticket, revision: i64) {
     let mut read_at = revision;
     loop {
-        if wait_deleted(etcd, &ticket.key, ticket.revision, read_at)
+        if wait_deleted(etcd, &ticket.key, ticket.revision, read_at, false)
             .await
             .is_ok()
         {
@@ -365,6 +461,27 @@ fn newest(limit: i64, max_create_revision: Option<i64>) -> GetOptions {
         Some(revision) => options.with_max_create_revision(revision),
         None => options,
     }
+}
+
+/// How many keys of the queue there are (up to a create revision).
+fn count(max_create_revision: Option<i64>) -> GetOptions {
+    let options = GetOptions::new().with_prefix().with_count_only();
+    match max_create_revision {
+        Some(revision) => options.with_max_create_revision(revision),
+        None => options,
+    }
+}
+
+/// The count of the last get of a transaction.
+fn last_count(responses: &[TxnOpResponse]) -> i64 {
+    responses
+        .iter()
+        .rev()
+        .find_map(|r| match r {
+            TxnOpResponse::Get(get) => Some(get.count()),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 fn oldest() -> GetOptions {

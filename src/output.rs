@@ -318,8 +318,15 @@ pub fn print_settings(format: Format, settings: &[Setting]) {
     }
 }
 
-/// "waiting for …" on stderr: after a second, again when the holder changes, and otherwise at
-/// most once a minute.
+/// A line at least this often while the wait goes on, and the holder read afresh as often.
+const LINE_EVERY: Duration = Duration::from_secs(60);
+
+/// "waiting for …" on stderr: after a second, again when the holder changes, and otherwise
+/// once a minute.
+///
+/// The holder is what the wait has learned anyway (each time the key ahead of us goes) plus
+/// one read of the holder a minute (`refresh`): a change elsewhere in the queue is named within
+/// a minute, and a waiter costs etcd one read a minute, however often the holder changes.
 pub struct Progress {
     name: String,
     quiet: bool,
@@ -338,6 +345,12 @@ impl Progress {
         }
     }
 
+    /// How often the wait should read the holder for these lines; never when they are not
+    /// printed (`-q`).
+    pub fn refresh(&self) -> Option<Duration> {
+        (!self.quiet).then_some(LINE_EVERY)
+    }
+
     pub fn due(&self) -> Instant {
         if self.quiet {
             // Far enough never to fire.
@@ -353,7 +366,7 @@ impl Progress {
         let Some(holder) = holder else { return };
         let say = match &self.last {
             None => true,
-            Some((key, at)) => *key != holder.key || now >= *at + Duration::from_secs(60),
+            Some((key, at)) => *key != holder.key || now >= *at + LINE_EVERY,
         };
         if say {
             tracing::info!("waiting for {}: held by {}", self.name, describe(holder));

@@ -348,13 +348,13 @@ proptest! {
         host in any::<String>(), pid in any::<u32>(), user in any::<String>(),
         reason in any::<String>(), since in any::<String>(),
         mode in prop::sample::select(vec![Mode::Run, Mode::Lock]),
-        program in any::<Option<String>>(), ttl in any::<Option<u64>>(),
+        program in any::<Option<String>>(), ttl in any::<Option<u64>>(), held in any::<bool>(),
     ) {
         let record = Record {
             format: crate::record::FORMAT,
             host, pid, user, reason, since,
             mode,
-            program, ttl,
+            program, ttl, held,
         };
         prop_assert_eq!(Record::from_json(&record.to_json()), Some(record));
     }

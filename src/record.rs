@@ -21,6 +21,10 @@ pub struct Record {
     pub program: Option<String>,
     /// Lease TTL in seconds; `None` for a `--lock` held until unlocked.
     pub ttl: Option<u64>,
+    /// Written only by a contender that holds the lock. The waiter behind it relies on this:
+    /// when this key goes, that waiter takes over without asking etcd again (see `lock.rs`).
+    #[serde(default)]
+    pub held: bool,
 }
 
 /// How the holder holds the lock.
@@ -58,14 +62,17 @@ impl Record {
             mode,
             program,
             ttl: ttl.map(|t| t.as_secs()),
+            held: false,
         }
     }
 
-    /// The same record, stamped as taken at `when` (and with another TTL).
+    /// The same record, stamped as taken at `when` (and with another TTL). Only a holder
+    /// writes it.
     pub fn taken_at(&self, when: SystemTime, ttl: Option<Duration>) -> Self {
         Record {
             since: humantime::format_rfc3339_seconds(when).to_string(),
             ttl: ttl.map(|t| t.as_secs()),
+            held: true,
             ..self.clone()
         }
     }

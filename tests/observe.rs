@@ -906,7 +906,7 @@ fn a_waiter_says_who_holds_the_lock_and_again_when_the_holder_changes() {
             "--reason=second holder",
             "--",
             "sleep",
-            "30",
+            "120",
         ],
         &[],
         &dir.path().join("second.err"),
@@ -920,7 +920,7 @@ fn a_waiter_says_who_holds_the_lock_and_again_when_the_holder_changes() {
         &p,
         &[
             "--lock-name=q",
-            "--timeout=15",
+            "--timeout=120",
             "--reason=third",
             "--",
             "true",
@@ -945,11 +945,13 @@ fn a_waiter_says_who_holds_the_lock_and_again_when_the_holder_changes() {
     );
     assert_waiting_line(&line, "q", first_pid, "first holder");
 
-    // The first holder goes; the second takes over: the waiter names the new holder.
+    // The first holder goes; the second takes over. The waiter watches only the key just
+    // ahead of it (the second's), so it learns of the new holder from its once-a-minute read
+    // of the holder, and names it then.
     run(distlock(&etcd, &p).args(["--lock-name=q", "--unlock"])).code(0);
     let second_pid = second.pid().as_raw() as u64;
     wait_until(
-        Duration::from_secs(4),
+        Duration::from_secs(75),
         "a waiting line naming the new holder",
         || {
             let lines = waiting_lines(&err);
