@@ -94,7 +94,7 @@ impl Proc {
         )
     }
 
-    /// Asserts the spec's error style for an error exit: exactly one line on stderr that
+    /// Asserts docs/CONTRACT.md's error style for an error exit: exactly one line on stderr that
     /// starts with `distlock: `; returns it.
     fn one_error_line(&self) -> String {
         let stderr = self.stderr();
@@ -603,7 +603,7 @@ fn a_lost_lease_stops_the_command_and_its_group_before_the_ttl_passes() {
         stopped.elapsed()
     );
     assert_lost_exit(&mut d);
-    // The spec: every error is one line. Warnings while it happens are fine, but the lost
+    // docs/CONTRACT.md: every error is one line. Warnings while it happens are fine, but the lost
     // lock must not be reported as an error twice (once when noticed, once on exit).
     let errors: Vec<String> = d
         .stderr()

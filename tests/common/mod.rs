@@ -806,7 +806,8 @@ impl Run {
         self
     }
 
-    /// Asserts the spec's error style: exactly one line on stderr, starting with `distlock: `.
+    /// Asserts docs/CONTRACT.md's error style: exactly one line on stderr, starting with
+    /// `distlock: `.
     pub fn one_error_line(&self) -> &str {
         let lines: Vec<&str> = self.stderr.lines().collect();
         assert_eq!(lines.len(), 1, "expected one error line on stderr: {self}");
