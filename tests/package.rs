@@ -59,6 +59,7 @@ const TARBALL_FILES: &[&str] = &[
     "completions/distlock.fish",
     "distlock",
     "distlock.1",
+    "distlock.yaml",
     "distlock.yaml.example",
 ];
 
@@ -678,7 +679,7 @@ fn rpm_installs_into_a_scratch_root_and_runs_from_there() {
 }
 
 #[test]
-fn tarball_holds_binary_man_page_completions_example_config_and_readme() {
+fn tarball_holds_binary_man_page_completions_configs_and_readme() {
     let package = package();
     let top = format!("distlock-{VERSION}-x86_64-linux");
     let listed: Vec<String> = stdout_ok(Command::new("tar").arg("-tzf").arg(&package.tarball))
@@ -705,16 +706,49 @@ fn tarball_holds_binary_man_page_completions_example_config_and_readme() {
         text(&out)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("EXIT STATUS"));
-    let out = run(Command::new(root.join("distlock"))
-        .arg("--config")
-        .arg(root.join("distlock.yaml.example"))
-        .arg("--show-config")
-        .env_remove("DISTLOCK_CONFIG"));
-    assert!(out.status.success(), "{}", text(&out));
+    for config in ["distlock.yaml", "distlock.yaml.example"] {
+        let out = run(Command::new(root.join("distlock"))
+            .arg("--config")
+            .arg(root.join(config))
+            .arg("--show-config")
+            .env_remove("DISTLOCK_CONFIG"));
+        assert!(out.status.success(), "{config}: {}", text(&out));
+    }
     let out = run(Command::new("bash")
         .arg("-c")
         .arg("source \"$1\" && complete -p distlock")
         .arg("bash")
         .arg(root.join("completions/distlock.bash")));
     assert!(out.status.success(), "bash completion:\n{}", text(&out));
+}
+
+#[test]
+fn readme_install_section_names_the_files_release_writes() {
+    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("read README.md");
+    let install = readme
+        .split("\n## Install\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README.md has an Install section");
+    let package = package();
+    let name = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
+    for line in [
+        format!("apt install ./{}", name(&package.deb)),
+        format!("yum install ./{}", name(&package.rpm)),
+        format!("dnf install ./{}", name(&package.rpm)),
+        format!("tar xzf {}", name(&package.tarball)),
+        format!("cd {}", name(&package.tar_root)),
+    ] {
+        assert!(
+            install.contains(&line),
+            "the Install section lacks `{line}`"
+        );
+    }
+    // The tarball's install lines name files it has.
+    for file in TARBALL_FILES {
+        if install.contains(&format!(" {file} ")) {
+            assert!(package.tar_root.join(file).is_file(), "{file}");
+        }
+    }
 }
