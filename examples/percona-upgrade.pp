@@ -14,7 +14,11 @@
 # until a person has looked. `distlock --lock-name=percona_prod --status` shows who holds it and
 # why; `distlock --lock-name=percona_prod --unlock` (from any node) gives it back.
 #
-# distlock reads the etcd endpoints from /etc/distlock/distlock.yaml (or DISTLOCK_ENDPOINTS).
+# distlock comes from the node's package repository, where the release's .rpm or .deb was
+# published (see "Install" in the README); without one, give the package file itself:
+#   package { 'distlock': ensure => installed, provider => 'rpm',
+#             source => '/srv/packages/distlock-0.1.0-1.x86_64.rpm' }
+# It reads the etcd endpoints from /etc/distlock/distlock.yaml (or DISTLOCK_ENDPOINTS).
 class profile::percona_rolling_upgrade (
   String $lock_name = 'percona_prod',
   String $package   = 'percona-server-server',
@@ -22,7 +26,11 @@ class profile::percona_rolling_upgrade (
 ) {
   $host = $facts['networking']['fqdn']
 
-  exec { "distlock: take ${lock_name}":
+  package { 'distlock':
+    ensure => installed,
+  }
+
+  -> exec { "distlock: take ${lock_name}":
     command   => "distlock --lock-name=${lock_name} --lock --timeout=30m --reason='Puppet: upgrade ${package} on ${host}'",
     # Only when there is something to upgrade; apt-get -s simulates and needs no lock.
     onlyif    => "apt-get -s -o Debug::NoLocking=1 install --only-upgrade ${package} | grep -q '^Inst '",

@@ -16,6 +16,15 @@
 # Apply it to the whole cluster at once (salt 'db*' state.apply percona-upgrade): the lock, not
 # Salt's batching, keeps the upgrades one at a time. distlock reads the etcd endpoints from
 # /etc/distlock/distlock.yaml (or DISTLOCK_ENDPOINTS).
+#
+# distlock comes from the minion's package repository, where the release's .rpm or .deb was
+# published (see "Install" in the README); without one, serve the package file from the master:
+#     - sources:
+#       - distlock: salt://packages/distlock-0.1.0-1.x86_64.rpm
+
+distlock-package:
+  pkg.installed:
+    - name: distlock
 
 distlock-take-percona:
   cmd.run:
@@ -25,6 +34,8 @@ distlock-take-percona:
     # Only when there is something to upgrade; apt-get -s simulates and needs no lock.
     - onlyif: apt-get -s -o Debug::NoLocking=1 install --only-upgrade percona-server-server | grep -q '^Inst '
     - timeout: 1900
+    - require:
+      - pkg: distlock-package
 
 percona-upgrade:
   pkg.latest:

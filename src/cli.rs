@@ -165,8 +165,8 @@ Exit codes:
 impl Cli {
     /// Parses the process's arguments, accepting the Go tool's single-dash long flags.
     pub fn parse_args() -> Result<Cli, ParseError> {
-        // The spec says an empty DISTLOCK_* variable counts as unset, but clap takes "" as a
-        // value. Dropping them first is simplest; we are still single-threaded here.
+        // docs/CONTRACT.md says an empty DISTLOCK_* variable counts as unset, but clap takes ""
+        // as a value. Dropping them first is simplest; we are still single-threaded here.
         for (name, value) in std::env::vars_os() {
             if value.is_empty() && name.to_string_lossy().starts_with("DISTLOCK_") {
                 std::env::remove_var(name);

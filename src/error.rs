@@ -1,4 +1,5 @@
-//! The one error type: every way distlock can fail, each mapped to the spec's exit code.
+//! The one error type: every way distlock can fail, each mapped to its exit code in
+//! docs/CONTRACT.md.
 
 use crate::exit;
 use std::fmt;
@@ -24,7 +25,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// The exit code of the spec's table. Exhaustive on purpose: a new variant does not
+    /// The exit code of docs/CONTRACT.md's table. Exhaustive on purpose: a new variant does not
     /// compile until it has a code.
     pub fn exit_code(&self) -> u8 {
         match self {

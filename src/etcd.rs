@@ -1,5 +1,5 @@
 //! The connection to etcd: dialing, the `maxtime` deadline on every request, leases and their
-//! keepalive, and turning etcd's errors into the spec's exit code 3.
+//! keepalive, and turning etcd's errors into exit code 3 (docs/CONTRACT.md).
 
 use crate::config::{Config, Security};
 use crate::error::{duration, Error, Result};

@@ -1,7 +1,8 @@
 //! The core behaviour of `distlock` as a user sees it, against the real binary and a real etcd:
 //! exit codes, what is printed, what lands in etcd (checked with etcdctl), what the command
 //! sees, and how long it takes. Each test starts its own etcd and uses its own key prefix.
-//! SPEC.md is the user contract; the README pins the output and key formats it leaves open.
+//! docs/CONTRACT.md is the user contract; the README pins the output and key formats it
+//! leaves open.
 
 mod common;
 
@@ -337,7 +338,7 @@ fn a_command_killed_by_sigterm_is_143() {
 fn a_command_killed_by_sigint_shows_as_130() {
     let etcd = Etcd::start();
     let (ep, p) = (etcd.endpoint(), prefix("sigint"));
-    // distlock re-raises SIGINT on itself (CONTRACT.md); either way the shell sees 130.
+    // distlock re-raises SIGINT on itself (docs/CONTRACT.md); either way the shell sees 130.
     let r = run(distlock(&etcd, &p).args(["--lock-name=x", "--", "sh", "-c", "kill -INT $$"]));
     r.code(130);
     assert_eq!(get_prefix(&ep, &p), vec![]);
@@ -1205,7 +1206,7 @@ fn usage_errors_are_exit_2_and_change_nothing() {
     for (args, why) in cases {
         let r = run(distlock(&etcd, &p).args(*args));
         assert_eq!(r.code, 2, "{args:?} ({why}): {r}");
-        // CONTRACT.md: every error, usage errors included, is one `distlock: ` line.
+        // docs/CONTRACT.md: every error, usage errors included, is one `distlock: ` line.
         r.one_error_line();
     }
     assert_eq!(get_prefix(&etcd.endpoint(), "").len(), 0);

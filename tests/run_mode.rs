@@ -484,7 +484,7 @@ fn a_lost_lease_stops_the_command_and_its_group_before_the_ttl_passes() {
         stopped.elapsed()
     );
     assert_lost_exit(&mut d);
-    // The spec: every error is one line. Warnings while it happens are fine, but the lost
+    // docs/CONTRACT.md: every error is one line. Warnings while it happens are fine, but the lost
     // lock must not be reported as an error twice (once when noticed, once on exit).
     let errors: Vec<String> = d
         .stderr()

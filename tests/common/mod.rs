@@ -226,7 +226,7 @@ impl Bg {
         )
     }
 
-    /// Asserts the spec's error style for an error exit: exactly one line on stderr that
+    /// Asserts docs/CONTRACT.md's error style for an error exit: exactly one line on stderr that
     /// starts with `distlock: `; returns it (`logged` only).
     pub fn one_error_line(&self) -> String {
         let stderr = self.stderr();
@@ -1072,7 +1072,8 @@ impl Run {
         self
     }
 
-    /// Asserts the spec's error style: exactly one line on stderr, starting with `distlock: `.
+    /// Asserts docs/CONTRACT.md's error style: exactly one line on stderr, starting with
+    /// `distlock: `.
     pub fn one_error_line(&self) -> &str {
         let lines: Vec<&str> = self.stderr.lines().collect();
         assert_eq!(lines.len(), 1, "expected one error line on stderr: {self}");
