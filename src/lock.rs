@@ -76,7 +76,9 @@ pub struct Ticket {
 /// Whose turn it is, from our point of view.
 #[derive(Debug)]
 pub enum Turn {
-    /// We hold the lock; etcd's revision at that moment.
+    /// We hold the lock; `revision` is one at which our key existed (when we took it, or our
+    /// last read before a holder ahead of us went): watching our key from there misses no
+    /// removal.
     Mine { revision: i64 },
     /// We wait for `blocker` to go (the key just ahead of us, or the legacy key); `head` is
     /// the current holder; `ahead` keys are in the queue before ours. All read at `revision`.
