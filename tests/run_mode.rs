@@ -272,14 +272,17 @@ fn ctrl_c_in_a_terminal_reaches_the_command_once_and_the_lock_is_released() {
     let ep = etcd.endpoint();
     let p = prefix("ctrlc");
     let (_tmp, dir) = scratch();
-    let (f, stop) = (dir.join("F"), dir.join("S"));
+    let (f, stop, ready) = (dir.join("F"), dir.join("S"), dir.join("R"));
 
-    // A command that counts SIGINTs and goes on until told to stop.
+    // A command that counts SIGINTs and goes on until told to stop. It says when its trap is
+    // set: a Ctrl-C typed before that would kill it instead of being counted.
     let script = format!(
         "trap \"echo INT >> '{f}'\" INT
+         : > '{r}'
          while [ ! -e '{s}' ]; do sleep 0.05; done
          echo done >> '{f}'",
         f = f.display(),
+        r = ready.display(),
         s = stop.display()
     );
     let mut term = Terminal::spawn(distlock_cmd(
@@ -290,6 +293,7 @@ fn ctrl_c_in_a_terminal_reaches_the_command_once_and_the_lock_is_released() {
     ));
     term.wait_command_in_foreground("sh");
     wait_contenders(&ep, &p, "ctrlc", 1);
+    wait_for(DEADLINE, "the command's INT trap to be set", || ready.exists());
     term.type_bytes(b"\x03");
     wait_for(DEADLINE, "the command's INT trap", || {
         read_lines(&f) == ["INT"]
