@@ -66,7 +66,7 @@ async fn acquire(
     signals: &mut Signals,
 ) -> Result<Held> {
     let started = Instant::now();
-    let etcd = Etcd::connect(config).await?;
+    let etcd = Etcd::connect(&config.etcd()).await?;
     let queue = Queue::new(&config.prefix, name);
     // A run that will not wait first looks: a busy lock costs it one read and no write (no
     // lease, no key), so a fleet-wide cron line is cheap for etcd. A free-looking lock is
@@ -547,7 +547,7 @@ async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcome> {
 }
 
 async fn unlock_mode(config: &Config, name: &LockName) -> Result<Outcome> {
-    let etcd = Etcd::connect(config).await?;
+    let etcd = Etcd::connect(&config.etcd()).await?;
     match lock::unlock(&etcd, &Queue::new(&config.prefix, name)).await? {
         Some(holder) => {
             tracing::info!("removed {}", holder.key);
@@ -561,7 +561,7 @@ async fn unlock_mode(config: &Config, name: &LockName) -> Result<Outcome> {
 }
 
 async fn status_mode(config: &Config, name: &LockName) -> Result<Outcome> {
-    let etcd = Etcd::connect(config).await?;
+    let etcd = Etcd::connect(&config.etcd()).await?;
     let queue = Queue::new(&config.prefix, name);
     let contenders = lock::contenders(&etcd, &queue).await?;
     let mut views: Vec<View> = contenders.iter().map(View::of).collect();
@@ -575,7 +575,7 @@ async fn status_mode(config: &Config, name: &LockName) -> Result<Outcome> {
 }
 
 async fn list_mode(config: &Config) -> Result<Outcome> {
-    let etcd = Etcd::connect(config).await?;
+    let etcd = Etcd::connect(&config.etcd()).await?;
     let locks: Vec<(String, Vec<View>)> = lock::all_locks(&etcd, &config.prefix)
         .await?
         .into_iter()

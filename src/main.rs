@@ -7,6 +7,7 @@ mod config;
 mod error;
 mod etcd;
 mod exit;
+mod lease;
 mod lock;
 mod output;
 #[cfg(test)]

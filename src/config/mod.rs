@@ -14,6 +14,7 @@ pub mod values;
 
 use crate::cli::Cli;
 use crate::error::{Error, Result};
+use crate::etcd::{self, Security};
 use defs::{KILL_GRACE_DEFAULT_DIVISOR, KILL_GRACE_MAX_DIVISOR};
 use layers::Layers;
 use std::ffi::OsString;
@@ -64,17 +65,6 @@ pub struct Setting {
     pub source: Source,
 }
 
-/// How to reach etcd: TLS files and credentials.
-#[derive(Debug, Default)]
-pub struct Security {
-    pub cacert: Option<PathBuf>,
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-    pub user: Option<String>,
-    /// From DISTLOCK_PASSWORD or the password file; never printed.
-    pub password: Option<String>,
-}
-
 #[derive(Debug)]
 pub struct Config {
     pub mode: Mode,
@@ -101,6 +91,17 @@ pub struct Config {
 }
 
 impl Config {
+    /// What connecting to etcd needs of this configuration.
+    pub fn etcd(&self) -> etcd::Options<'_> {
+        etcd::Options {
+            endpoints: &self.endpoints,
+            maxtime: self.maxtime,
+            ttl: self.ttl,
+            prefix: &self.prefix,
+            security: &self.security,
+        }
+    }
+
     pub fn resolve(cli: Cli) -> Result<Config> {
         let file = file::File::load(&cli)?;
         let mut l = Layers::new(&cli, file);
