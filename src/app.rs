@@ -28,7 +28,8 @@ pub async fn main(config: Config) -> Result<Outcome> {
     match &config.mode {
         Mode::Run(name, argv) => run_mode(&config, name, argv).await,
         Mode::Lock(name) => lock_mode(&config, name).await,
-        Mode::Unlock(name) => unlock_mode(&config, name).await,
+        Mode::Unlock(name, _) => unlock_mode(&config, name).await,
+        Mode::Extend(..) => Err(Error::Usage("--extend is not available yet".into())),
         Mode::Status(name) => status_mode(&config, name).await,
         Mode::List => list_mode(&config).await,
         Mode::ShowConfig => {

@@ -17,6 +17,10 @@ use std::ffi::OsString;
 pub struct Cli {
     pub lock: bool,
     pub unlock: bool,
+    /// `--unlock=KEY`: which holder, when several hold the lock.
+    pub unlock_key: Option<String>,
+    /// `--extend=D`, as text (`config` parses it).
+    pub extend: Option<String>,
     pub list: bool,
     pub status: bool,
     pub show_config: bool,
@@ -52,7 +56,11 @@ const MODES: [(&str, &str); 5] = [
         "lock",
         "Acquire the lock, print its key and fencing token, and exit 0 with the lock still held",
     ),
-    ("unlock", "Release the lock, whoever holds it"),
+    (
+        "unlock",
+        "Release the lock, whoever holds it; --unlock=KEY releases that holder (the key from \
+         --status) when several hold it",
+    ),
     ("list", "Show all locks under the prefix"),
     ("status", "Show one lock: its holder and waiters"),
     (
@@ -64,11 +72,16 @@ const MODES: [(&str, &str); 5] = [
 /// The clap definition: the modes, then every option of the settings table, then the command.
 pub fn command() -> Command {
     let modes = MODES.map(|(long, help)| {
-        Arg::new(long)
-            .long(long)
-            .help(help)
-            .action(ArgAction::SetTrue)
-            .group("mode")
+        let arg = Arg::new(long).long(long).help(help).group("mode");
+        if long == "unlock" {
+            // `--unlock` or `--unlock=KEY`; never the next word, which may be the command.
+            return arg
+                .value_name("KEY")
+                .num_args(0..=1)
+                .require_equals(true)
+                .action(ArgAction::Set);
+        }
+        arg.action(ArgAction::SetTrue)
     });
     Command::new("distlock")
         // "0.1.0 (1a2b3c4)" when built from a git checkout; build.rs sets it.
@@ -93,6 +106,10 @@ pub fn command() -> Command {
 /// The clap argument of an option, if it has a flag.
 fn option_arg(doc: &'static Doc) -> Option<Arg> {
     let mut arg = Arg::new(doc.name).long(doc.flag?);
+    if doc.name == defs::EXTEND.doc.name {
+        // A mode that takes a value: one of --lock, --unlock, --extend ...
+        arg = arg.group("mode");
+    }
     if let Some(short) = doc.short {
         arg = arg.short(short);
     }
@@ -186,7 +203,9 @@ impl Cli {
             .collect();
         Ok(Cli {
             lock: flag("lock"),
-            unlock: flag("unlock"),
+            unlock: matches.contains_id("unlock"),
+            unlock_key: matches.get_one::<String>("unlock").cloned(),
+            extend: matches.get_one::<String>(defs::EXTEND.doc.name).cloned(),
             list: flag("list"),
             status: flag("status"),
             show_config: flag("show-config"),
@@ -270,7 +289,8 @@ pub fn go_style_to_gnu(cmd: &clap::Command, args: Vec<OsString>) -> Result<Vec<O
         _ => cmd
             .get_arguments()
             .find(|a| a.get_long() == Some(long))
-            .map(|a| a.get_action().takes_values()),
+            // `--unlock=KEY` takes its value only after '='.
+            .map(|a| a.get_action().takes_values() && !a.is_require_equals_set()),
     };
     let is_short =
         |c: char| matches!(c, 'h' | 'V') || cmd.get_arguments().any(|a| a.get_short() == Some(c));

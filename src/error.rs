@@ -16,6 +16,8 @@ pub enum Error {
     Etcd(String),
     /// The lock was lost while the command ran.
     Lost(String),
+    /// The command ran longer than `--max-runtime` and was stopped.
+    TimedOut(String),
     /// The command exists but could not be executed (permissions, bad format).
     CannotExecute(String),
     /// The command was not found.
@@ -33,6 +35,7 @@ impl Error {
             Error::Conflict { code, .. } => *code,
             Error::Etcd(_) => exit::ETCD,
             Error::Lost(_) => exit::LOST,
+            Error::TimedOut(_) => exit::TIMED_OUT,
             Error::CannotExecute(_) => exit::CANNOT_EXECUTE,
             Error::NotFound(_) => exit::NOT_FOUND,
             Error::Interrupted(signal) => exit::killed_by(*signal),
@@ -46,6 +49,7 @@ impl fmt::Display for Error {
             Error::Usage(m)
             | Error::Etcd(m)
             | Error::Lost(m)
+            | Error::TimedOut(m)
             | Error::CannotExecute(m)
             | Error::NotFound(m) => f.write_str(&one_line(m)),
             Error::Conflict { message, .. } => f.write_str(&one_line(message)),
@@ -145,6 +149,7 @@ mod tests {
             ),
             (Error::Etcd(String::new()), 3),
             (Error::Lost(String::new()), 4),
+            (Error::TimedOut(String::new()), 124),
             (Error::CannotExecute(String::new()), 126),
             (Error::NotFound(String::new()), 127),
             (Error::Interrupted(2), 130),

@@ -9,6 +9,8 @@ pub const USAGE: u8 = 2;
 pub const ETCD: u8 = 3;
 /// The lock was lost while the command ran.
 pub const LOST: u8 = 4;
+/// The command ran longer than `--max-runtime` and was stopped, as `timeout(1)` reports it.
+pub const TIMED_OUT: u8 = 124;
 /// The command exists but could not be executed.
 pub const CANNOT_EXECUTE: u8 = 126;
 /// The command was not found.
@@ -41,6 +43,10 @@ pub const TABLE: &[(&str, &str)] = &[
     ),
     ("4", "the lock was lost while the command ran"),
     (
+        "124",
+        "the command ran longer than --max-runtime and was stopped (as timeout(1))",
+    ),
+    (
         "126/127",
         "the command could not be executed / was not found (the lock was released)",
     ),
@@ -55,7 +61,7 @@ mod tests {
     #[test]
     fn the_table_documents_every_code() {
         let codes: Vec<&str> = TABLE.iter().map(|(code, _)| *code).collect();
-        let named = [OK, USAGE, ETCD, LOST].map(|c| c.to_string());
+        let named = [OK, USAGE, ETCD, LOST, TIMED_OUT].map(|c| c.to_string());
         for code in &named {
             assert!(codes.contains(&code.as_str()), "{code} is not documented");
         }

@@ -4,7 +4,10 @@
 //! keeps the promises the rest of the program relies on.
 
 use crate::cli::Cli;
-use crate::config::values::{duration as parse_duration, timeout as parse_timeout};
+use crate::config::values::{
+    duration as parse_duration, expiry as parse_expiry, max_holders as parse_max_holders,
+    timeout as parse_timeout, Expiry, MAX_HOLDERS,
+};
 use crate::config::{defs, Config, LockName, Wait};
 use crate::lock::Contender;
 use crate::output::View;
@@ -85,6 +88,7 @@ fn durations(config: &Config) -> Vec<(&'static str, Duration)> {
     }
     all.extend(config.lock_ttl.map(|d| ("lock ttl", d)));
     all.extend(config.hold_at_least.map(|d| ("hold_at_least", d)));
+    all.extend(config.max_runtime.map(|d| ("max_runtime", d)));
     all
 }
 
@@ -273,7 +277,9 @@ proptest! {
     /// etcd's leases and the clock (`Instant + d` does not overflow).
     #[test]
     fn resolved_durations_fit_etcd_and_the_clock(
-        flag in prop::sample::select(vec!["--ttl", "--timeout", "--maxtime", "--hold-at-least"]),
+        flag in prop::sample::select(vec![
+            "--ttl", "--timeout", "--maxtime", "--hold-at-least", "--max-runtime",
+        ]),
         secs in prop_oneof![1u64..100_000, any::<u64>()],
         lock in any::<bool>(),
     ) {
@@ -338,6 +344,66 @@ proptest! {
         }
     }
 
+    /// `--max-holders`: exactly the whole numbers 1 to MAX_HOLDERS; 0, negatives and
+    /// anything else are refused.
+    #[test]
+    fn max_holders_are_positive_whole_numbers(n in any::<i64>(), pad in "[ \t]{0,2}") {
+        let parsed = parse_max_holders(&format!("{pad}{n}{pad}"));
+        if (1..=i64::from(MAX_HOLDERS)).contains(&n) {
+            prop_assert_eq!(parsed, Ok(n as u32));
+        } else {
+            prop_assert!(parsed.is_err(), "{n} was accepted");
+        }
+    }
+
+    #[test]
+    fn max_holders_parser_never_panics_and_accepts_only_digits(text in any::<String>()) {
+        if let Ok(n) = parse_max_holders(&text) {
+            prop_assert!(n >= 1 && n <= MAX_HOLDERS);
+            prop_assert!(text.trim().chars().all(|c| c.is_ascii_digit() || c == '+'), "{text:?}");
+        }
+    }
+
+    /// `--extend`: `never`, or a positive whole number of seconds that fits a lease; a
+    /// negative, zero, sub-second or unparsable one is refused.
+    #[test]
+    fn extensions_are_never_or_whole_positive_seconds(
+        text in prop_oneof![
+            any::<String>(),
+            "-?[0-9]{1,12}(s|m|h|ms)?",
+            Just("never".to_string()),
+        ],
+    ) {
+        match parse_expiry(&text) {
+            Ok(Expiry::Never) => prop_assert_eq!(text.trim(), "never"),
+            Ok(Expiry::After(d)) => {
+                prop_assert!(d >= Duration::from_secs(1) && d <= LONGEST);
+                prop_assert_eq!(d.subsec_nanos(), 0);
+                prop_assert!(!text.trim_start().starts_with('-'), "{text:?}");
+            }
+            Err(e) => prop_assert!(!e.chars().any(char::is_control)),
+        }
+    }
+
+    /// `--max-runtime`, `--max-holders` and `--extend` through the whole configuration: a bad
+    /// value is one usage error that names the option.
+    #[test]
+    fn bad_mode_values_are_one_line_naming_the_option(
+        flag in prop::sample::select(vec!["--max-holders", "--max-runtime", "--extend"]),
+        value in prop_oneof![Just("0".to_string()), Just("-5".to_string()), "[a-z]{1,6}"],
+    ) {
+        prop_assume!(value != "never");
+        let mode = if flag == "--extend" { vec![] } else { vec!["true".to_string()] };
+        let mut words = vec!["--lock-name=x".to_string(), format!("{flag}={value}")];
+        words.extend(mode);
+        let resolved = cli(&words).map(Config::resolve);
+        prop_assert!(matches!(resolved, Some(Err(_))), "{words:?} was accepted");
+        if let Some(Err(e)) = resolved {
+            prop_assert_eq!(e.exit_code(), crate::exit::USAGE);
+            prop_assert!(e.to_string().contains(flag), "{e}");
+        }
+    }
+
     #[test]
     fn stored_values_never_panic_the_record_parser(value in stored_value()) {
         let _ = Record::from_json(&value);
@@ -349,12 +415,14 @@ proptest! {
         reason in any::<String>(), since in any::<String>(),
         mode in prop::sample::select(vec![Mode::Run, Mode::Lock]),
         program in any::<Option<String>>(), ttl in any::<Option<u64>>(), held in any::<bool>(),
+        max_holders in any::<u32>(), shared in any::<bool>(), expires in any::<Option<String>>(),
     ) {
         let record = Record {
             format: crate::record::FORMAT,
             host, pid, user, reason, since,
             mode,
             program, ttl, held,
+            max_holders, shared, expires,
         };
         prop_assert_eq!(Record::from_json(&record.to_json()), Some(record));
     }

@@ -25,6 +25,22 @@ pub struct Record {
     /// when this key goes, that waiter takes over without asking etcd again (see `lock.rs`).
     #[serde(default)]
     pub held: bool,
+    /// `--max-holders`: how many may hold the lock at once. Every contender of a lock must
+    /// agree; a record without it (an older distlock) means 1.
+    #[serde(default = "one")]
+    pub max_holders: u32,
+    /// `--shared`: held beside other shared holders.
+    #[serde(default)]
+    pub shared: bool,
+    /// When a lock taken with `--lock --ttl` or `--extend`ed is meant to expire (RFC 3339);
+    /// `None`: never, or while a command runs. etcd restarts every lease's countdown when its
+    /// leader changes, so the lease may outlive this time; this is what was asked for.
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// How the holder holds the lock.
@@ -63,6 +79,26 @@ impl Record {
             program,
             ttl: ttl.map(|t| t.as_secs()),
             held: false,
+            max_holders: 1,
+            shared: false,
+            expires: None,
+        }
+    }
+
+    /// The same record for a semaphore of `max_holders`, or a shared holder.
+    pub fn sharing(self, max_holders: u32, shared: bool) -> Self {
+        Record {
+            max_holders,
+            shared,
+            ..self
+        }
+    }
+
+    /// The same record, meant to expire at `at` (`None`: never).
+    pub fn expiring(&self, at: Option<SystemTime>) -> Self {
+        Record {
+            expires: at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            ..self.clone()
         }
     }
 
@@ -129,5 +165,11 @@ mod tests {
             Record::from_json(later.as_bytes()).map(|r| r.mode),
             Some(Mode::Other)
         );
+        // A record of an older distlock is a mutex contender.
+        let old = json.replace(r#","max_holders":1,"shared":false,"expires":null"#, "");
+        assert_ne!(old, json);
+        assert_eq!(Record::from_json(old.as_bytes()).as_ref(), Some(&r));
+        let semaphore = r.clone().sharing(3, false);
+        assert_eq!(Record::from_json(&semaphore.to_json()), Some(semaphore));
     }
 }

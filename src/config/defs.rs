@@ -9,7 +9,7 @@
 //!
 //! build.rs compiles this file too, so it depends on nothing but `values` and std.
 
-use super::values::{self, Format, LockName, OnLost, Wait};
+use super::values::{self, Expiry, Format, LockName, OnLost, Wait};
 use std::time::Duration;
 
 /// How an option is spelled and documented.
@@ -123,6 +123,44 @@ pub const REASON: Def<String> = Def {
     parse: values::text,
 };
 
+pub const MAX_HOLDERS: Def<u32> = Def {
+    doc: Doc {
+        default: Some("1"),
+        more: "A semaphore, like consul lock -n: up to N contenders hold the lock at once, the \
+               rest wait in arrival order. 1 is a plain mutex (and what etcdctl lock does). \
+               Every contender of a lock must use the same N; set it per job, not fleet-wide.",
+        example: Some("3"),
+        ..setting(
+            "max_holders",
+            "max-holders",
+            "DISTLOCK_MAX_HOLDERS",
+            "N",
+            "Let up to N contenders hold the lock at once (a semaphore); 1 is a mutex",
+        )
+    },
+    parse: values::max_holders,
+};
+
+pub const SHARED: Def<bool> = Def {
+    doc: Doc {
+        default: Some("false"),
+        more: "Readers/writer, like flock -s: shared holders run side by side; an exclusive \
+               one (the default, and every etcdctl lock) runs alone. A shared contender that \
+               arrives after a waiting exclusive one queues behind it. Not with max_holders.",
+        example: Some("false"),
+        // A switch: `--shared`, DISTLOCK_SHARED=1, `shared: true`.
+        value: None,
+        ..setting(
+            "shared",
+            "shared",
+            "DISTLOCK_SHARED",
+            "",
+            "Take the lock shared: run beside other shared holders, never beside an exclusive one",
+        )
+    },
+    parse: values::switch,
+};
+
 pub const NOWAIT: Doc = Doc {
     flag: Some("nowait"),
     ..doc(
@@ -180,6 +218,20 @@ pub const PREFIX: Def<String> = Def {
         )
     },
     parse: values::text,
+};
+
+/// A mode with a value, like `--lock` and `--unlock` a flag only: a variable or a YAML key
+/// would turn every run into an extension.
+pub const EXTEND: Def<Expiry> = Def {
+    doc: Doc {
+        flag: Some("extend"),
+        value: Some("D"),
+        ..doc(
+            "extend",
+            "Make the lock taken with --lock expire D from now (never: not at all); from any node",
+        )
+    },
+    parse: values::expiry,
 };
 
 pub const CONFIG: Doc = Doc {
@@ -241,6 +293,24 @@ pub const HOLD_AT_LEAST: Def<Duration> = Def {
         )
     },
     parse: values::whole_seconds,
+};
+
+pub const MAX_RUNTIME: Def<Duration> = Def {
+    doc: Doc {
+        more: "Counted from the command's start; waiting for the lock does not count. The \
+               command's process group gets SIGTERM, then SIGKILL after kill_grace; the lock \
+               is released (or kept as hold_at_least says) and distlock exits 124, as \
+               timeout(1) does.",
+        example: Some("2h"),
+        ..setting(
+            "max_runtime",
+            "max-runtime",
+            "DISTLOCK_MAX_RUNTIME",
+            "D",
+            "Stop the command if it runs longer than D (exit 124)",
+        )
+    },
+    parse: values::positive_duration,
 };
 
 pub const ON_LOST: Def<OnLost> = Def {
@@ -411,6 +481,9 @@ pub const VERBOSE: Doc = Doc {
 pub const OPTIONS: &[&Doc] = &[
     &LOCK_NAME.doc,
     &REASON.doc,
+    &MAX_HOLDERS.doc,
+    &SHARED.doc,
+    &EXTEND.doc,
     &NOWAIT,
     &TIMEOUT.doc,
     &ENDPOINTS.doc,
@@ -419,6 +492,7 @@ pub const OPTIONS: &[&Doc] = &[
     &TTL.doc,
     &MAXTIME.doc,
     &HOLD_AT_LEAST.doc,
+    &MAX_RUNTIME.doc,
     &ON_LOST.doc,
     &KILL_GRACE.doc,
     &CONFLICT_EXIT_CODE.doc,

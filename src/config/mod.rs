@@ -21,7 +21,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
-pub use values::{Format, LockName, OnLost, Wait};
+pub use values::{Expiry, Format, LockName, OnLost, Wait};
 use values::{Show, MAX_REASON};
 
 /// What distlock was asked to do, with the lock it needs (so code past this point never
@@ -31,7 +31,10 @@ pub enum Mode {
     /// Run this command (program and arguments) under the lock.
     Run(LockName, Vec<OsString>),
     Lock(LockName),
-    Unlock(LockName),
+    /// Release the holder, or the one with this key when several hold the lock.
+    Unlock(LockName, Option<String>),
+    /// Make the lock taken with `--lock` expire from now on as this says.
+    Extend(LockName, Expiry),
     Status(LockName),
     List,
     ShowConfig,
@@ -69,6 +72,10 @@ pub struct Setting {
 pub struct Config {
     pub mode: Mode,
     pub reason: String,
+    /// How many may hold the lock at once (1: a mutex).
+    pub max_holders: u32,
+    /// Hold it shared with other shared holders (readers/writer).
+    pub shared: bool,
     pub wait: Wait,
     pub endpoints: Vec<String>,
     pub prefix: String,
@@ -78,6 +85,8 @@ pub struct Config {
     pub lock_ttl: Option<Duration>,
     pub maxtime: Duration,
     pub hold_at_least: Option<Duration>,
+    /// Stop the command after this long (exit 124).
+    pub max_runtime: Option<Duration>,
     pub on_lost: OnLost,
     pub kill_grace: Duration,
     pub conflict_exit_code: u8,
@@ -106,6 +115,7 @@ impl Config {
         let file = file::File::load(&cli)?;
         let mut l = Layers::new(&cli, file);
         let mode = mode(&cli, l.get(&defs::LOCK_NAME)?)?;
+        let (max_holders, shared) = sharing(&mut l)?;
         let reason = l.value(&defs::REASON)?;
         if reason.len() > MAX_REASON {
             return Err(Error::Usage(format!(
@@ -120,6 +130,7 @@ impl Config {
         let ttl = l.value(&defs::TTL)?;
         let maxtime = l.value(&defs::MAXTIME)?;
         let hold_at_least = l.get(&defs::HOLD_AT_LEAST)?;
+        let max_runtime = l.get(&defs::MAX_RUNTIME)?;
         let on_lost = l.value(&defs::ON_LOST)?;
         let kill_grace = kill_grace(&mut l, ttl)?;
         let conflict_exit_code = l.value(&defs::CONFLICT_EXIT_CODE)?;
@@ -135,12 +146,15 @@ impl Config {
                 .then_some(ttl),
             mode,
             reason,
+            max_holders,
+            shared,
             wait,
             endpoints,
             prefix,
             ttl,
             maxtime,
             hold_at_least,
+            max_runtime,
             on_lost,
             kill_grace,
             conflict_exit_code,
@@ -155,11 +169,19 @@ impl Config {
 }
 
 fn mode(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
+    let extend = cli
+        .extend
+        .as_deref()
+        .map(|text| {
+            (defs::EXTEND.parse)(text)
+                .map_err(|e| Error::Usage(format!("--{}={text:?}: {e}", defs::EXTEND.doc.name)))
+        })
+        .transpose()?;
     if !cli.command.is_empty()
-        && (cli.lock || cli.unlock || cli.status || cli.list || cli.show_config)
+        && (cli.lock || cli.unlock || extend.is_some() || cli.status || cli.list || cli.show_config)
     {
         return Err(Error::Usage(format!(
-            "a command ({}) cannot be combined with --lock, --unlock, --status, --list or --show-config",
+            "a command ({}) cannot be combined with --lock, --unlock, --extend, --status, --list or --show-config",
             cli.command[0].to_string_lossy()
         )));
     }
@@ -169,10 +191,10 @@ fn mode(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
     if cli.show_config {
         return Ok(Mode::ShowConfig);
     }
-    if !(cli.lock || cli.unlock || cli.status) && cli.command.is_empty() {
+    if !(cli.lock || cli.unlock || cli.status || extend.is_some()) && cli.command.is_empty() {
         return Err(Error::Usage(
             "nothing to do: give a command to run (distlock --lock-name=NAME -- CMD ...) \
-             or one of --lock, --unlock, --status, --list"
+             or one of --lock, --unlock, --extend, --status, --list"
                 .into(),
         ));
     }
@@ -185,12 +207,30 @@ fn mode(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
     Ok(if cli.lock {
         Mode::Lock(name)
     } else if cli.unlock {
-        Mode::Unlock(name)
+        Mode::Unlock(name, cli.unlock_key.clone())
+    } else if let Some(expiry) = extend {
+        Mode::Extend(name, expiry)
     } else if cli.status {
         Mode::Status(name)
     } else {
         Mode::Run(name, cli.command.clone())
     })
+}
+
+/// `--max-holders` and `--shared`: a semaphore of N, or readers/writer, not both (a shared
+/// holder runs beside any number of others).
+fn sharing(l: &mut Layers) -> Result<(u32, bool)> {
+    let max_holders = l.value(&defs::MAX_HOLDERS)?;
+    let shared = l.value(&defs::SHARED)?;
+    if shared && max_holders != 1 {
+        return Err(Error::Usage(format!(
+            "{} and {}={max_holders} cannot be combined: a shared lock already lets any \
+             number of shared holders in",
+            l.source_of(&defs::SHARED.doc),
+            l.source_of(&defs::MAX_HOLDERS.doc)
+        )));
+    }
+    Ok((max_holders, shared))
 }
 
 /// `--nowait` overrides a timeout from the environment or the file; a positive `--timeout` on
@@ -364,6 +404,42 @@ mod tests {
         assert_eq!(config.kill_grace, Duration::from_secs(2));
         let err = resolve(&["--show-config", "--ttl=4", "--kill-grace=3s"]).unwrap_err();
         assert!(err.to_string().contains("--kill-grace"), "{err}");
+    }
+
+    #[test]
+    fn the_modes_settings_resolve_and_exclude_each_other() {
+        let config = resolve(&["--show-config"]).unwrap();
+        assert_eq!((config.max_holders, config.shared), (1, false));
+        assert_eq!(config.max_runtime, None);
+        let config = resolve(&[
+            "--lock-name=x",
+            "--max-holders=3",
+            "--max-runtime=90s",
+            "true",
+        ])
+        .unwrap();
+        assert_eq!(config.max_holders, 3);
+        assert_eq!(config.max_runtime, Some(Duration::from_secs(90)));
+        let err = resolve(&["--lock-name=x", "--max-holders=3", "--shared", "true"]).unwrap_err();
+        assert!(err.to_string().contains("--shared"), "{err}");
+        let err = resolve(&["--lock-name=x", "--extend=1h", "true"]).unwrap_err();
+        assert!(err.to_string().contains("--extend"), "{err}");
+        let config = resolve(&["--lock-name=x", "--extend=never"]).unwrap();
+        assert_eq!(
+            config.mode,
+            Mode::Extend(LockName::parse("x").unwrap(), Expiry::Never)
+        );
+        let config = resolve(&["--lock-name=x", "--unlock"]).unwrap();
+        assert_eq!(
+            config.mode,
+            Mode::Unlock(LockName::parse("x").unwrap(), None)
+        );
+        let config = resolve(&["--lock-name=x", "--unlock=/distlock/x/1f"]).unwrap();
+        assert_eq!(
+            config.mode,
+            Mode::Unlock(LockName::parse("x").unwrap(), Some("/distlock/x/1f".into()))
+        );
+        assert!(resolve(&["--lock-name=x", "--extend=1h", "--lock"]).is_err());
     }
 
     #[test]

@@ -33,6 +33,19 @@ pub enum Format {
     Json,
 }
 
+/// `--extend`: when the lock taken with `--lock` should expire from now on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Expiry {
+    /// This long from now (whole seconds: it becomes a lease).
+    After(Duration),
+    /// Never: the lock stays until someone runs `--unlock`.
+    Never,
+}
+
+/// The most holders a semaphore may have: the waiting code reads up to this many keys in one
+/// request, and a "semaphore" of thousands is better served by no lock at all.
+pub const MAX_HOLDERS: u32 = 1000;
+
 /// A lock name known to be 1-255 bytes of UTF-8 without `/`, whitespace or control characters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LockName(String);
@@ -107,6 +120,27 @@ impl Show for Vec<String> {
 impl Show for u8 {
     fn show(&self) -> String {
         self.to_string()
+    }
+}
+
+impl Show for u32 {
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Show for bool {
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Show for Expiry {
+    fn show(&self) -> String {
+        match self {
+            Expiry::After(d) => d.show(),
+            Expiry::Never => "never".into(),
+        }
     }
 }
 
@@ -213,6 +247,35 @@ pub fn positive_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// `--max-holders`: how many may hold the lock at once, 1 (a mutex) to `MAX_HOLDERS`.
+pub fn max_holders(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(n) if (1..=MAX_HOLDERS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of holders from 1 to {MAX_HOLDERS}"
+        )),
+    }
+}
+
+/// A switch given as a YAML value or a variable: `true` or `false`.
+pub fn switch(text: &str) -> Result<bool, String> {
+    match text.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+/// `--extend`: `never`, or whole seconds / a duration from now.
+pub fn expiry(text: &str) -> Result<Expiry, String> {
+    if text.trim() == "never" {
+        return Ok(Expiry::Never);
+    }
+    whole_seconds(text)
+        .map(Expiry::After)
+        .map_err(|e| format!("{e}, or never"))
+}
+
 /// `-1` waits forever, `0` is `--nowait`, anything else is a longest wait.
 pub fn timeout(text: &str) -> Result<Wait, String> {
     if text.trim() == "-1" {
@@ -263,5 +326,21 @@ mod tests {
         assert!(whole_seconds("0").is_err());
         assert!(whole_seconds("1500ms").is_err());
         assert_eq!(positive_duration("500ms"), Ok(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(max_holders("3"), Ok(3));
+        assert_eq!(max_holders("1"), Ok(1));
+        for bad in ["0", "-1", "three", "", "1.5", "1001"] {
+            assert!(max_holders(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(expiry("never"), Ok(Expiry::Never));
+        assert_eq!(expiry("2h"), Ok(Expiry::After(Duration::from_secs(7200))));
+        for bad in ["0", "-5", "500ms", "soon", ""] {
+            assert!(expiry(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(switch("true"), Ok(true));
+        assert!(switch("yes").is_err());
     }
 }
