@@ -1,12 +1,14 @@
 //! distlock: parse the command line, resolve the configuration, run one mode, and turn the
 //! result into an exit code. Every fatal error comes back here and is printed once.
 
+mod access;
 mod app;
 mod cli;
 mod config;
 mod error;
 mod etcd;
 mod exit;
+mod holders;
 mod lease;
 mod lock;
 mod output;

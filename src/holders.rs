@@ -1,0 +1,164 @@
+//! The holders of a lock, which with `--max-holders` or `--shared` can be several: which
+//! contenders hold it (for `--status` and `--list`), which one `--unlock` or `--extend` acts
+//! on, and those two acts themselves, from any node.
+
+use crate::access::{self, Access};
+use crate::config::Expiry;
+use crate::error::Result;
+use crate::etcd::Etcd;
+use crate::lock::Contender;
+use crate::record::{Mode, Record};
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
+use std::time::SystemTime;
+
+/// Whether each contender of a queue (oldest first, the legacy key first) holds the lock.
+pub fn holding(queue: &[Contender]) -> Vec<bool> {
+    let accesses: Vec<Access> = queue.iter().map(|c| Access::of_value(&c.value)).collect();
+    access::holders(&accesses)
+}
+
+/// The holder `--unlock` or `--extend` acts on.
+#[derive(Debug)]
+pub enum Pick<'a> {
+    One(&'a Contender),
+    /// Nobody holds the lock.
+    Free,
+    /// Several hold it and none was named: their keys.
+    Several(Vec<&'a Contender>),
+    /// The key named does not hold the lock.
+    NotHolding,
+}
+
+/// The holder named by `which` (its key, or the lease id in hex it ends with), or the only one.
+pub fn pick<'a>(queue: &'a [Contender], which: Option<&str>) -> Pick<'a> {
+    let held: Vec<&Contender> = queue
+        .iter()
+        .zip(holding(queue))
+        .filter_map(|(c, holds)| holds.then_some(c))
+        .collect();
+    match (which, held.as_slice()) {
+        (_, []) => Pick::Free,
+        (Some(which), _) => held
+            .into_iter()
+            .find(|c| c.key == which || c.key.rsplit('/').next() == Some(which))
+            .map_or(Pick::NotHolding, Pick::One),
+        (None, [one]) => Pick::One(one),
+        (None, _) => Pick::Several(held),
+    }
+}
+
+/// Removes a holder's key and revokes its lease, so a running holder learns of it at once.
+/// Guarded by the key's create revision, so that a holder that left meanwhile does not make
+/// us remove its successor. Returns whether it was still there.
+pub async fn remove(etcd: &Etcd, holder: &Contender) -> Result<bool> {
+    let txn = Txn::new()
+        .when([Compare::create_revision(
+            holder.key.clone(),
+            CompareOp::Equal,
+            holder.create_revision,
+        )])
+        .and_then([TxnOp::delete(holder.key.clone(), None)]);
+    if !etcd.txn("remove the lock", txn).await?.succeeded() {
+        return Ok(false);
+    }
+    if holder.lease != 0 {
+        etcd.revoke(holder.lease).await?;
+    }
+    Ok(true)
+}
+
+/// Why a holder cannot be extended, if it cannot: only a lock taken with `--lock` can. A
+/// running holder keeps its own lease alive; etcdctl's and the Go tool's keys are theirs.
+pub fn cannot_extend(holder: &Contender) -> Option<String> {
+    match Record::from_json(&holder.value).map(|r| r.mode) {
+        Some(Mode::Lock) => None,
+        Some(Mode::Run) => Some(format!(
+            "{} is held by a running command ({}), which keeps its lock alive while it runs; \
+             only a lock taken with --lock can be extended",
+            holder.key,
+            crate::output::describe(holder)
+        )),
+        _ => Some(format!(
+            "{} was not taken with distlock --lock ({}); only such a lock can be extended",
+            holder.key,
+            crate::output::describe(holder)
+        )),
+    }
+}
+
+/// Makes a `--lock` holder's lock expire as `expiry` says, from now: its key moves onto a fresh
+/// lease of that TTL that nobody keeps alive (or onto none: never), in a transaction guarded by
+/// its create revision, so its place in the queue and its fencing token stay. Its old lease,
+/// which held nothing else, is revoked. Returns whether the holder was still there.
+pub async fn extend(etcd: &Etcd, holder: &Contender, expiry: Expiry) -> Result<bool> {
+    let Some(record) = Record::from_json(&holder.value) else {
+        return Ok(false);
+    };
+    let lease = match expiry {
+        Expiry::After(d) => Some(etcd.grant(d).await?),
+        Expiry::Never => None,
+    };
+    let ttl = lease.map(|l| l.ttl);
+    let record = Record {
+        ttl: ttl.map(|t| t.as_secs()),
+        ..record.expiring(ttl.map(|t| SystemTime::now() + t))
+    };
+    let options = lease.map(|l| PutOptions::new().with_lease(l.id));
+    let txn = Txn::new()
+        .when([Compare::create_revision(
+            holder.key.clone(),
+            CompareOp::Equal,
+            holder.create_revision,
+        )])
+        .and_then([TxnOp::put(holder.key.clone(), record.to_json(), options)]);
+    let moved = etcd.txn("extend the lock", txn).await?.succeeded();
+    // The lease that did not get the key, or the one it left: neither holds anything now.
+    let unused = if moved {
+        holder.lease
+    } else {
+        lease.map_or(0, |l| l.id)
+    };
+    if unused != 0 {
+        if let Err(e) = etcd.revoke(unused).await {
+            tracing::warn!("{e}; the unused lease {unused:x} expires by itself");
+        }
+    }
+    Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contender(key: &str, value: Vec<u8>) -> Contender {
+        Contender {
+            key: key.into(),
+            value,
+            create_revision: 1,
+            lease: 0,
+        }
+    }
+
+    #[test]
+    fn unlock_names_a_holder_when_there_are_several() {
+        let three = Record::new(Mode::Run, None, "", None)
+            .sharing(3, false)
+            .to_json();
+        let queue = [
+            contender("/d/x/a1", three.clone()),
+            contender("/d/x/b2", three.clone()),
+            contender("/d/x/c3", three.clone()),
+            contender("/d/x/d4", three),
+        ];
+        assert!(matches!(pick(&queue, None), Pick::Several(h) if h.len() == 3));
+        assert!(matches!(pick(&queue, Some("b2")), Pick::One(c) if c.key == "/d/x/b2"));
+        assert!(matches!(pick(&queue, Some("/d/x/a1")), Pick::One(c) if c.key == "/d/x/a1"));
+        // A waiter does not hold the lock.
+        assert!(matches!(pick(&queue, Some("d4")), Pick::NotHolding));
+        assert!(matches!(pick(&queue[3..], None), Pick::One(_)));
+        assert!(matches!(pick(&[], None), Pick::Free));
+        // etcdctl's key, as today.
+        let etcdctl = [contender("/d/x/e5", vec![]), contender("/d/x/f6", vec![])];
+        assert!(matches!(pick(&etcdctl, None), Pick::One(c) if c.key == "/d/x/e5"));
+    }
+}
