@@ -565,10 +565,11 @@ async fn status_mode(config: &Config, name: &LockName) -> Result<Outcome> {
     let etcd = Etcd::connect(&config.etcd()).await?;
     let queue = Queue::new(&config.prefix, name);
     let contenders = lock::contenders(&etcd, &queue).await?;
-    let mut views: Vec<View> = contenders.iter().map(View::of).collect();
-    if let Some(holder) = views.first_mut() {
-        if let Some(lease) = contenders.first().map(|c| c.lease).filter(|l| *l != 0) {
-            holder.ttl_left = etcd.time_to_live(lease).await?;
+    let mut views = output::queue(&contenders);
+    // One request per holder's lease: N of them at most, for a semaphore.
+    for (view, c) in views.iter_mut().zip(&contenders) {
+        if view.holds && c.lease != 0 {
+            view.ttl_left = etcd.time_to_live(c.lease).await?;
         }
     }
     output::print_status(config.output, name, &views);
@@ -580,7 +581,7 @@ async fn list_mode(config: &Config) -> Result<Outcome> {
     let locks: Vec<(String, Vec<View>)> = lock::all_locks(&etcd, &config.prefix)
         .await?
         .into_iter()
-        .map(|(name, contenders)| (name, contenders.iter().map(View::of).collect()))
+        .map(|(name, contenders)| (name, output::queue(&contenders)))
         .collect();
     output::print_list(config.output, &locks);
     Ok(Outcome::Code(0))

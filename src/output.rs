@@ -3,6 +3,7 @@
 //! stdout, diagnostics to stderr. Whatever another tool left in etcd is shown, never trusted:
 //! control characters are escaped and long text is cut in tables.
 
+use crate::access::Access;
 use crate::config::{Format, LockName, Setting};
 use crate::lock::{Contender, Ticket};
 use crate::record::{self, Record};
@@ -32,6 +33,15 @@ pub struct View {
     pub program: Option<String>,
     /// Seconds until the lease expires unless renewed; null when it never expires.
     pub ttl_left: Option<i64>,
+    /// `exclusive`, `shared` or `semaphore`: how it takes the lock.
+    pub access: &'static str,
+    /// `--max-holders` of a distlock record.
+    pub max_holders: Option<u32>,
+    /// When a `--lock` is meant to expire (RFC 3339).
+    pub expires: Option<String>,
+    /// Whether it holds the lock (`holders` or `waiters` in JSON).
+    #[serde(skip)]
+    pub holds: bool,
 }
 
 /// Who wrote a contender's key.
@@ -61,8 +71,14 @@ impl View {
             mode: None,
             program: None,
             ttl_left: None,
+            access: Access::of_value(&c.value).as_str(),
+            max_holders: None,
+            expires: None,
+            holds: false,
         };
         if let Some(r) = Record::from_json(&c.value) {
+            view.max_holders = Some(r.max_holders);
+            view.expires = r.expires;
             view.kind = Kind::Distlock;
             view.age_seconds = humantime::parse_rfc3339_weak(&r.since)
                 .ok()
@@ -115,6 +131,28 @@ impl View {
             ),
         }
     }
+}
+
+/// The views of a lock's contenders (oldest first, the legacy key first), each knowing whether
+/// it holds the lock.
+pub fn queue(contenders: &[Contender]) -> Vec<View> {
+    contenders
+        .iter()
+        .zip(crate::holders::holding(contenders))
+        .map(|(c, holds)| View {
+            holds,
+            ..View::of(c)
+        })
+        .collect()
+}
+
+/// The number of holders a lock allows, as its holders' records say (1: a mutex).
+fn max_holders(views: &[View]) -> u32 {
+    views
+        .iter()
+        .find(|v| v.holds)
+        .and_then(|v| v.max_holders)
+        .unwrap_or(1)
 }
 
 /// The Go tool wrote `<unix-seconds>;<hostname>;<reason>` on the bare lock key.
@@ -188,43 +226,76 @@ pub fn print_locked(format: Format, name: &LockName, ticket: &Ticket, ttl: Optio
     }
 }
 
-/// `--status`: the holder, then the waiters in queue order.
+/// `--status`: the holders, then the waiters in queue order. `views` come from `queue`.
 pub fn print_status(format: Format, name: &LockName, views: &[View]) {
+    let (holders, waiters): (Vec<&View>, Vec<&View>) = views.iter().partition(|v| v.holds);
+    let n = max_holders(views);
     if format == Format::Json {
         return print_json(&json!({
             "lock": name.to_string(),
-            "held": !views.is_empty(),
-            "holder": views.first(),
-            "waiters": views.get(1..).unwrap_or_default(),
+            "held": !holders.is_empty(),
+            "holder": holders.first(),
+            "waiters": waiters,
+            "holders": holders,
+            "max_holders": n,
         }));
     }
-    let Some((holder, waiters)) = views.split_first() else {
+    let Some(first) = holders.first() else {
         println!("{name}: free");
         return;
     };
-    println!("{name}: held by {}", holder.describe());
+    // Say how each contender takes the lock only where that is not all exclusive.
+    let modes = views.iter().any(|v| v.access != Access::Exclusive.as_str());
+    if holders.len() == 1 && n == 1 {
+        println!("{name}: held by {}", first.describe());
+        print_holder(first, modes, "  ");
+    } else {
+        match n {
+            1 => println!("{name}: held by {} (shared)", holders.len()),
+            n => println!("{name}: held by {} of at most {n}", holders.len()),
+        }
+        for (i, holder) in holders.iter().enumerate() {
+            println!("  holder {}: {}", i + 1, holder.describe());
+            print_holder(holder, modes, "    ");
+        }
+    }
+    if waiters.is_empty() {
+        println!("  no one waiting");
+    }
+    for (i, waiter) in waiters.iter().enumerate() {
+        let access = match modes {
+            true => format!(" ({})", waiter.access),
+            false => String::new(),
+        };
+        println!("  waiting {}{access}: {}", i + 1, waiter.describe());
+    }
+}
+
+/// A holder's details, one per line.
+fn print_holder(holder: &View, modes: bool, indent: &str) {
     let ttl = match (holder.ttl_left, &holder.lease) {
         (Some(left), _) => format!("expires in {left}s unless renewed"),
         (None, None) => "held until unlocked".into(),
         (None, Some(_)) => "lease gone".into(),
     };
-    println!("  key:           {}", clean(&holder.key, 300));
-    println!("  fencing token: {}", holder.fencing_token);
+    println!("{indent}key:           {}", clean(&holder.key, 300));
+    println!("{indent}fencing token: {}", holder.fencing_token);
     if let Some(mode) = holder.mode {
-        println!("  mode:          {}", mode.as_str());
+        println!("{indent}mode:          {}", mode.as_str());
+    }
+    if modes {
+        println!("{indent}access:        {}", holder.access);
     }
     if let Some(program) = &holder.program {
-        println!("  program:       {}", clean(program, 100));
+        println!("{indent}program:       {}", clean(program, 100));
     }
     if let Some(since) = &holder.since {
-        println!("  since:         {since}");
+        println!("{indent}since:         {since}");
     }
-    println!("  lease:         {ttl}");
-    if waiters.is_empty() {
-        println!("  no one waiting");
-    }
-    for (i, waiter) in waiters.iter().enumerate() {
-        println!("  waiting {}: {}", i + 1, waiter.describe());
+    println!("{indent}lease:         {ttl}");
+    if let Some(expires) = &holder.expires {
+        // What was asked for: a leader change restarts the lease's countdown (see README).
+        println!("{indent}expires:       {}", clean(expires, 40));
     }
 }
 
@@ -234,19 +305,28 @@ pub fn print_list(format: Format, locks: &[(String, Vec<View>)]) {
         let locks: Vec<_> = locks
             .iter()
             .map(|(name, views)| {
+                let (holders, waiters): (Vec<&View>, Vec<&View>) =
+                    views.iter().partition(|v| v.holds);
                 json!({
                     "lock": name,
-                    "holder": views.first(),
-                    "waiting": views.len().saturating_sub(1),
+                    "holder": holders.first(),
+                    "waiting": waiters.len(),
+                    "holders": holders,
+                    "max_holders": max_holders(views),
                 })
             })
             .collect();
         return print_json(&json!({ "locks": locks }));
     }
-    let rows: Vec<[String; 5]> = locks
+    let rows: Vec<[String; 6]> = locks
         .iter()
         .map(|(name, views)| {
-            let holder = views.first();
+            let holder = views.iter().find(|v| v.holds);
+            let holding = views.iter().filter(|v| v.holds).count();
+            let holders = match max_holders(views) {
+                1 => holding.to_string(),
+                n => format!("{holding}/{n}"),
+            };
             let who = holder.map_or(String::new(), |h| match h.kind {
                 Kind::Distlock => format!(
                     "{} ({})",
@@ -266,13 +346,14 @@ pub fn print_list(format: Format, locks: &[(String, Vec<View>)]) {
                 clean(name, 255),
                 who,
                 age,
-                views.len().saturating_sub(1).to_string(),
+                holders,
+                (views.len() - holding).to_string(),
                 clean(reason, 80),
             ]
         })
         .collect();
-    let header = ["LOCK", "HOLDER", "FOR", "WAITING", "REASON"].map(String::from);
-    let mut widths = [0; 5];
+    let header = ["LOCK", "HOLDER", "FOR", "HOLDERS", "WAITING", "REASON"].map(String::from);
+    let mut widths = [0; 6];
     for row in std::iter::once(&header).chain(&rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());

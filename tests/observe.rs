@@ -595,7 +595,7 @@ fn list_shows_one_aligned_row_per_lock_whatever_is_in_etcd() {
     let header = column_starts(lines[0]);
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["LOCK", "HOLDER", "FOR", "WAITING", "REASON"],
+        ["LOCK", "HOLDER", "FOR", "HOLDERS", "WAITING", "REASON"],
         "{r}"
     );
     let rows: Vec<Vec<String>> = lines[1..].iter().map(|l| cells(l, &header)).collect();
@@ -605,7 +605,8 @@ fn list_shows_one_aligned_row_per_lock_whatever_is_in_etcd() {
         found[0].clone()
     };
     for c in &rows {
-        assert_eq!(c[3], "0", "nobody waits: {c:?}");
+        assert_eq!(c[4], "0", "nobody waits: {c:?}");
+        assert_eq!(c[3], "1", "one holder each: {c:?}");
         assert!(c[2] == "-" || is_age(&c[2]), "age {:?}", c[2]);
     }
 
@@ -617,7 +618,7 @@ fn list_shows_one_aligned_row_per_lock_whatever_is_in_etcd() {
         "{long:?}"
     );
     assert!(is_age(&long[2]), "{long:?}");
-    let reason = &long[4];
+    let reason = &long[5];
     assert!(
         reason.starts_with(UNICODE_REASON) && reason.ends_with('…'),
         "a 5000-character reason is cut, its start kept: {reason:?}"
@@ -628,7 +629,7 @@ fn list_shows_one_aligned_row_per_lock_whatever_is_in_etcd() {
     );
 
     let uni = row(zoo.unicode);
-    assert_eq!(uni[4], UNICODE_REASON);
+    assert_eq!(uni[5], UNICODE_REASON);
     assert!(uni[1].starts_with(&format!("{} (", hostname())), "{uni:?}");
 
     let old = row("old3d");
@@ -637,10 +638,10 @@ fn list_shows_one_aligned_row_per_lock_whatever_is_in_etcd() {
         "three days: {old:?}"
     );
     assert!(old[1].contains("oldhost"), "{old:?}");
-    assert_eq!(old[4], "three days");
+    assert_eq!(old[5], "three days");
     let ancient = row("gotool");
     assert!(ancient[2].contains('d'), "{ancient:?}");
-    assert_eq!(ancient[4], "old reason");
+    assert_eq!(ancient[5], "old reason");
 
     for name in ["ctl", "binary", "notjson", "othershape"] {
         let c = row(name);
@@ -649,7 +650,7 @@ fn list_shows_one_aligned_row_per_lock_whatever_is_in_etcd() {
     }
     let esc = row("esc");
     assert!(
-        esc[1].starts_with('h') && esc[4].starts_with('r'),
+        esc[1].starts_with('h') && esc[5].starts_with('r'),
         "{esc:?}"
     );
     assert!(
