@@ -2,9 +2,10 @@
 //! (`--unlock`), look at it (`--status`, `--list`). This is the one place where the etcd
 //! side (is the lock still ours?) meets the process side (the command, signals).
 
-use crate::config::{Config, LockName, Mode, OnLost, Wait};
+use crate::config::{Config, Expiry, LockName, Mode, OnLost, Wait};
 use crate::error::{duration, signal_name, Error, Result};
 use crate::etcd::{Etcd, KeepAlive, Lease, LeaseState};
+use crate::holders;
 use crate::lock::{self, Contender, Queue, Ticket, Turn};
 use crate::output::{self, View};
 use crate::record::{Mode as RecordMode, Record};
@@ -28,8 +29,8 @@ pub async fn main(config: Config) -> Result<Outcome> {
     match &config.mode {
         Mode::Run(name, argv) => run_mode(&config, name, argv).await,
         Mode::Lock(name) => lock_mode(&config, name).await,
-        Mode::Unlock(name, _) => unlock_mode(&config, name).await,
-        Mode::Extend(..) => Err(Error::Usage("--extend is not available yet".into())),
+        Mode::Unlock(name, which) => unlock_mode(&config, name, which.as_deref()).await,
+        Mode::Extend(name, expiry) => extend_mode(&config, name, *expiry).await,
         Mode::Status(name) => status_mode(&config, name).await,
         Mode::List => list_mode(&config).await,
         Mode::ShowConfig => {
@@ -529,7 +530,9 @@ async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcome> {
             Some(ttl) => Some(held.etcd.grant(ttl).await?),
             None => None,
         };
-        let record = record.taken_at(held.taken_at, lease.map(|l| l.ttl));
+        let record = record
+            .taken_at(held.taken_at, lease.map(|l| l.ttl))
+            .expiring(lease.map(|l| SystemTime::now() + l.ttl));
         lock::move_to_lease(&held.etcd, &held.ticket, lease.map_or(0, |l| l.id), &record).await
     };
     let result = detached.await;
@@ -547,18 +550,29 @@ async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcome> {
     }
 }
 
-async fn unlock_mode(config: &Config, name: &LockName) -> Result<Outcome> {
+async fn unlock_mode(config: &Config, name: &LockName, which: Option<&str>) -> Result<Outcome> {
     let etcd = Etcd::connect(&config.etcd()).await?;
-    match lock::unlock(&etcd, &Queue::new(&config.prefix, name)).await? {
-        Some(holder) => {
-            tracing::info!("removed {}", holder.key);
-            Ok(Outcome::Code(0))
-        }
-        None => Err(Error::Conflict {
-            message: format!("{name} is not locked; nothing to unlock"),
-            code: config.conflict_exit_code,
-        }),
+    let queue = Queue::new(&config.prefix, name);
+    let code = config.conflict_exit_code;
+    let holder = holders::unlock(&etcd, &queue, name, which, code).await?;
+    tracing::info!("removed {}", holder.key);
+    Ok(Outcome::Code(0))
+}
+
+async fn extend_mode(config: &Config, name: &LockName, expiry: Expiry) -> Result<Outcome> {
+    let etcd = Etcd::connect(&config.etcd()).await?;
+    let queue = Queue::new(&config.prefix, name);
+    let code = config.conflict_exit_code;
+    let holder = holders::extend_lock(&etcd, &queue, name, expiry, code).await?;
+    match expiry {
+        Expiry::After(d) => tracing::info!(
+            "{} now expires in {}",
+            holder.key,
+            humantime::format_duration(d)
+        ),
+        Expiry::Never => tracing::info!("{} now never expires", holder.key),
     }
+    Ok(Outcome::Code(0))
 }
 
 async fn status_mode(config: &Config, name: &LockName) -> Result<Outcome> {

@@ -3,10 +3,10 @@
 //! on, and those two acts themselves, from any node.
 
 use crate::access::{self, Access};
-use crate::config::Expiry;
-use crate::error::Result;
+use crate::config::{Expiry, LockName};
+use crate::error::{Error, Result};
 use crate::etcd::Etcd;
-use crate::lock::Contender;
+use crate::lock::{self, Contender, Queue};
 use crate::record::{Mode, Record};
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use std::time::SystemTime;
@@ -45,6 +45,85 @@ pub fn pick<'a>(queue: &'a [Contender], which: Option<&str>) -> Pick<'a> {
         (None, [one]) => Pick::One(one),
         (None, _) => Pick::Several(held),
     }
+}
+
+/// `--unlock[=KEY]`: removes the holder named, or the only one; returns it. `conflict` is the
+/// exit code for "nothing to unlock".
+pub async fn unlock(
+    etcd: &Etcd,
+    queue: &Queue,
+    name: &LockName,
+    which: Option<&str>,
+    conflict: u8,
+) -> Result<Contender> {
+    let contenders = lock::contenders(etcd, queue).await?;
+    let holder = match pick(&contenders, which) {
+        Pick::One(holder) => holder,
+        Pick::Several(holders) => {
+            return Err(Error::Usage(format!(
+                "{name} has {} holders ({}); say which one to release with --unlock=KEY",
+                holders.len(),
+                keys(&holders)
+            )))
+        }
+        Pick::Free => return Err(not_locked(name, "unlock", conflict)),
+        Pick::NotHolding => return Err(Error::Conflict {
+            message: format!(
+                "{} does not hold {name}; nothing to unlock (see --status for the holders' keys)",
+                crate::error::one_line(which.unwrap_or_default())
+            ),
+            code: conflict,
+        }),
+    };
+    if !remove(etcd, holder).await? {
+        return Err(not_locked(name, "unlock", conflict));
+    }
+    Ok(holder.clone())
+}
+
+/// `--extend`: moves the expiry of the one holder, which must have been taken with `--lock`;
+/// returns it.
+pub async fn extend_lock(
+    etcd: &Etcd,
+    queue: &Queue,
+    name: &LockName,
+    expiry: Expiry,
+    conflict: u8,
+) -> Result<Contender> {
+    let contenders = lock::contenders(etcd, queue).await?;
+    let holder = match pick(&contenders, None) {
+        Pick::One(holder) => holder,
+        Pick::Several(holders) => {
+            return Err(Error::Usage(format!(
+                "{name} has {} holders ({}); --extend acts on a lock with one holder",
+                holders.len(),
+                keys(&holders)
+            )))
+        }
+        Pick::Free | Pick::NotHolding => return Err(not_locked(name, "extend", conflict)),
+    };
+    if let Some(why) = cannot_extend(holder) {
+        return Err(Error::Usage(why));
+    }
+    if !extend(etcd, holder, expiry).await? {
+        return Err(not_locked(name, "extend", conflict));
+    }
+    Ok(holder.clone())
+}
+
+fn not_locked(name: &LockName, verb: &str, code: u8) -> Error {
+    Error::Conflict {
+        message: format!("{name} is not locked; nothing to {verb}"),
+        code,
+    }
+}
+
+fn keys(holders: &[&Contender]) -> String {
+    let keys: Vec<String> = holders
+        .iter()
+        .map(|c| crate::error::one_line(&c.key))
+        .collect();
+    keys.join(", ")
 }
 
 /// Removes a holder's key and revokes its lease, so a running holder learns of it at once.

@@ -430,30 +430,6 @@ pub async fn holder(etcd: &Etcd, queue: &Queue) -> Result<Option<Contender>> {
     Ok(legacy.into_iter().chain(head).next())
 }
 
-/// Removes the current holder's key and revokes its lease, so a running holder learns of it at
-/// once. Returns the holder removed, or `None` if the lock was free.
-pub async fn unlock(etcd: &Etcd, queue: &Queue) -> Result<Option<Contender>> {
-    let Some(holder) = holder(etcd, queue).await? else {
-        return Ok(None);
-    };
-    // Guarded, so that a holder that left meanwhile does not make us remove its successor.
-    let txn = Txn::new()
-        .when([Compare::create_revision(
-            holder.key.clone(),
-            CompareOp::Equal,
-            holder.create_revision,
-        )])
-        .and_then([TxnOp::delete(holder.key.clone(), None)]);
-    let response = etcd.txn("remove the lock", txn).await?;
-    if !response.succeeded() {
-        return Ok(None);
-    }
-    if holder.lease != 0 {
-        etcd.revoke(holder.lease).await?;
-    }
-    Ok(Some(holder))
-}
-
 fn newest(limit: i64, max_create_revision: Option<i64>) -> GetOptions {
     let options = GetOptions::new()
         .with_prefix()

@@ -16,6 +16,7 @@ mod output;
 mod proptests;
 mod record;
 mod run;
+mod share;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,163 @@
+//! etcd's side of `--max-holders` (a semaphore) and `--shared` (readers/writer): the same keys
+//! as etcd's recipe (`lock.rs`), read and watched as `access` says. A contender that has to
+//! wait reads the keys ahead of it in one read-only transaction, then watches only what can
+//! let it in: the nearest exclusive key ahead (shared), every removal ahead (a semaphore's
+//! first N+1 contenders), or the key just ahead (a semaphore's later waiters). Every watch
+//! starts right after the read, so nothing that happens in between is missed.
+//!
+//! Nothing here knows about processes, signals or terminals.
+
+use crate::access::{self, Access, Next};
+use crate::error::{Error, Result};
+use crate::etcd::Etcd;
+use crate::lock::{Contender, Queue, Ticket};
+use etcd_client::{
+    EventType, GetOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchFilterType,
+    WatchOptions,
+};
+use std::time::Duration;
+
+/// The queue ahead of our key, as one read saw it.
+struct Ahead {
+    /// etcd's revision at that read.
+    revision: i64,
+    /// The legacy key if any, then the oldest keys ahead of ours (as many as `next` needs).
+    first: Vec<Contender>,
+    /// The key just ahead of ours.
+    previous: Option<Contender>,
+}
+
+/// Waits until a contender of `me` (not exclusive) holds the lock; returns etcd's revision at
+/// that moment. `on_wait` hears of the holder at the head of the queue at each look.
+/// A contender ahead that declares another number of holders is a usage error: every
+/// contender of a lock must agree, and the caller removes our key.
+pub async fn wait_turn(
+    etcd: &Etcd,
+    queue: &Queue,
+    ticket: &Ticket,
+    me: Access,
+    mut on_wait: impl FnMut(&Contender),
+) -> Result<i64> {
+    loop {
+        let ahead = look(etcd, queue, ticket, me).await?;
+        let values = ahead.first.iter().map(|c| c.value.as_slice());
+        if let Some(theirs) = access::disagreeing(me.max_holders(), values) {
+            return Err(disagree(queue, me.max_holders(), theirs));
+        }
+        let accesses: Vec<Access> = ahead
+            .first
+            .iter()
+            .map(|c| Access::of_value(&c.value))
+            .collect();
+        let next = access::next(me, &accesses);
+        if let Some(head) = ahead.first.first() {
+            on_wait(head);
+        }
+        let from = ahead.revision + 1;
+        match next {
+            Next::Hold => return Ok(ahead.revision),
+            // The legacy key is not in the directory: wait for it alone, it blocks everyone.
+            _ if ahead.first.first().is_some_and(|c| c.key == queue.legacy) => {
+                wait_for(etcd, &queue.legacy, false, true, from).await
+            }
+            Next::Deleted(i) => wait_for(etcd, &ahead.first[i].key, false, true, from).await,
+            Next::AnyDeleted => wait_for(etcd, &queue.dir, true, true, from).await,
+            Next::Changed => match &ahead.previous {
+                Some(previous) => wait_for(etcd, &previous.key, false, false, from).await,
+                None => wait_for(etcd, &queue.dir, true, true, from).await,
+            },
+        }
+    }
+}
+
+/// A run whose number of holders differs from the lock's: exit 2, naming both.
+pub fn disagree(queue: &Queue, ours: u32, theirs: u32) -> Error {
+    Error::Usage(format!(
+        "the contenders of {} use --max-holders={theirs}, but this run asked for \
+         --max-holders={ours}; every contender of a lock must use the same number",
+        queue.legacy
+    ))
+}
+
+/// One read-only transaction: our key (still there?), the legacy key, the oldest keys ahead
+/// of ours and the one just ahead.
+async fn look(etcd: &Etcd, queue: &Queue, ticket: &Ticket, me: Access) -> Result<Ahead> {
+    let before_us = ticket.revision - 1;
+    let mut oldest = GetOptions::new()
+        .with_prefix()
+        .with_sort(SortTarget::Create, SortOrder::Ascend)
+        .with_max_create_revision(before_us);
+    if let Some(limit) = me.ahead_needed() {
+        oldest = oldest.with_limit(limit as i64);
+    }
+    let newest = GetOptions::new()
+        .with_prefix()
+        .with_sort(SortTarget::Create, SortOrder::Descend)
+        .with_max_create_revision(before_us)
+        .with_limit(1);
+    let txn = Txn::new().and_then([
+        TxnOp::get(ticket.key.clone(), None),
+        TxnOp::get(queue.legacy.clone(), None),
+        TxnOp::get(queue.dir.clone(), Some(oldest)),
+        TxnOp::get(queue.dir.clone(), Some(newest)),
+    ]);
+    let response = etcd.txn("read the lock's queue", txn).await?;
+    let revision = response.header().map(|h| h.revision()).unwrap_or_default();
+    let mut gets = response.op_responses().into_iter().map(|r| match r {
+        TxnOpResponse::Get(get) => get.kvs().iter().map(Contender::from).collect(),
+        _ => Vec::new(),
+    });
+    let mut next = || gets.next().unwrap_or_default();
+    let (mine, legacy, oldest, mut newest): (Vec<Contender>, Vec<_>, Vec<_>, Vec<_>) =
+        (next(), next(), next(), next());
+    if mine.first().map(|m| m.create_revision) != Some(ticket.revision) {
+        return Err(Error::Etcd(format!(
+            "lost our place in the queue: key {} is gone (its lease expired while etcd was unreachable, or it was removed)",
+            ticket.key
+        )));
+    }
+    Ok(Ahead {
+        revision,
+        first: legacy.into_iter().chain(oldest).collect(),
+        previous: newest.pop(),
+    })
+}
+
+/// Returns once `key` (every key under it, with `prefix`) was deleted — or, unless
+/// `deletes_only`, written — after revision `from - 1`, or when the watch ends for another
+/// reason (compaction, a broken stream): the caller then looks again.
+async fn wait_for(etcd: &Etcd, key: &str, prefix: bool, deletes_only: bool, from: i64) {
+    let mut options = WatchOptions::new().with_start_revision(from);
+    if prefix {
+        options = options.with_prefix();
+    }
+    if deletes_only {
+        options = options.with_filters([WatchFilterType::NoPut]);
+    }
+    let mut stream = match etcd.watch("watch the lock", key, options).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            // The next look says whether etcd is really gone.
+            tracing::debug!("{e}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return;
+        }
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(response)) => {
+                let changed = response
+                    .events()
+                    .iter()
+                    .any(|e| !deletes_only || e.event_type() == EventType::Delete);
+                if changed || response.canceled() {
+                    return;
+                }
+            }
+            Ok(None) | Err(_) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,708 @@
+//! The lock modes, against the real binary, a real etcd and `etcdctl lock` as a peer:
+//! `--max-runtime` (exit 124), `--extend` of a lock taken with `--lock`, `--max-holders N` (a
+//! semaphore) and `--shared` (readers/writer), and the bad values of each (exit 2, nothing
+//! written to etcd). Each test starts its own etcd and uses its own key prefix.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+/// A distlock run in the background with its output in `dir`.
+fn bg(etcd: &Etcd, p: &str, args: &[&str], dir: &Path, what: &str) -> Bg {
+    let mut cmd = distlock_std(&etcd.endpoint(), p);
+    cmd.args(args);
+    Bg::logged(cmd, dir, what)
+}
+
+/// The time in a record's RFC 3339 field, as seconds from now (negative: in the past).
+fn seconds_from_now(rfc3339: &serde_json::Value) -> i64 {
+    let text = rfc3339
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {rfc3339}"));
+    let t = humantime::parse_rfc3339(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    match t.duration_since(SystemTime::now()) {
+        Ok(ahead) => ahead.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+/// Asserts exit 2 with one line containing every one of `words`, and nothing in etcd.
+fn refused(etcd: &Etcd, p: &str, args: &[&str], words: &[&str]) {
+    let r = run(distlock(etcd, p).args(args));
+    let line = r.code(2).one_error_line();
+    for word in words {
+        assert!(line.contains(word), "{args:?}: {word:?} not in {line:?}");
+    }
+    assert_eq!(
+        get_prefix(&etcd.endpoint(), p),
+        vec![],
+        "{args:?} wrote to etcd"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad values
+
+#[test]
+fn bad_values_of_the_new_options_are_usage_errors_that_write_nothing() {
+    let etcd = Etcd::start();
+    let p = prefix("modes-bad");
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--max-holders=0", "--", "true"],
+            &["--max-holders", "\"0\""],
+        ),
+        (&["--max-holders=three", "--", "true"], &["--max-holders"]),
+        (&["--max-holders=-2", "--", "true"], &["--max-holders"]),
+        (&["--max-runtime=-5", "--", "true"], &["--max-runtime"]),
+        (&["--max-runtime=soon", "--", "true"], &["--max-runtime"]),
+        (&["--max-runtime=0", "--", "true"], &["--max-runtime"]),
+        (&["--extend=-1h"], &["--extend"]),
+        (&["--extend=later"], &["--extend"]),
+        (&["--extend=1h", "--", "true"], &["--extend", "true"]),
+        (
+            &["--shared", "--max-holders=3", "--", "true"],
+            &["--shared", "--max-holders=3"],
+        ),
+    ];
+    for (args, words) in cases {
+        let mut all = vec!["--lock-name=x"];
+        all.extend(*args);
+        refused(&etcd, &p, &all, words);
+    }
+    // The same from the environment: its variable is named.
+    let r = run(distlock(&etcd, &p).env("DISTLOCK_MAX_HOLDERS", "0").args([
+        "--lock-name=x",
+        "--",
+        "true",
+    ]));
+    assert!(
+        r.code(2).one_error_line().contains("DISTLOCK_MAX_HOLDERS"),
+        "{r}"
+    );
+    assert_eq!(get_prefix(&etcd.endpoint(), &p), vec![]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// --max-runtime
+
+#[test]
+fn max_runtime_stops_the_whole_group_releases_and_exits_124() {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("maxrt"));
+    let dir = scratch_dir();
+    let term = dir.path().join("term");
+    // The command's shell notes the SIGTERM, and a background child of it must go too.
+    let script = format!(
+        "sleep 60 & echo $! > '{}/child'; trap 'echo TERM > {}; kill $!; exit 0' TERM; wait",
+        dir.path().display(),
+        term.display()
+    );
+    let started = Instant::now();
+    let r = run(distlock(&etcd, &p).args([
+        "--lock-name=job",
+        "--max-runtime=1500ms",
+        "--kill-grace=1s",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]));
+    let took = started.elapsed();
+    let line = r.code(124).one_error_line().to_string();
+    assert!(line.contains("--max-runtime"), "{r}");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "stopped before its max runtime: {r}"
+    );
+    // Well before the 10 s TTL would matter: the deadline, not a lost lease, stopped it.
+    assert!(took < Duration::from_secs(8), "{r}");
+    assert_eq!(
+        std::fs::read_to_string(&term).unwrap_or_default(),
+        "TERM\n",
+        "the command got SIGTERM first: {r}"
+    );
+    let child = std::fs::read_to_string(dir.path().join("child")).unwrap();
+    wait_for(
+        DEADLINE,
+        "the command's background child to be gone",
+        || comm(child.trim()).is_empty(),
+    );
+    assert_eq!(get_prefix(&ep, &p), vec![], "released: {r}");
+}
+
+#[test]
+fn max_runtime_kills_a_command_that_ignores_sigterm_after_the_grace() {
+    let etcd = Etcd::start();
+    let p = prefix("maxrt-kill");
+    let r = run(distlock(&etcd, &p).args([
+        "--lock-name=job",
+        "--max-runtime=1s",
+        "--kill-grace=500ms",
+        "--",
+        "sh",
+        "-c",
+        "trap '' TERM; sleep 30",
+    ]));
+    r.code(124);
+    assert!(
+        r.took < Duration::from_secs(8),
+        "SIGKILL after the grace: {r}"
+    );
+    assert_eq!(get_prefix(&etcd.endpoint(), &p), vec![]);
+}
+
+#[test]
+fn time_spent_waiting_does_not_count_toward_the_max_runtime() {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("maxrt-wait"));
+    let dir = scratch_dir();
+    // The holder keeps the lock 2.5 s; the waiter's command runs 1 s of its 2 s allowance.
+    let mut holder = bg(
+        &etcd,
+        &p,
+        &["--lock-name=job", "--", "sleep", "2.5"],
+        dir.path(),
+        "holder",
+    );
+    wait_contenders(&ep, &p, "job", 1);
+    let done = dir.path().join("done");
+    let started = Instant::now();
+    let r = run(distlock(&etcd, &p).args([
+        "--lock-name=job",
+        "--max-runtime=2s",
+        "--",
+        "sh",
+        "-c",
+        &format!("sleep 1; echo done > '{}'", done.display()),
+    ]));
+    r.code(0);
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "the wait plus the run must exceed the max runtime for this test to mean anything: {r}"
+    );
+    assert!(done.exists(), "the command ran to its end: {r}");
+    assert_eq!(holder.wait_code(DEADLINE), 0);
+}
+
+#[test]
+fn max_runtime_keeps_the_lock_as_hold_at_least_says() {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("maxrt-hold"));
+    let r = run(distlock(&etcd, &p).args([
+        "--lock-name=nightly",
+        "--max-runtime=1s",
+        "--kill-grace=500ms",
+        "--hold-at-least=30",
+        "--",
+        "sleep",
+        "60",
+    ]));
+    r.code(124);
+    let kvs = contenders(&ep, &p, "nightly");
+    assert_eq!(kvs.len(), 1, "still held for --hold-at-least: {r}");
+    let (left, _) = lease_ttl(&ep, kvs[0].lease).expect("on a lease that expires by itself");
+    assert!(
+        (20..=30).contains(&left),
+        "about 29 s left, not {left}: {r}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// --extend, and the intended expiry of --lock --ttl
+
+#[test]
+fn lock_with_ttl_records_its_intended_expiry_and_status_shows_it() {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("expires"));
+    lock(&etcd, &p, "db", &["--ttl=600"]);
+    let kv = contenders(&ep, &p, "db").remove(0);
+    let expires = seconds_from_now(&kv.json()["expires"]);
+    assert!((590..=600).contains(&expires), "{}", kv.value);
+
+    let r = run(distlock(&etcd, &p).args(["--lock-name=db", "--status", "--output=json"]));
+    let v = r.code(0).json();
+    assert_eq!(v["holder"]["expires"], kv.json()["expires"], "{v}");
+    let r = run(distlock(&etcd, &p).args(["--lock-name=db", "--status"]));
+    assert!(r.code(0).stdout.contains("expires:"), "{r}");
+
+    // Without --ttl: no expiry.
+    lock(&etcd, &p, "forever", &[]);
+    let kv = contenders(&ep, &p, "forever").remove(0);
+    assert!(kv.json()["expires"].is_null(), "{}", kv.value);
+}
+
+#[test]
+fn extend_moves_the_expiry_and_keeps_the_key_place_and_token() {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("extend"));
+    let (key, token) = lock(&etcd, &p, "db", &["--ttl=5", "--reason=maintenance"]);
+    let before = get_key(&ep, &key).unwrap();
+    assert_ne!(before.lease, 0);
+    // A waiter behind it keeps its place too.
+    let dir = scratch_dir();
+    let mut waiter = bg(
+        &etcd,
+        &p,
+        &["--lock-name=db", "--", "true"],
+        dir.path(),
+        "waiter",
+    );
+    wait_contenders(&ep, &p, "db", 2);
+
+    let r = run(distlock(&etcd, &p).args(["--lock-name=db", "--extend=2h"]));
+    r.code(0);
+    let after = get_key(&ep, &key).expect("the key is still there");
+    assert_eq!(after.create_revision, token, "same place and fencing token");
+    assert_ne!(after.lease, before.lease, "moved to a fresh lease");
+    let (left, granted) = lease_ttl(&ep, after.lease).unwrap();
+    assert_eq!(granted, 7200);
+    assert!(left > 7100, "{left}");
+    assert_eq!(
+        lease_ttl(&ep, before.lease),
+        None,
+        "the old lease is revoked"
+    );
+    let v = after.json();
+    assert_eq!(v["reason"], "maintenance", "the record is kept: {v}");
+    assert_eq!(v["mode"], "lock", "{v}");
+    assert_eq!(v["ttl"], 7200, "{v}");
+    assert!(
+        (7190..=7200).contains(&seconds_from_now(&v["expires"])),
+        "{v}"
+    );
+    let r = run(distlock(&etcd, &p).args(["--lock-name=db", "--status", "--output=json"]));
+    let status = r.code(0).json();
+    assert_eq!(status["holder"]["expires"], v["expires"], "{status}");
+    assert!(
+        status["holder"]["ttl_left"]
+            .as_i64()
+            .is_some_and(|t| t > 7100),
+        "{status}"
+    );
+    assert_eq!(
+        status["waiters"].as_array().map(Vec::len),
+        Some(1),
+        "{status}"
+    );
+
+    // never: off any lease, no expiry; --status says it is held until unlocked.
+    let r = run(distlock(&etcd, &p).args(["--lock-name=db", "--extend=never"]));
+    r.code(0);
+    let never = get_key(&ep, &key).unwrap();
+    assert_eq!((never.create_revision, never.lease), (token, 0));
+    assert!(never.json()["expires"].is_null(), "{}", never.value);
+    assert_eq!(lease_ttl(&ep, after.lease), None);
+    let r = run(distlock(&etcd, &p).args(["--lock-name=db", "--status"]));
+    assert!(r.code(0).stdout.contains("held until unlocked"), "{r}");
+
+    run(distlock(&etcd, &p).args(["--lock-name=db", "--unlock"])).code(0);
+    assert_eq!(waiter.wait_code(DEADLINE), 0, "{}", waiter.report());
+    assert_eq!(get_prefix(&ep, &p), vec![]);
+}
+
+#[test]
+fn extend_of_a_free_lock_exits_1_and_of_other_holders_exits_2() {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("extend-no"));
+    let r = run(distlock(&etcd, &p).args(["--lock-name=db", "--extend=1h"]));
+    assert!(r.code(1).one_error_line().contains("not locked"), "{r}");
+    assert_eq!(get_prefix(&ep, &p), vec![]);
+
+    // A running holder keeps its own lease alive: it cannot be extended from outside.
+    let dir = scratch_dir();
+    let mut holder = bg(
+        &etcd,
+        &p,
+        &["--lock-name=db", "--", "sleep", "30"],
+        dir.path(),
+        "run",
+    );
+    let kv = wait_contenders(&ep, &p, "db", 1).remove(0);
+    let r = run(distlock(&etcd, &p).args(["--lock-name=db", "--extend=1h"]));
+    let line = r.code(2).one_error_line();
+    assert!(line.contains("running") && line.contains("--lock"), "{r}");
+    assert_eq!(get_key(&ep, &kv.key), Some(kv), "untouched");
+    holder.signal(Signal::SIGTERM);
+    holder.wait_code(DEADLINE);
+
+    // etcdctl's key is etcdctl's.
+    let _ctl = etcdctl_lock(&ep, &format!("{p}db"), &[]);
+    let kv = wait_contenders(&ep, &p, "db", 1).remove(0);
+    let r = run(distlock(&etcd, &p).args(["--lock-name=db", "--extend=never"]));
+    assert!(r.code(2).one_error_line().contains("--lock"), "{r}");
+    assert_eq!(get_key(&ep, &kv.key), Some(kv));
+}
+
+// ---------------------------------------------------------------------------------------------
+// --max-holders
+
+/// A critical section that counts who is inside: each holder drops a file named after its
+/// kind (`s` for the semaphore, `x` for etcdctl) into `inside`, looks at everyone there when it
+/// enters and before it leaves, and appends `kind total exclusive` for both looks to `log`.
+fn counting_section(inside: &Path, log: &Path, kind: &str) -> String {
+    let (inside, log) = (inside.display(), log.display());
+    format!(
+        "f='{inside}'/{kind}-$$; touch \"$f\"; \
+         a=$(ls '{inside}' | wc -l); ax=$(ls '{inside}' | grep -c '^x-'); sleep 0.2; \
+         b=$(ls '{inside}' | wc -l); bx=$(ls '{inside}' | grep -c '^x-'); rm \"$f\"; \
+         echo {kind} $a $ax >> '{log}'; echo {kind} $b $bx >> '{log}'"
+    )
+}
+
+#[test]
+fn never_more_than_n_holders_under_contention_with_etcdctl_mixed_in() {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("sem-safe"));
+    let dir = scratch_dir();
+    let inside = dir.path().join("inside");
+    std::fs::create_dir(&inside).unwrap();
+    let log = dir.path().join("log");
+    let name = "rolling";
+    let mut all = Vec::new();
+    for i in 0..12 {
+        let section = counting_section(&inside, &log, "s");
+        all.push(bg(
+            &etcd,
+            &p,
+            &[
+                &format!("--lock-name={name}"),
+                "--max-holders=3",
+                "--",
+                "sh",
+                "-c",
+                &section,
+            ],
+            dir.path(),
+            &format!("distlock-{i}"),
+        ));
+        if i % 4 == 1 {
+            let section = counting_section(&inside, &log, "x");
+            all.push(etcdctl_lock(
+                &ep,
+                &format!("{p}{name}"),
+                &["sh", "-c", &section],
+            ));
+        }
+    }
+    for mut c in all {
+        let what = c.what().to_string();
+        assert_eq!(
+            c.wait_code(Duration::from_secs(60)),
+            0,
+            "{what}: {}",
+            c.report()
+        );
+    }
+    let lines = read_lines(&log);
+    assert_eq!(lines.len(), 2 * 15, "every section ran: {lines:?}");
+    let mut most = 0;
+    for line in &lines {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (total, exclusive): (u32, u32) = (f[1].parse().unwrap(), f[2].parse().unwrap());
+        match f[0] {
+            "s" => assert!(total <= 3 && exclusive == 0, "{line}: {lines:?}"),
+            _ => assert_eq!((total, exclusive), (1, 1), "etcdctl runs alone: {lines:?}"),
+        }
+        most = most.max(total);
+    }
+    assert!(most >= 2, "the semaphore let several in at once: {lines:?}");
+    assert_eq!(get_prefix(&ep, &p), vec![]);
+}
+
+#[test]
+fn nine_runs_of_three_holders_finish_in_three_rounds() {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("sem-live"));
+    let dir = scratch_dir();
+    let log = dir.path().join("times");
+    // An etcdctl holder first, so that all nine are queued before any of them starts.
+    let mut gate = etcdctl_lock(&ep, &format!("{p}batch"), &[]);
+    wait_contenders(&ep, &p, "batch", 1);
+    let script = format!(
+        "s=$(date +%s%N); sleep 0.8; e=$(date +%s%N); echo $s $e >> '{}'",
+        log.display()
+    );
+    let mut runs = Vec::new();
+    for i in 0..9 {
+        runs.push(bg(
+            &etcd,
+            &p,
+            &[
+                "--lock-name=batch",
+                "--max-holders=3",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ],
+            dir.path(),
+            &format!("run-{i}"),
+        ));
+        wait_contenders(&ep, &p, "batch", i + 2);
+    }
+    gate.signal(Signal::SIGTERM);
+    for mut r in runs {
+        assert_eq!(r.wait_code(Duration::from_secs(60)), 0, "{}", r.report());
+    }
+    let mut times: Vec<(f64, f64)> = read_lines(&log)
+        .iter()
+        .map(|l| {
+            let (s, e) = l.split_once(' ').unwrap();
+            (
+                s.parse::<f64>().unwrap() / 1e9,
+                e.parse::<f64>().unwrap() / 1e9,
+            )
+        })
+        .collect();
+    assert_eq!(times.len(), 9);
+    times.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut ends: Vec<f64> = times.iter().map(|t| t.1).collect();
+    ends.sort_by(f64::total_cmp);
+    // Never more than three at once, and no slot stays empty while someone waits: the k-th
+    // start (k >= 3) follows the (k-3)-th end closely (a missed wake-up would cost a round).
+    for (k, (start, _)) in times.iter().enumerate().skip(3) {
+        let freed = ends[k - 3];
+        assert!(
+            *start >= freed - 0.05,
+            "run {k} started before a slot was free: {times:?}"
+        );
+        assert!(
+            start - freed < 0.5,
+            "run {k} waited {:.2} s with a free slot: {times:?}",
+            start - freed
+        );
+    }
+    // So the nine ran in three rounds.
+    let span = ends[8] - times[0].0;
+    assert!(
+        span < 4.0 * 0.8,
+        "{span:.2} s for three rounds of 0.8 s: {times:?}"
+    );
+    assert_eq!(get_prefix(&ep, &p), vec![]);
+}
+
+#[test]
+fn a_run_with_another_number_of_holders_is_refused_and_leaves_no_key() {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("sem-n"));
+    let (key, _) = lock(&etcd, &p, "pool", &["--max-holders=3"]);
+    for (args, ours) in [
+        (&["--max-holders=2", "--", "true"][..], "2"),
+        (&["--", "true"][..], "1"),
+        (&["--shared", "--lock"][..], "1"),
+    ] {
+        let mut all = vec!["--lock-name=pool"];
+        all.extend(args);
+        let r = run(distlock(&etcd, &p).args(&all));
+        let line = r.code(2).one_error_line();
+        assert!(
+            line.contains("--max-holders=3") && line.contains(&format!("--max-holders={ours}")),
+            "names both numbers: {r}"
+        );
+        let keys: Vec<String> = contenders(&ep, &p, "pool")
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect();
+        assert_eq!(keys, [key.clone()], "no key left behind: {r}");
+    }
+    // With the same number it takes a second place at once.
+    lock(&etcd, &p, "pool", &["--max-holders=3", "--nowait"]);
+}
+
+#[test]
+fn status_and_list_show_n_every_holder_and_the_waiters() {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("sem-show"));
+    let dir = scratch_dir();
+    let keys: Vec<String> = (0..3)
+        .map(|i| {
+            lock(
+                &etcd,
+                &p,
+                "pool",
+                &["--max-holders=3", &format!("--reason=node-{i}")],
+            )
+            .0
+        })
+        .collect();
+    let _waiter = bg(
+        &etcd,
+        &p,
+        &["--lock-name=pool", "--max-holders=3", "--", "true"],
+        dir.path(),
+        "waiter",
+    );
+    wait_contenders(&ep, &p, "pool", 4);
+
+    let r = run(distlock(&etcd, &p).args(["--lock-name=pool", "--status", "--output=json"]));
+    let v = r.code(0).json();
+    assert_eq!(v["max_holders"], 3, "{v}");
+    let holders = v["holders"].as_array().expect("holders");
+    let shown: Vec<&str> = holders.iter().map(|h| h["key"].as_str().unwrap()).collect();
+    assert_eq!(shown, keys, "{v}");
+    assert_eq!(
+        v["holder"]["key"],
+        keys[0].as_str(),
+        "the first holder, as before: {v}"
+    );
+    assert_eq!(v["waiters"].as_array().map(Vec::len), Some(1), "{v}");
+    for c in holders.iter().chain(v["waiters"].as_array().unwrap()) {
+        assert_eq!(c["access"], "semaphore", "{v}");
+    }
+
+    let r = run(distlock(&etcd, &p).args(["--lock-name=pool", "--status"]));
+    r.code(0);
+    assert!(r.stdout.starts_with("pool: held by 3 of at most 3"), "{r}");
+    for key in &keys {
+        assert!(r.stdout.contains(key.as_str()), "every holder's key: {r}");
+    }
+    assert!(r.stdout.contains("waiting 1:"), "{r}");
+
+    let r = run(distlock(&etcd, &p).args(["--list", "--output=json"]));
+    let v = r.code(0).json();
+    let pool = &v["locks"][0];
+    assert_eq!(pool["max_holders"], 3, "{v}");
+    assert_eq!(pool["holders"].as_array().map(Vec::len), Some(3), "{v}");
+    assert_eq!(pool["waiting"], 1, "{v}");
+    let r = run(distlock(&etcd, &p).arg("--list"));
+    let row = r
+        .code(0)
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    assert!(row.contains("3/3"), "holders of N: {r}");
+}
+
+#[test]
+fn unlock_must_name_a_holder_when_several_hold() {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("sem-unlock"));
+    let keys: Vec<String> = (0..2)
+        .map(|_| lock(&etcd, &p, "pool", &["--max-holders=2"]).0)
+        .collect();
+    let r = run(distlock(&etcd, &p).args(["--lock-name=pool", "--unlock"]));
+    let line = r.code(2).one_error_line();
+    assert!(
+        line.contains(&keys[0]) && line.contains(&keys[1]) && line.contains("--unlock=KEY"),
+        "{r}"
+    );
+    assert_eq!(contenders(&ep, &p, "pool").len(), 2, "nothing removed");
+
+    let r = run(distlock(&etcd, &p).args(["--lock-name=pool", &format!("--unlock={}", keys[1])]));
+    r.code(0);
+    let left: Vec<String> = contenders(&ep, &p, "pool")
+        .into_iter()
+        .map(|kv| kv.key)
+        .collect();
+    assert_eq!(left, [keys[0].clone()]);
+    // A key that does not hold the lock: as for a free lock.
+    let r = run(distlock(&etcd, &p).args(["--lock-name=pool", &format!("--unlock={}", keys[1])]));
+    r.code(1);
+    // One holder left: a bare --unlock works as before; the lease id alone names it too.
+    let hex = keys[0].rsplit('/').next().unwrap();
+    run(distlock(&etcd, &p).args(["--lock-name=pool", &format!("--unlock={hex}")])).code(0);
+    assert_eq!(get_prefix(&ep, &p), vec![]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// --shared
+
+#[test]
+fn shared_holders_run_together_and_an_exclusive_one_alone() {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("shared"));
+    let (a, _) = lock(&etcd, &p, "backup", &["--shared"]);
+    let (b, _) = lock(&etcd, &p, "backup", &["--shared", "--nowait"]);
+    let r = run(distlock(&etcd, &p).args(["--lock-name=backup", "--nowait", "--", "true"]));
+    r.code(1);
+    let r = run(distlock(&etcd, &p).args(["--lock-name=backup", "--status", "--output=json"]));
+    let v = r.code(0).json();
+    let holders: Vec<&str> = v["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(holders, [a.as_str(), b.as_str()], "{v}");
+    assert_eq!(v["holders"][1]["access"], "shared", "{v}");
+
+    // etcdctl is exclusive: it waits for both shared holders, and no shared one joins it.
+    let dir = scratch_dir();
+    let ran = dir.path().join("etcdctl-ran");
+    let mut ctl = etcdctl_lock(
+        &ep,
+        &format!("{p}backup"),
+        &["sh", "-c", &format!("touch '{}'; sleep 1", ran.display())],
+    );
+    wait_contenders(&ep, &p, "backup", 3);
+    run(distlock(&etcd, &p).args(["--lock-name=backup", &format!("--unlock={a}")])).code(0);
+    assert!(!ran.exists(), "etcdctl ran beside a shared holder");
+    run(distlock(&etcd, &p).args(["--lock-name=backup", "--unlock"])).code(0);
+    wait_for(DEADLINE, "etcdctl's command", || ran.exists());
+    let r =
+        run(distlock(&etcd, &p).args(["--lock-name=backup", "--shared", "--nowait", "--", "true"]));
+    r.code(1);
+    assert_eq!(ctl.wait_code(DEADLINE), 0);
+    assert_eq!(get_prefix(&ep, &p), vec![]);
+}
+
+#[test]
+fn a_shared_contender_queues_behind_a_waiting_exclusive_one() {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("shared-fifo"));
+    let dir = scratch_dir();
+    let order = dir.path().join("order");
+    let note = |what: &str| format!("echo {what} >> '{}'", order.display());
+    let (reader, _) = lock(&etcd, &p, "db", &["--shared"]);
+    let mut writer = bg(
+        &etcd,
+        &p,
+        &[
+            "--lock-name=db",
+            "--",
+            "sh",
+            "-c",
+            &format!("{}; sleep 0.3; {}", note("w+"), note("w-")),
+        ],
+        dir.path(),
+        "writer",
+    );
+    wait_contenders(&ep, &p, "db", 2);
+    // Only a shared holder holds, but a writer waits: a new reader queues behind it.
+    let r = run(distlock(&etcd, &p).args(["--lock-name=db", "--shared", "--nowait", "--", "true"]));
+    r.code(1);
+    let readers: Vec<Bg> = (0..2)
+        .map(|i| {
+            let b = bg(
+                &etcd,
+                &p,
+                &["--lock-name=db", "--shared", "--", "sh", "-c", &note("r")],
+                dir.path(),
+                &format!("reader-{i}"),
+            );
+            wait_contenders(&ep, &p, "db", 3 + i);
+            b
+        })
+        .collect();
+    let r = run(distlock(&etcd, &p).args(["--lock-name=db", "--status"]));
+    let text = &r.code(0).stdout;
+    assert!(
+        text.contains("exclusive") && text.contains("shared"),
+        "modes shown: {r}"
+    );
+
+    run(distlock(&etcd, &p).args(["--lock-name=db", &format!("--unlock={reader}")])).code(0);
+    assert_eq!(writer.wait_code(DEADLINE), 0, "{}", writer.report());
+    for mut r in readers {
+        assert_eq!(r.wait_code(DEADLINE), 0, "{}", r.report());
+    }
+    assert_eq!(read_lines(&order), ["w+", "w-", "r", "r"]);
+    assert_eq!(get_prefix(&ep, &p), vec![]);
+}
