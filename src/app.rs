@@ -2,6 +2,7 @@
 //! (`--unlock`), look at it (`--status`, `--list`). This is the one place where the etcd
 //! side (is the lock still ours?) meets the process side (the command, signals).
 
+use crate::access::{self, Access};
 use crate::config::{Config, Expiry, LockName, Mode, OnLost, Wait};
 use crate::error::{duration, signal_name, Error, Result};
 use crate::etcd::{Etcd, KeepAlive, Lease, LeaseState};
@@ -10,6 +11,7 @@ use crate::lock::{self, Contender, Queue, Ticket, Turn};
 use crate::output::{self, View};
 use crate::record::{Mode as RecordMode, Record};
 use crate::run::{self, Command, Signals};
+use crate::share;
 use std::cell::{Cell, RefCell};
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
@@ -73,8 +75,15 @@ async fn acquire(
     // A run that will not wait first looks: a busy lock costs it one read and no write (no
     // lease, no key), so a fleet-wide cron line is cheap for etcd. A free-looking lock is
     // joined as usual, and the joining transaction still decides who wins.
-    if config.wait == Wait::Upto(Duration::ZERO) {
+    // Only for an exclusive contender: a shared or semaphore one may hold beside others,
+    // which its look after joining decides. A holder of another N is refused, also here.
+    let me = Access::new(config.max_holders, config.shared);
+    let nowait = config.wait == Wait::Upto(Duration::ZERO);
+    if nowait && me == Access::Exclusive {
         if let Some(head) = lock::holder(&etcd, &queue).await? {
+            if let Some(theirs) = access::disagreeing(1, [head.value.as_slice()]) {
+                return Err(share::disagree(&queue, 1, theirs));
+            }
             return Err(busy(config, name, &head));
         }
     }
@@ -105,24 +114,42 @@ async fn acquire(
                 ticket.key,
                 ticket.revision
             );
-            if let Turn::Wait { head, .. } = &turn {
-                if config.wait == Wait::Upto(Duration::ZERO) {
-                    return Ok(Err(busy(config, name, head)));
-                }
-            }
             let waited = matches!(turn, Turn::Wait { .. });
-            let wait_turn = lock::wait_turn(&etcd, &queue, &ticket, turn, refresh, |head| {
-                *holder.borrow_mut() = Some(head.clone());
-            });
+            let wait_turn = share::wait_turn(
+                (&etcd, &queue, &ticket),
+                turn,
+                me,
+                refresh,
+                |head| nowait.then(|| busy(config, name, head)),
+                |head| *holder.borrow_mut() = Some(head.clone()),
+            );
             // The timeout bounds the wait in the queue; reaching etcd is bounded by maxtime.
-            let revision = match wait_until {
-                None => wait_turn.await?,
+            // --nowait is decided by the wait itself, not by a timer that may beat etcd.
+            let revision = match wait_until.filter(|_| !nowait) {
+                None => wait_turn.await,
                 Some(at) => match tokio::time::timeout_at(at, wait_turn).await {
-                    Ok(revision) => revision?,
+                    Ok(revision) => revision,
                     Err(_) => return Ok(Err(timed_out(config, name, &holder))),
                 },
             };
-            Ok(Ok((ticket, revision, waited)))
+            let revision = match revision {
+                Ok(revision) => revision,
+                // Busy, or another N: final, not a reason to join again.
+                Err(e @ (Error::Conflict { .. } | Error::Usage(_))) => return Ok(Err(e)),
+                Err(e) => return Err(e),
+            };
+            // A semaphore waiter behind us may be watching our key for the moment we take the
+            // lock (see access.rs): tell it now, with the time we took it. (--lock writes its
+            // key at once anyway, and then says it holds.)
+            let stamp =
+                waited && matches!(me, Access::Semaphore(_)) && record.mode == RecordMode::Run;
+            if stamp {
+                let stamped = record.taken_at(SystemTime::now(), Some(lease.ttl));
+                if !lock::move_to_lease(&etcd, &ticket, lease.id, &stamped).await? {
+                    return Err(Error::Etcd(format!("our key {} is gone", ticket.key)));
+                }
+            }
+            Ok(Ok((ticket, revision, waited && !stamp)))
         };
         let attempt = {
             tokio::pin!(waiting);
@@ -282,7 +309,8 @@ async fn run_mode(config: &Config, name: &LockName, argv: &[OsString]) -> Result
             .unwrap_or_default()
             .to_string()
     });
-    let record = Record::new(RecordMode::Run, program, &config.reason, Some(config.ttl));
+    let record = Record::new(RecordMode::Run, program, &config.reason, Some(config.ttl))
+        .sharing(config.max_holders, config.shared);
     let held = acquire(config, name, &record, &mut signals).await?;
 
     let token = held.ticket.revision.to_string();
@@ -312,15 +340,17 @@ async fn run_mode(config: &Config, name: &LockName, argv: &[OsString]) -> Result
 
     let status = match ended {
         Ok(status) => status,
+        // Stopped for --max-runtime: the lock is still ours, to release or keep as usual.
+        Err(e @ Error::TimedOut(_)) => {
+            release_or_hold(config, &held, &record).await;
+            return Err(e);
+        }
         Err(e) => {
             release_after_loss(&held).await;
             return Err(e);
         }
     };
-    match config.hold_at_least {
-        Some(min) if held.taken.elapsed() < min => hold_on(&held, min, &record).await,
-        _ => release(&held).await,
-    }
+    release_or_hold(config, &held, &record).await;
     Ok(match status.signal() {
         Some(signal) if signal == nix::libc::SIGINT => Outcome::Signal(signal),
         _ => Outcome::Code(run::shell_status(status)),
@@ -400,6 +430,14 @@ async fn supervise(
         lock::wait_released(&held.etcd, &held.ticket, held.revision).await
     };
     tokio::pin!(released);
+    // --max-runtime counts from the command's start, not from joining the queue.
+    let too_long = async {
+        match config.max_runtime {
+            Some(d) => sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(too_long);
     let why = loop {
         let stop_at = match *lease_state.borrow() {
             LeaseState::Alive(until) => until.checked_sub(config.kill_grace + margin),
@@ -417,6 +455,7 @@ async fn supervise(
             }
             Ok(()) = lease_state.changed() => {}
             _ = sleep_until(stop_at) => break lease_problem(&held.lease, *lease_state.borrow()),
+            () = &mut too_long => return stop_too_long(config, held, command, signals).await,
             () = &mut released => break "its key was removed (an operator's --unlock, or the lease expired)".to_string(),
         }
     };
@@ -430,28 +469,12 @@ async fn supervise(
     // The reason goes into the one error line at the end; here only what happens meanwhile.
     match config.on_lost {
         OnLost::Kill => {
-            // SIGKILL lands before etcd may expire the lease, whatever the grace period says
-            // (distlock may have been paused, or etcd's answers late).
-            let now = Instant::now();
-            let kill_at = match *lease_state.borrow() {
-                LeaseState::Alive(until) => (now + config.kill_grace)
-                    .min(until.checked_sub(margin).unwrap_or(now))
-                    .max(now),
-                LeaseState::Gone => now + config.kill_grace,
-            };
+            let kill_at = kill_deadline(config, held);
             tracing::warn!(
                 "the lock was lost; stopping the command (SIGTERM, then SIGKILL after {})",
-                duration(kill_at - now)
+                duration(kill_at.saturating_duration_since(Instant::now()))
             );
-            let group = command.group();
-            let stopped = command.terminate(kill_at);
-            tokio::pin!(stopped);
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    signal = signals.recv() => group.signal(signal),
-                }
-            }
+            stop(command, signals, kill_at).await;
         }
         OnLost::Warn => {
             tracing::warn!("{message}; letting the command finish (--on-lost=warn)");
@@ -465,6 +488,61 @@ async fn supervise(
         }
     }
     Err(Error::Lost(message))
+}
+
+/// `--max-runtime` passed: SIGTERM to the command's group, SIGKILL after the kill grace, and
+/// the error that says so (exit 124, as timeout(1)).
+async fn stop_too_long(
+    config: &Config,
+    held: &Held,
+    command: &mut Command,
+    signals: &mut Signals,
+) -> Result<std::process::ExitStatus> {
+    let limit = duration(config.max_runtime.unwrap_or_default());
+    tracing::debug!("the command ran longer than {limit}");
+    stop(command, signals, kill_deadline(config, held)).await;
+    Err(Error::TimedOut(format!(
+        "the command ran longer than --max-runtime ({limit}) and was stopped (SIGTERM, then \
+         SIGKILL after {})",
+        duration(config.kill_grace)
+    )))
+}
+
+/// When SIGKILL follows SIGTERM: after the kill grace, and before etcd may expire the lease
+/// whatever the grace period says (distlock may have been paused, or etcd's answers late).
+fn kill_deadline(config: &Config, held: &Held) -> Instant {
+    let now = Instant::now();
+    match *held.keepalive.state.borrow() {
+        LeaseState::Alive(until) => (now + config.kill_grace)
+            .min(
+                until
+                    .checked_sub(stop_margin(held.lease.ttl))
+                    .unwrap_or(now),
+            )
+            .max(now),
+        LeaseState::Gone => now + config.kill_grace,
+    }
+}
+
+/// Stops the command: SIGTERM, SIGKILL at `kill_at`. Signals meanwhile still reach its group.
+async fn stop(command: &mut Command, signals: &mut Signals, kill_at: Instant) {
+    let group = command.group();
+    let stopped = command.terminate(kill_at);
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            signal = signals.recv() => group.signal(signal),
+        }
+    }
+}
+
+/// Releases the lock, or keeps it as long as `--hold-at-least` says.
+async fn release_or_hold(config: &Config, held: &Held, record: &Record) {
+    match config.hold_at_least {
+        Some(min) if held.taken.elapsed() < min => hold_on(held, min, record).await,
+        _ => release(held).await,
+    }
 }
 
 /// Releases the lock with one revoke. If etcd cannot be reached, the lease expires by itself.
@@ -521,7 +599,8 @@ async fn hold_on(held: &Held, min: Duration, record: &Record) {
 
 async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcome> {
     let mut signals = Signals::catch()?;
-    let record = Record::new(RecordMode::Lock, None, &config.reason, Some(config.ttl));
+    let record = Record::new(RecordMode::Lock, None, &config.reason, Some(config.ttl))
+        .sharing(config.max_holders, config.shared);
     let held = acquire(config, name, &record, &mut signals).await?;
     // Detach the key from our lease (or move it to one of --ttl that nobody keeps alive), in
     // a transaction guarded by its create revision, so it keeps its place and outlives us.

@@ -67,13 +67,15 @@ pub async fn unlock(
             )))
         }
         Pick::Free => return Err(not_locked(name, "unlock", conflict)),
-        Pick::NotHolding => return Err(Error::Conflict {
-            message: format!(
+        Pick::NotHolding => {
+            return Err(Error::Conflict {
+                message: format!(
                 "{} does not hold {name}; nothing to unlock (see --status for the holders' keys)",
                 crate::error::one_line(which.unwrap_or_default())
             ),
-            code: conflict,
-        }),
+                code: conflict,
+            })
+        }
     };
     if !remove(etcd, holder).await? {
         return Err(not_locked(name, "unlock", conflict));

@@ -6,6 +6,7 @@
 //!
 //! Nothing here knows about processes, signals or terminals.
 
+use crate::access::Access;
 use crate::config::LockName;
 use crate::error::{Error, Result};
 use crate::etcd::Etcd;
@@ -159,9 +160,10 @@ pub async fn enqueue(
 /// interval, however often the holder changes; never a watch on the holder, which would wake
 /// every waiter at every hand-over).
 ///
-/// When the key ahead of us was a holder's (its record says `held`), its removal alone means
-/// the lock is ours, and we take it without asking etcd again. Why that is safe: that key held
-/// the lock, so every key created before it was gone then, and none can come back (create
+/// When the key ahead of us was an exclusive holder's (its record says `held`, and neither
+/// `shared` nor more than one holder), its removal alone means the lock is ours, and we take
+/// it without asking etcd again. Why that is safe: that key held the lock alone, so every key
+/// created before it was gone then, and none can come back (create
 /// revisions only grow); every key created between it and us was gone when we last read (else
 /// it, not this one, would be just ahead of us). So no key ahead of us is left, exactly what
 /// the claim transaction would check. Our own key is alive (our lease is, or `acquire` gives
@@ -349,7 +351,11 @@ async fn wait_deleted(
                         .prev_kv()
                         .filter(|kv| kv.create_revision() == created)
                         .and_then(|kv| Record::from_json(kv.value()))
-                        .is_some_and(|r| r.held);
+                        // Only an exclusive holder had nobody ahead of it; a shared or
+                        // semaphore one may leave others holding (access.rs).
+                        .is_some_and(|r| {
+                            r.held && Access::new(r.max_holders, r.shared) == Access::Exclusive
+                        });
                     return Ok(match event.kv() {
                         Some(kv) if held => Gone::Held {
                             at: kv.mod_revision(),

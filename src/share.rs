@@ -10,7 +10,7 @@
 use crate::access::{self, Access, Next};
 use crate::error::{Error, Result};
 use crate::etcd::Etcd;
-use crate::lock::{Contender, Queue, Ticket};
+use crate::lock::{self, Contender, Queue, Ticket, Turn};
 use etcd_client::{
     EventType, GetOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchFilterType,
     WatchOptions,
@@ -27,17 +27,37 @@ struct Ahead {
     previous: Option<Contender>,
 }
 
-/// Waits until a contender of `me` (not exclusive) holds the lock; returns etcd's revision at
-/// that moment. `on_wait` hears of the holder at the head of the queue at each look.
+/// Waits until we hold the lock as `me`, from `turn` (what joining the queue said); returns
+/// etcd's revision at that moment. An exclusive contender follows etcd's recipe
+/// (`lock::wait_turn`, with its hand-over fast path), the others the rules of `access`.
+/// `on_wait` hears of the holder at the head of the queue; `busy` is asked each time we would
+/// wait, and its error (`--nowait`) ends the wait.
+///
 /// A contender ahead that declares another number of holders is a usage error: every
-/// contender of a lock must agree, and the caller removes our key.
+/// contender of a lock must agree (the caller removes our key). An exclusive contender looks
+/// only at the holder and the key just ahead, which is where a semaphore would be.
 pub async fn wait_turn(
-    etcd: &Etcd,
-    queue: &Queue,
-    ticket: &Ticket,
+    (etcd, queue, ticket): (&Etcd, &Queue, &Ticket),
+    turn: Turn,
     me: Access,
+    refresh: Option<Duration>,
+    busy: impl Fn(&Contender) -> Option<Error>,
     mut on_wait: impl FnMut(&Contender),
 ) -> Result<i64> {
+    let (head, blocker) = match &turn {
+        Turn::Mine { revision } => return Ok(*revision),
+        Turn::Wait { head, blocker, .. } => (head, blocker),
+    };
+    if me == Access::Exclusive {
+        let values = [head.value.as_slice(), blocker.value.as_slice()];
+        if let Some(theirs) = access::disagreeing(1, values) {
+            return Err(disagree(queue, 1, theirs));
+        }
+        if let Some(busy) = busy(head) {
+            return Err(busy);
+        }
+        return lock::wait_turn(etcd, queue, ticket, turn, refresh, on_wait).await;
+    }
     loop {
         let ahead = look(etcd, queue, ticket, me).await?;
         let values = ahead.first.iter().map(|c| c.value.as_slice());
@@ -52,6 +72,9 @@ pub async fn wait_turn(
         let next = access::next(me, &accesses);
         if let Some(head) = ahead.first.first() {
             on_wait(head);
+            if let Some(busy) = busy(head).filter(|_| next != Next::Hold) {
+                return Err(busy);
+            }
         }
         let from = ahead.revision + 1;
         match next {

@@ -561,7 +561,7 @@ fn status_and_list_show_n_every_holder_and_the_waiters() {
     for key in &keys {
         assert!(r.stdout.contains(key.as_str()), "every holder's key: {r}");
     }
-    assert!(r.stdout.contains("waiting 1:"), "{r}");
+    assert!(r.stdout.contains("waiting 1 (semaphore): "), "{r}");
 
     let r = run(distlock(&etcd, &p).args(["--list", "--output=json"]));
     let v = r.code(0).json();
