@@ -359,7 +359,7 @@ proptest! {
     #[test]
     fn max_holders_parser_never_panics_and_accepts_only_digits(text in any::<String>()) {
         if let Ok(n) = parse_max_holders(&text) {
-            prop_assert!(n >= 1 && n <= MAX_HOLDERS);
+            prop_assert!((1..=MAX_HOLDERS).contains(&n));
             prop_assert!(text.trim().chars().all(|c| c.is_ascii_digit() || c == '+'), "{text:?}");
         }
     }

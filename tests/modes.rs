@@ -421,7 +421,7 @@ fn nine_runs_of_three_holders_finish_in_three_rounds() {
     let dir = scratch_dir();
     let log = dir.path().join("times");
     // An etcdctl holder first, so that all nine are queued before any of them starts.
-    let mut gate = etcdctl_lock(&ep, &format!("{p}batch"), &[]);
+    let gate = etcdctl_lock(&ep, &format!("{p}batch"), &[]);
     wait_contenders(&ep, &p, "batch", 1);
     let script = format!(
         "s=$(date +%s%N); sleep 0.8; e=$(date +%s%N); echo $s $e >> '{}'",
@@ -508,7 +508,7 @@ fn a_run_with_another_number_of_holders_is_refused_and_leaves_no_key() {
             .into_iter()
             .map(|kv| kv.key)
             .collect();
-        assert_eq!(keys, [key.clone()], "no key left behind: {r}");
+        assert_eq!(keys, std::slice::from_ref(&key), "no key left behind: {r}");
     }
     // With the same number it takes a second place at once.
     lock(&etcd, &p, "pool", &["--max-holders=3", "--nowait"]);
