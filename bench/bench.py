@@ -2,7 +2,8 @@
 """Benchmark distlock against `etcdctl lock` on the same throwaway etcd (a benchmark, not a test).
 
 Usage: bench/bench.py [--no-build] [--distlock PATH] [--runs N] [--check]
-                      [--only a,b,c,d,queue,nowait,fleet] [--queues 10,50,200] [--hold 0.3]
+                      [--only a,b,c,d,queue,semaphore,nowait,fleet] [--queues 10,50,200]
+                      [--hold 0.3] [--semaphores 30,60] [--holders 3]
                       [--nowait-runs 1000] [--fleet 1000]
 
 Starts its own etcd on free loopback ports with its data in /dev/shm, builds
@@ -25,6 +26,10 @@ target/release/distlock (unless --no-build), then runs both tools alternately, r
      distlock runs twice, as is and with -q; etcdctl once; a short queue is run again until
      each tool has about 40 gaps. `holders` in queue_run() pairs each start with the end that
      freed its slot, so a semaphore of N holders fits as is.
+  semaphore. queues of --semaphores contenders (default 30 and 60) holding --hold seconds, as
+     a semaphore of --holders (default 3) and as the mutex beside it: requests per acquisition
+     (goal: as many at 60 as at 30, i.e. flat), the most holders at once (must be N), the
+     slot hand-over gap (end of a holder to the start of the one that took its slot).
   nowait. --nowait-runs `distlock --nowait` processes started at once against a held lock:
      raft proposals committed per loser (etcd_server_proposals_committed_total), time until
      all have exited, etcd's peak RSS meanwhile, keys left behind. etcdctl lock has no
@@ -65,6 +70,7 @@ GROWTH_TOLERANCE = 1.10
 GOAL_QUEUE_REQUESTS = 7.0   # etcd requests per acquisition, at every queue length
 GOAL_GAP = 0.80             # median hand-over gap, distlock / etcdctl
 GOAL_NOWAIT_PROPOSALS = 0.1  # raft proposals committed per --nowait loser
+GOAL_FLAT = 1.10            # a semaphore's requests/acquisition, longest queue / shortest
 
 # A command that stamps its start and end (ns since the epoch) into a file and holds the
 # lock in between: compiled once when a C compiler is there, else bash (whose own start, about
@@ -651,6 +657,9 @@ def extra(args, etcd, etcdctl_bin, env, rows, notes, errors):
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
+    if "semaphore" in args.only:
+        semaphore(args, etcd, row, notes, errors)
+
     if "nowait" in args.only:
         log(f"nowait: {args.nowait_runs} --nowait runs at once against a held lock")
         try:
@@ -690,6 +699,57 @@ def extra(args, etcd, etcdctl_bin, env, rows, notes, errors):
             errors.append(f"fleet: {ex}")
 
 
+def semaphore(args, etcd, row, notes, errors):
+    """--semaphores queues of contenders holding --hold s, as a semaphore of --holders and as
+    the mutex beside it (alternating): requests per acquisition, whether they stay flat from
+    the shortest queue to the longest, the most holders at once and the hand-over gap."""
+    workdir = tempfile.mkdtemp(prefix="distlock-bench-semaphore.")
+    n_holders = args.holders
+    try:
+        hold_cmd = hold_command(workdir)
+        base = [args.distlock, f"--endpoints={etcd.url}", f"--prefix={PREFIX}", "-q"]
+        kinds = {
+            f"N={n_holders}": lambda lock, cmd: base + [f"--lock-name={lock}",
+                                                     f"--max-holders={n_holders}", "--"] + cmd,
+            "mutex": lambda lock, cmd: base + [f"--lock-name={lock}", "--"] + cmd,
+        }
+        per_acq = {}
+        for run, n in enumerate(args.semaphores):
+            log(f"semaphore: {n} contenders holding {args.hold} s, N={n_holders} and the mutex")
+            res = {}
+            try:
+                order = list(kinds) if run % 2 == 0 else list(kinds)[::-1]
+                for k in order:
+                    holders = n_holders if k != "mutex" else 1
+                    res[k] = queue_run(etcd, kinds[k], f"sem{n}-{run}-{k.replace('=', '')}", n,
+                                       args.hold, hold_cmd, workdir, holders=holders)
+            except Failed as ex:
+                errors.append(f"semaphore {n}: {ex}")
+                row(f"semaphore {n}: requests/acquisition", "error", "", "", "", False)
+                continue
+            s_, m = res[f"N={n_holders}"], res["mutex"]
+            per_acq[n] = s_["requests"]
+            row(f"sem. {n} x {args.hold}s, N={n_holders}: requests/acq (vs mutex)",
+                fmt_n(s_["requests"]), fmt_n(m["requests"]),
+                f"{s_['requests'] / m['requests']:.2f}", "(flat: below)", None)
+            row(f"sem. {n}, N={n_holders}: most holders at once (mutex)", str(s_["most"]),
+                str(m["most"]), "", f"{n_holders}", s_["most"] == min(n_holders, n) and m["most"] == 1)
+            sg, mg = statistics.median(s_["gaps"]), statistics.median(m["gaps"])
+            row(f"sem. {n}, N={n_holders}: slot hand-over gap, median (mutex)", fmt_ms(sg),
+                fmt_ms(mg), f"{sg / mg:.2f}", "(info)", None)
+            row(f"sem. {n}, N={n_holders}: wall (mutex)", fmt_s(s_["wall"]), fmt_s(m["wall"]),
+                f"{s_['wall'] / m['wall']:.2f}", "(info)", None)
+            for name, r in res.items():
+                notes.append(f"semaphore {n}, {name}, per acquisition: " + describe_calls(r["calls"]))
+        if len(per_acq) >= 2:
+            lo, hi = min(per_acq), max(per_acq)
+            ratio = per_acq[hi] / per_acq[lo]
+            row(f"sem. N={n_holders}: requests/acq at {hi} / at {lo}", fmt_n(per_acq[hi]),
+                fmt_n(per_acq[lo]), f"{ratio:.2f}", f"<= {GOAL_FLAT}", ratio <= GOAL_FLAT)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 # --- report --------------------------------------------------------------------------------
 
 
@@ -716,7 +776,11 @@ def main():
                     help="the distlock binary to measure (default: target/release/distlock)")
     ap.add_argument("--runs", type=int, default=30, help="uncontended runs per tool (default 30)")
     ap.add_argument("--check", action="store_true", help="exit 1 if a goal is missed")
-    ap.add_argument("--only", default="a,b,c,d,queue,nowait,fleet",
+    ap.add_argument("--semaphores", default="30,60",
+                    help="queue lengths for the semaphore scenario (default 30,60)")
+    ap.add_argument("--holders", type=int, default=3,
+                    help="--max-holders in the semaphore scenario (default 3)")
+    ap.add_argument("--only", default="a,b,c,d,queue,semaphore,nowait,fleet",
                     help="scenarios to run, comma-separated (default: all)")
     ap.add_argument("--queues", default="10,50,200",
                     help="queue lengths for the queue scenario (default 10,50,200)")
@@ -730,13 +794,16 @@ def main():
     if args.runs < 1:
         ap.error("--runs must be at least 1")
     args.only = set(args.only.split(","))
-    unknown = args.only - {"a", "b", "c", "d", "queue", "nowait", "fleet"}
+    unknown = args.only - {"a", "b", "c", "d", "queue", "semaphore", "nowait", "fleet"}
     if unknown:
         ap.error(f"unknown scenario {sorted(unknown)[0]!r}")
     try:
         args.queues = [int(n) for n in args.queues.split(",")]
+        args.semaphores = [int(n) for n in args.semaphores.split(",")]
     except ValueError:
-        ap.error("--queues takes numbers, e.g. 10,50,200")
+        ap.error("--queues and --semaphores take numbers, e.g. 10,50,200")
+    if any(n <= args.holders or n > 1000 for n in args.semaphores) or not 2 <= args.holders <= 100:
+        ap.error("--holders 2..100, and --semaphores longer than --holders, up to 1000")
     if (any(n < 2 or n > 1000 for n in args.queues) or not 0 < args.hold <= 5
             or not 1 <= args.nowait_runs <= 5000 or not 1 <= args.fleet <= 5000):
         ap.error("queues 2..1000, --hold up to 5 s, --nowait-runs and --fleet 1..5000")
