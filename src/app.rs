@@ -75,14 +75,18 @@ async fn acquire(
     // A run that will not wait first looks: a busy lock costs it one read and no write (no
     // lease, no key), so a fleet-wide cron line is cheap for etcd. A free-looking lock is
     // joined as usual, and the joining transaction still decides who wins.
-    // Only for an exclusive contender: a shared or semaphore one may hold beside others,
-    // which its look after joining decides. A holder of another N is refused, also here.
+    // A shared or semaphore contender reads the queue as far as its rules need. A holder of
+    // another N is refused here too.
     let me = Access::new(config.max_holders, config.shared);
     let nowait = config.wait == Wait::Upto(Duration::ZERO);
-    if nowait && me == Access::Exclusive {
-        if let Some(head) = lock::holder(&etcd, &queue).await? {
-            if let Some(theirs) = access::disagreeing(1, [head.value.as_slice()]) {
-                return Err(share::disagree(&queue, 1, theirs));
+    if nowait {
+        let head = match me {
+            Access::Exclusive => lock::holder(&etcd, &queue).await?,
+            _ => share::would_wait(&etcd, &queue, me).await?,
+        };
+        if let Some(head) = head {
+            if let Some(theirs) = access::disagreeing(me.max_holders(), [head.value.as_slice()]) {
+                return Err(share::disagree(&queue, me.max_holders(), theirs));
             }
             return Err(busy(config, name, &head));
         }

@@ -93,6 +93,40 @@ pub async fn wait_turn(
     }
 }
 
+/// For `--nowait`: whether a contender of `me` (not exclusive) joining now would have to
+/// wait, from one read of the queue and without writing anything; the holder at the head if
+/// so. The join still decides (the queue may change in between).
+pub async fn would_wait(etcd: &Etcd, queue: &Queue, me: Access) -> Result<Option<Contender>> {
+    let mut oldest = GetOptions::new()
+        .with_prefix()
+        .with_sort(SortTarget::Create, SortOrder::Ascend);
+    if let Some(limit) = me.ahead_needed() {
+        oldest = oldest.with_limit(limit as i64);
+    }
+    let txn = Txn::new().and_then([
+        TxnOp::get(queue.legacy.clone(), None),
+        TxnOp::get(queue.dir.clone(), Some(oldest)),
+    ]);
+    let response = etcd.txn("read the lock's queue", txn).await?;
+    let queued: Vec<Contender> = response
+        .op_responses()
+        .into_iter()
+        .flat_map(|r| match r {
+            TxnOpResponse::Get(get) => get.kvs().iter().map(Contender::from).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let values = queued.iter().map(|c| c.value.as_slice());
+    if let Some(theirs) = access::disagreeing(me.max_holders(), values) {
+        return Err(disagree(queue, me.max_holders(), theirs));
+    }
+    let accesses: Vec<Access> = queued.iter().map(|c| Access::of_value(&c.value)).collect();
+    Ok(match access::next(me, &accesses) {
+        Next::Hold => None,
+        _ => queued.into_iter().next(),
+    })
+}
+
 /// A run whose number of holders differs from the lock's: exit 2, naming both.
 pub fn disagree(queue: &Queue, ours: u32, theirs: u32) -> Error {
     Error::Usage(format!(

@@ -30,6 +30,13 @@ fn seconds_from_now(rfc3339: &serde_json::Value) -> i64 {
     }
 }
 
+/// etcd's current revision: unchanged means nothing was written.
+fn revision(ep: &str) -> i64 {
+    let out = etcdctl(ep, ["get", "-w", "json", "--", "/"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["header"]["revision"].as_i64().unwrap()
+}
+
 /// Asserts exit 2 with one line containing every one of `words`, and nothing in etcd.
 fn refused(etcd: &Etcd, p: &str, args: &[&str], words: &[&str]) {
     let r = run(distlock(etcd, p).args(args));
@@ -510,8 +517,20 @@ fn a_run_with_another_number_of_holders_is_refused_and_leaves_no_key() {
             .collect();
         assert_eq!(keys, std::slice::from_ref(&key), "no key left behind: {r}");
     }
-    // With the same number it takes a second place at once.
+    // With the same number it takes a second place at once, and a third.
     lock(&etcd, &p, "pool", &["--max-holders=3", "--nowait"]);
+    lock(&etcd, &p, "pool", &["--max-holders=3", "--nowait"]);
+    // Full: --nowait is busy, and writes nothing.
+    let before = revision(&ep);
+    let r = run(distlock(&etcd, &p).args([
+        "--lock-name=pool",
+        "--max-holders=3",
+        "--nowait",
+        "--",
+        "true",
+    ]));
+    assert!(r.code(1).one_error_line().contains("busy"), "{r}");
+    assert_eq!(revision(&ep), before, "a busy --nowait wrote to etcd: {r}");
 }
 
 #[test]
@@ -675,9 +694,12 @@ fn a_shared_contender_queues_behind_a_waiting_exclusive_one() {
         "writer",
     );
     wait_contenders(&ep, &p, "db", 2);
-    // Only a shared holder holds, but a writer waits: a new reader queues behind it.
+    // Only a shared holder holds, but a writer waits: a new reader queues behind it, so a
+    // --nowait one is busy (and writes nothing).
+    let before = revision(&ep);
     let r = run(distlock(&etcd, &p).args(["--lock-name=db", "--shared", "--nowait", "--", "true"]));
     r.code(1);
+    assert_eq!(revision(&ep), before, "{r}");
     let readers: Vec<Bg> = (0..2)
         .map(|i| {
             let b = bg(
