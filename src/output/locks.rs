@@ -1,0 +1,174 @@
+//! `--status` and `--list`: which contenders hold a lock (one, or several with `--max-holders`
+//! and `--shared`) and who waits, as text or JSON.
+
+use super::{clean, format_age, print_json, Kind, View};
+use crate::access::Access;
+use crate::config::{Format, LockName};
+use crate::lock::Contender;
+use serde_json::json;
+use std::time::Duration;
+
+/// The views of a lock's contenders (oldest first, the legacy key first), each knowing whether
+/// it holds the lock.
+pub fn queue(contenders: &[Contender]) -> Vec<View> {
+    contenders
+        .iter()
+        .zip(crate::holders::holding(contenders))
+        .map(|(c, holds)| View {
+            holds,
+            ..View::of(c)
+        })
+        .collect()
+}
+
+/// The number of holders a lock allows, as its holders' records say (1: a mutex).
+fn max_holders(views: &[View]) -> u32 {
+    views
+        .iter()
+        .find(|v| v.holds)
+        .and_then(|v| v.max_holders)
+        .unwrap_or(1)
+}
+
+/// `--status`: the holders, then the waiters in queue order. `views` come from `queue`.
+pub fn print_status(format: Format, name: &LockName, views: &[View]) {
+    let (holders, waiters): (Vec<&View>, Vec<&View>) = views.iter().partition(|v| v.holds);
+    let n = max_holders(views);
+    if format == Format::Json {
+        return print_json(&json!({
+            "lock": name.to_string(),
+            "held": !holders.is_empty(),
+            "holder": holders.first(),
+            "waiters": waiters,
+            "holders": holders,
+            "max_holders": n,
+        }));
+    }
+    let Some(first) = holders.first() else {
+        println!("{name}: free");
+        return;
+    };
+    // Say how each contender takes the lock only where that is not all exclusive.
+    let modes = views.iter().any(|v| v.access != Access::Exclusive.as_str());
+    if holders.len() == 1 && n == 1 {
+        println!("{name}: held by {}", first.describe());
+        print_holder(first, modes, "  ");
+    } else {
+        match n {
+            1 => println!("{name}: held by {} (shared)", holders.len()),
+            n => println!("{name}: held by {} of at most {n}", holders.len()),
+        }
+        for (i, holder) in holders.iter().enumerate() {
+            println!("  holder {}: {}", i + 1, holder.describe());
+            print_holder(holder, modes, "    ");
+        }
+    }
+    if waiters.is_empty() {
+        println!("  no one waiting");
+    }
+    for (i, waiter) in waiters.iter().enumerate() {
+        let access = match modes {
+            true => format!(" ({})", waiter.access),
+            false => String::new(),
+        };
+        println!("  waiting {}{access}: {}", i + 1, waiter.describe());
+    }
+}
+
+/// A holder's details, one per line.
+fn print_holder(holder: &View, modes: bool, indent: &str) {
+    let ttl = match (holder.ttl_left, &holder.lease) {
+        (Some(left), _) => format!("expires in {left}s unless renewed"),
+        (None, None) => "held until unlocked".into(),
+        (None, Some(_)) => "lease gone".into(),
+    };
+    println!("{indent}key:           {}", clean(&holder.key, 300));
+    println!("{indent}fencing token: {}", holder.fencing_token);
+    if let Some(mode) = holder.mode {
+        println!("{indent}mode:          {}", mode.as_str());
+    }
+    if modes {
+        println!("{indent}access:        {}", holder.access);
+    }
+    if let Some(program) = &holder.program {
+        println!("{indent}program:       {}", clean(program, 100));
+    }
+    if let Some(since) = &holder.since {
+        println!("{indent}since:         {since}");
+    }
+    println!("{indent}lease:         {ttl}");
+    if let Some(expires) = &holder.expires {
+        // What was asked for: a leader change restarts the lease's countdown (see README).
+        println!("{indent}expires:       {}", clean(expires, 40));
+    }
+}
+
+/// `--list`: one row per lock, in columns as wide as their widest cell.
+pub fn print_list(format: Format, locks: &[(String, Vec<View>)]) {
+    if format == Format::Json {
+        let locks: Vec<_> = locks
+            .iter()
+            .map(|(name, views)| {
+                let (holders, waiters): (Vec<&View>, Vec<&View>) =
+                    views.iter().partition(|v| v.holds);
+                json!({
+                    "lock": name,
+                    "holder": holders.first(),
+                    "waiting": waiters.len(),
+                    "holders": holders,
+                    "max_holders": max_holders(views),
+                })
+            })
+            .collect();
+        return print_json(&json!({ "locks": locks }));
+    }
+    let rows: Vec<[String; 6]> = locks
+        .iter()
+        .map(|(name, views)| {
+            let holder = views.iter().find(|v| v.holds);
+            let holding = views.iter().filter(|v| v.holds).count();
+            let holders = match max_holders(views) {
+                1 => holding.to_string(),
+                n => format!("{holding}/{n}"),
+            };
+            let who = holder.map_or(String::new(), |h| match h.kind {
+                Kind::Distlock => format!(
+                    "{} ({})",
+                    clean(h.host.as_deref().unwrap_or("?"), 60),
+                    h.pid.unwrap_or_default()
+                ),
+                Kind::Legacy => {
+                    format!("{} (Go tool)", clean(h.host.as_deref().unwrap_or("?"), 60))
+                }
+                Kind::Other => "(etcdctl or other)".into(),
+            });
+            let age = holder
+                .and_then(|h| h.age_seconds)
+                .map_or("-".into(), |s| format_age(Duration::from_secs(s)));
+            let reason = holder.and_then(|h| h.reason.as_deref()).unwrap_or("");
+            [
+                clean(name, 255),
+                who,
+                age,
+                holders,
+                (views.len() - holding).to_string(),
+                clean(reason, 80),
+            ]
+        })
+        .collect();
+    let header = ["LOCK", "HOLDER", "FOR", "HOLDERS", "WAITING", "REASON"].map(String::from);
+    let mut widths = [0; 6];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
