@@ -293,7 +293,9 @@ fn ctrl_c_in_a_terminal_reaches_the_command_once_and_the_lock_is_released() {
     ));
     term.wait_command_in_foreground("sh");
     wait_contenders(&ep, &p, "ctrlc", 1);
-    wait_for(DEADLINE, "the command's INT trap to be set", || ready.exists());
+    wait_for(DEADLINE, "the command's INT trap to be set", || {
+        ready.exists()
+    });
     term.type_bytes(b"\x03");
     wait_for(DEADLINE, "the command's INT trap", || {
         read_lines(&f) == ["INT"]
