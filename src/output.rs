@@ -208,6 +208,18 @@ pub fn print_locked(format: Format, name: &LockName, ticket: &Ticket, ttl: Optio
 }
 
 /// `--show-config`: every effective setting and where it came from.
+/// For the modes that only print (`--status`, `--list`, `--show-config`): a reader that closes
+/// our stdout early (`| head`) ends us quietly, as it ends `ls`, instead of the panic Rust's
+/// `println!` makes of a write to a closed pipe. (Modes that hold a lock keep ignoring SIGPIPE:
+/// a closed pipe must not kill a run that has a command to supervise and a lock to release.)
+pub fn die_of_closed_stdout() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: restoring the default disposition installs no handler code.
+    unsafe {
+        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
+    }
+}
+
 pub fn print_settings(format: Format, settings: &[Setting]) {
     if format == Format::Json {
         let map: serde_json::Map<String, serde_json::Value> = settings
