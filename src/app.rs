@@ -28,9 +28,6 @@ pub enum Outcome {
 }
 
 pub async fn main(config: Config) -> Result<Outcome> {
-    if matches!(config.mode, Mode::Status(_) | Mode::List | Mode::ShowConfig) {
-        output::die_of_closed_stdout();
-    }
     match &config.mode {
         Mode::Run(name, argv) => run_mode(&config, name, argv).await,
         Mode::Lock(name) => lock_mode(&config, name).await,

@@ -3,6 +3,17 @@
 //! stdout, diagnostics to stderr. Whatever another tool left in etcd is shown, never trusted:
 //! control characters are escaped and long text is cut in tables.
 
+/// `println!` for what distlock prints on stdout, without its panic when the reader has gone
+/// (`distlock --status | head -1`): what cannot be written is dropped, as nobody reads it.
+/// (distlock ignores SIGPIPE, as every Rust program does: a write to a socket etcd closed must
+/// be an error, not a death.)
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 use crate::access::Access;
 use crate::config::{Format, LockName, Setting};
 use crate::lock::{Contender, Ticket};
@@ -185,7 +196,7 @@ fn quoted(text: &str, max: usize) -> String {
 
 fn print_json(value: &serde_json::Value) {
     // A Value always serializes.
-    println!(
+    say!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );
@@ -195,8 +206,8 @@ fn print_json(value: &serde_json::Value) {
 pub fn print_locked(format: Format, name: &LockName, ticket: &Ticket, ttl: Option<Duration>) {
     match format {
         Format::Text => {
-            println!("DISTLOCK_KEY={}", ticket.key);
-            println!("DISTLOCK_FENCING_TOKEN={}", ticket.revision);
+            say!("DISTLOCK_KEY={}", ticket.key);
+            say!("DISTLOCK_FENCING_TOKEN={}", ticket.revision);
         }
         Format::Json => print_json(&json!({
             "lock": name.to_string(),
@@ -208,18 +219,6 @@ pub fn print_locked(format: Format, name: &LockName, ticket: &Ticket, ttl: Optio
 }
 
 /// `--show-config`: every effective setting and where it came from.
-/// For the modes that only print (`--status`, `--list`, `--show-config`): a reader that closes
-/// our stdout early (`| head`) ends us quietly, as it ends `ls`, instead of the panic Rust's
-/// `println!` makes of a write to a closed pipe. (Modes that hold a lock keep ignoring SIGPIPE:
-/// a closed pipe must not kill a run that has a command to supervise and a lock to release.)
-pub fn die_of_closed_stdout() {
-    use nix::sys::signal::{signal, SigHandler, Signal};
-    // SAFETY: restoring the default disposition installs no handler code.
-    unsafe {
-        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
-    }
-}
-
 pub fn print_settings(format: Format, settings: &[Setting]) {
     if format == Format::Json {
         let map: serde_json::Map<String, serde_json::Value> = settings
@@ -240,7 +239,7 @@ pub fn print_settings(format: Format, settings: &[Setting]) {
         .min(60);
     for s in settings {
         let value = if s.value.is_empty() { "\"\"" } else { &s.value };
-        println!(
+        say!(
             "{:width$}  {:value_width$}  ({})",
             s.key,
             clean(value, 200),

@@ -45,33 +45,33 @@ pub fn print_status(format: Format, name: &LockName, views: &[View]) {
         }));
     }
     let Some(first) = holders.first() else {
-        println!("{name}: free");
+        say!("{name}: free");
         return;
     };
     // Say how each contender takes the lock only where that is not all exclusive.
     let modes = views.iter().any(|v| v.access != Access::Exclusive.as_str());
     if holders.len() == 1 && n == 1 {
-        println!("{name}: held by {}", first.describe());
+        say!("{name}: held by {}", first.describe());
         print_holder(first, modes, "  ");
     } else {
         match n {
-            1 => println!("{name}: held by {} (shared)", holders.len()),
-            n => println!("{name}: held by {} of at most {n}", holders.len()),
+            1 => say!("{name}: held by {} (shared)", holders.len()),
+            n => say!("{name}: held by {} of at most {n}", holders.len()),
         }
         for (i, holder) in holders.iter().enumerate() {
-            println!("  holder {}: {}", i + 1, holder.describe());
+            say!("  holder {}: {}", i + 1, holder.describe());
             print_holder(holder, modes, "    ");
         }
     }
     if waiters.is_empty() {
-        println!("  no one waiting");
+        say!("  no one waiting");
     }
     for (i, waiter) in waiters.iter().enumerate() {
         let access = match modes {
             true => format!(" ({})", waiter.access),
             false => String::new(),
         };
-        println!("  waiting {}{access}: {}", i + 1, waiter.describe());
+        say!("  waiting {}{access}: {}", i + 1, waiter.describe());
     }
 }
 
@@ -82,24 +82,24 @@ fn print_holder(holder: &View, modes: bool, indent: &str) {
         (None, None) => "held until unlocked".into(),
         (None, Some(_)) => "lease gone".into(),
     };
-    println!("{indent}key:           {}", clean(&holder.key, 300));
-    println!("{indent}fencing token: {}", holder.fencing_token);
+    say!("{indent}key:           {}", clean(&holder.key, 300));
+    say!("{indent}fencing token: {}", holder.fencing_token);
     if let Some(mode) = holder.mode {
-        println!("{indent}mode:          {}", mode.as_str());
+        say!("{indent}mode:          {}", mode.as_str());
     }
     if modes {
-        println!("{indent}access:        {}", holder.access);
+        say!("{indent}access:        {}", holder.access);
     }
     if let Some(program) = &holder.program {
-        println!("{indent}program:       {}", clean(program, 100));
+        say!("{indent}program:       {}", clean(program, 100));
     }
     if let Some(since) = &holder.since {
-        println!("{indent}since:         {since}");
+        say!("{indent}since:         {since}");
     }
-    println!("{indent}lease:         {ttl}");
+    say!("{indent}lease:         {ttl}");
     if let Some(expires) = &holder.expires {
         // What was asked for: a leader change restarts the lease's countdown (see README).
-        println!("{indent}expires:       {}", clean(expires, 40));
+        say!("{indent}expires:       {}", clean(expires, 40));
     }
 }
 
@@ -169,6 +169,6 @@ pub fn print_list(format: Format, locks: &[(String, Vec<View>)]) {
             .zip(widths)
             .map(|(cell, w)| format!("{cell:w$}"))
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        say!("{}", line.join("  ").trim_end());
     }
 }
