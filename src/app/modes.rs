@@ -1,0 +1,105 @@
+//! The modes that take, give back, extend or look at a lock without running a command.
+
+use super::acquire::acquire;
+use super::release::release;
+use super::Outcome;
+use crate::config::{Config, Expiry, LockName};
+use crate::error::{Error, Result};
+use crate::etcd::Etcd;
+use crate::holders;
+use crate::lock::{self, Queue};
+use crate::output::{self, View};
+use crate::record::{Mode as RecordMode, Record};
+use crate::run::Signals;
+use std::time::SystemTime;
+
+pub(super) async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcome> {
+    let mut signals = Signals::catch()?;
+    let record = Record::new(RecordMode::Lock, None, &config.reason, Some(config.ttl))
+        .sharing(config.max_holders, config.shared);
+    let held = acquire(config, name, &record, &mut signals).await?;
+    // Detach the key from our lease (or move it to one of --ttl that nobody keeps alive), in
+    // a transaction guarded by its create revision, so it keeps its place and outlives us.
+    let detached = async {
+        let lease = match config.lock_ttl {
+            Some(ttl) => Some(held.etcd.grant(ttl).await?),
+            None => None,
+        };
+        let record = record
+            .taken_at(held.taken_at, lease.map(|l| l.ttl))
+            .expiring(lease.map(|l| SystemTime::now() + l.ttl));
+        lock::move_to_lease(&held.etcd, &held.ticket, lease.map_or(0, |l| l.id), &record).await
+    };
+    let result = detached.await;
+    release(&held).await;
+    match result {
+        Ok(true) => {
+            output::print_locked(config.output, name, &held.ticket, config.lock_ttl);
+            Ok(Outcome::Code(0))
+        }
+        Ok(false) => Err(Error::Etcd(format!(
+            "the lock {} was removed right after we took it; try again",
+            held.ticket.key
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+pub(super) async fn unlock_mode(
+    config: &Config,
+    name: &LockName,
+    which: Option<&str>,
+) -> Result<Outcome> {
+    let etcd = Etcd::connect(&config.etcd()).await?;
+    let queue = Queue::new(&config.prefix, name);
+    let code = config.conflict_exit_code;
+    let holder = holders::unlock(&etcd, &queue, name, which, code).await?;
+    tracing::info!("removed {}", holder.key);
+    Ok(Outcome::Code(0))
+}
+
+pub(super) async fn extend_mode(
+    config: &Config,
+    name: &LockName,
+    expiry: Expiry,
+) -> Result<Outcome> {
+    let etcd = Etcd::connect(&config.etcd()).await?;
+    let queue = Queue::new(&config.prefix, name);
+    let code = config.conflict_exit_code;
+    let holder = holders::extend_lock(&etcd, &queue, name, expiry, code).await?;
+    match expiry {
+        Expiry::After(d) => tracing::info!(
+            "{} now expires in {}",
+            holder.key,
+            humantime::format_duration(d)
+        ),
+        Expiry::Never => tracing::info!("{} now never expires", holder.key),
+    }
+    Ok(Outcome::Code(0))
+}
+
+pub(super) async fn status_mode(config: &Config, name: &LockName) -> Result<Outcome> {
+    let etcd = Etcd::connect(&config.etcd()).await?;
+    let queue = Queue::new(&config.prefix, name);
+    let contenders = lock::contenders(&etcd, &queue).await?;
+    let mut views = output::queue(&contenders);
+    // One request per holder's lease: N of them at most, for a semaphore.
+    for (view, c) in views.iter_mut().zip(&contenders) {
+        if view.holds && c.lease != 0 {
+            view.ttl_left = etcd.time_to_live(c.lease).await?;
+        }
+    }
+    output::print_status(config.output, name, &views);
+    Ok(Outcome::Code(0))
+}
+
+pub(super) async fn list_mode(config: &Config) -> Result<Outcome> {
+    let etcd = Etcd::connect(&config.etcd()).await?;
+    let locks: Vec<(String, Vec<View>)> = lock::all_locks(&etcd, &config.prefix)
+        .await?
+        .into_iter()
+        .map(|(name, contenders)| (name, output::queue(&contenders)))
+        .collect();
+    output::print_list(config.output, &locks);
+    Ok(Outcome::Code(0))
+}

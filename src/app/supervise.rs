@@ -1,0 +1,258 @@
+//! Run mode: start the command on a lease that can cover stopping it, watch the lock while
+//! it runs, and stop it (before etcd may expire the lease) when the lock is lost or
+//! `--max-runtime` passes.
+
+use super::acquire::{acquire, lease_problem};
+use super::release::{release, release_after_loss, release_or_hold};
+use super::{Held, Outcome};
+use crate::config::{Config, LockName, OnLost};
+use crate::error::{duration, signal_name, Error, Result};
+use crate::etcd::LeaseState;
+use crate::lock;
+use crate::record::{Mode as RecordMode, Record};
+use crate::run::{self, Command, Signals};
+use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+use tokio::time::{sleep, sleep_until, Instant};
+
+pub(super) async fn run_mode(
+    config: &Config,
+    name: &LockName,
+    argv: &[OsString],
+) -> Result<Outcome> {
+    let mut signals = Signals::catch()?;
+    let program = argv.first().map(|p| {
+        p.to_string_lossy()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    });
+    let record = Record::new(RecordMode::Run, program, &config.reason, Some(config.ttl))
+        .sharing(config.max_holders, config.shared);
+    let held = acquire(config, name, &record, &mut signals).await?;
+
+    let token = held.ticket.revision.to_string();
+    let env = [
+        ("DISTLOCK_LOCK_NAME", name.to_string()),
+        ("DISTLOCK_KEY", held.ticket.key.clone()),
+        ("DISTLOCK_LEASE_ID", format!("{:x}", held.lease.id)),
+        ("DISTLOCK_FENCING_TOKEN", token.clone()),
+        ("ETCD_LOCK_KEY", held.ticket.key.clone()),
+        ("ETCD_LOCK_REV", token),
+    ];
+    if let Err(e) = lease_for_the_command(config, &held, &mut signals).await {
+        release_after_loss(&held).await;
+        return Err(e);
+    }
+    let mut command = match Command::spawn(argv, &env) {
+        Ok(command) => command,
+        Err(e) => {
+            release(&held).await;
+            return Err(e);
+        }
+    };
+    let watchdog = run::Watchdog::start(command.group());
+    let ended = supervise(config, &held, &record, &mut command, &mut signals).await;
+    drop(watchdog);
+    drop(signals);
+
+    let status = match ended {
+        Ok(status) => status,
+        // Stopped for --max-runtime: the lock is still ours, to release or keep as usual.
+        Err(e @ Error::TimedOut(_)) => {
+            release_or_hold(config, &held, &record).await;
+            return Err(e);
+        }
+        Err(e) => {
+            release_after_loss(&held).await;
+            return Err(e);
+        }
+    };
+    release_or_hold(config, &held, &record).await;
+    Ok(match status.signal() {
+        Some(signal) if signal == nix::libc::SIGINT => Outcome::Signal(signal),
+        _ => Outcome::Code(run::shell_status(status)),
+    })
+}
+
+/// Stop the command this long before etcd may expire the lease, on top of the grace period:
+/// time for the signal to land and the process to die.
+fn stop_margin(ttl: Duration) -> Duration {
+    (ttl / 10).min(Duration::from_millis(500))
+}
+
+/// Makes sure the lease can cover stopping the command in time (the grace period and a
+/// margin, with a margin to spare) before it starts: renews it first if not. A command started
+/// on a lease about to run out would be stopped at once, or outlive it.
+async fn lease_for_the_command(config: &Config, held: &Held, signals: &mut Signals) -> Result<()> {
+    let need = config.kill_grace + 2 * stop_margin(held.lease.ttl);
+    let mut state = held.keepalive.state.clone();
+    let mut asked = false;
+    loop {
+        let until = match *state.borrow_and_update() {
+            LeaseState::Alive(until) => until,
+            LeaseState::Gone => {
+                return Err(Error::Lost(format!(
+                    "lost the lock {} before the command started: {}",
+                    held.ticket.key,
+                    lease_problem(&held.lease, LeaseState::Gone)
+                )))
+            }
+        };
+        if until.saturating_duration_since(Instant::now()) >= need {
+            return Ok(());
+        }
+        if !asked {
+            tracing::debug!("renewing the lease before starting the command");
+            held.keepalive.renew_now();
+            asked = true;
+        }
+        // A renewal may still come until the lease may expire.
+        tokio::select! {
+            Ok(()) = state.changed() => {}
+            signal = signals.recv() => return Err(Error::Interrupted(signal)),
+            _ = sleep_until(until) => return Err(Error::Etcd(format!(
+                "did not start the command: {}, and a command started later could not be stopped in time (--kill-grace {} and a margin)",
+                lease_problem(&held.lease, *state.borrow()),
+                duration(config.kill_grace)
+            ))),
+        }
+    }
+}
+
+/// Waits for the command while keeping watch on the lock. Signals go on to the command. If the
+/// lock is lost, the command is stopped (or, with `--on-lost=warn`, left to finish) and the
+/// result is `Error::Lost`.
+async fn supervise(
+    config: &Config,
+    held: &Held,
+    record: &Record,
+    command: &mut Command,
+    signals: &mut Signals,
+) -> Result<std::process::ExitStatus> {
+    let margin = stop_margin(held.lease.ttl);
+    let mut lease_state = held.keepalive.state.clone();
+    // Watching our own key notices an operator's --unlock at once. A waiter's record still
+    // says when it began to wait: stamp it with the time it took the lock. Both wait a
+    // moment, so a short command costs neither (and the hand-over path has no write).
+    let released = async {
+        sleep(Duration::from_millis(250)).await;
+        if held.waited {
+            let stamped = record.taken_at(held.taken_at, Some(held.lease.ttl));
+            if let Err(e) =
+                lock::move_to_lease(&held.etcd, &held.ticket, held.lease.id, &stamped).await
+            {
+                tracing::debug!("cannot stamp the record: {e}");
+            }
+        }
+        lock::wait_released(&held.etcd, &held.ticket, held.revision).await
+    };
+    tokio::pin!(released);
+    // --max-runtime counts from the command's start, not from joining the queue.
+    let too_long = async {
+        match config.max_runtime {
+            Some(d) => sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(too_long);
+    let why = loop {
+        let stop_at = match *lease_state.borrow() {
+            LeaseState::Alive(until) => until.checked_sub(config.kill_grace + margin),
+            LeaseState::Gone => Some(Instant::now()),
+        }
+        .unwrap_or_else(Instant::now);
+        // Biased, and checked once more below: a command that has ended (e.g. while distlock
+        // was paused) is reported with its own status, not as stopped for a lost lock.
+        tokio::select! {
+            biased;
+            status = command.wait() => return status,
+            signal = signals.recv() => {
+                tracing::debug!("passing {} on to the command", signal_name(signal));
+                command.signal(signal);
+            }
+            Ok(()) = lease_state.changed() => {}
+            _ = sleep_until(stop_at) => break lease_problem(&held.lease, *lease_state.borrow()),
+            () = &mut too_long => return stop_too_long(config, held, command, signals).await,
+            () = &mut released => break "its key was removed (an operator's --unlock, or the lease expired)".to_string(),
+        }
+    };
+    if let Some(status) = command.try_wait() {
+        return Ok(status);
+    }
+    let message = format!(
+        "lost the lock {} while the command ran: {why}",
+        held.ticket.key
+    );
+    // The reason goes into the one error line at the end; here only what happens meanwhile.
+    match config.on_lost {
+        OnLost::Kill => {
+            let kill_at = kill_deadline(config, held);
+            tracing::warn!(
+                "the lock was lost; stopping the command (SIGTERM, then SIGKILL after {})",
+                duration(kill_at.saturating_duration_since(Instant::now()))
+            );
+            stop(command, signals, kill_at).await;
+        }
+        OnLost::Warn => {
+            tracing::warn!("{message}; letting the command finish (--on-lost=warn)");
+            let group = command.group();
+            loop {
+                tokio::select! {
+                    _ = command.wait() => break,
+                    signal = signals.recv() => group.signal(signal),
+                }
+            }
+        }
+    }
+    Err(Error::Lost(message))
+}
+
+/// `--max-runtime` passed: SIGTERM to the command's group, SIGKILL after the kill grace, and
+/// the error that says so (exit 124, as timeout(1)).
+async fn stop_too_long(
+    config: &Config,
+    held: &Held,
+    command: &mut Command,
+    signals: &mut Signals,
+) -> Result<std::process::ExitStatus> {
+    let limit = duration(config.max_runtime.unwrap_or_default());
+    tracing::debug!("the command ran longer than {limit}");
+    stop(command, signals, kill_deadline(config, held)).await;
+    Err(Error::TimedOut(format!(
+        "the command ran longer than --max-runtime ({limit}) and was stopped (SIGTERM, then \
+         SIGKILL after {})",
+        duration(config.kill_grace)
+    )))
+}
+
+/// When SIGKILL follows SIGTERM: after the kill grace, and before etcd may expire the lease
+/// whatever the grace period says (distlock may have been paused, or etcd's answers late).
+fn kill_deadline(config: &Config, held: &Held) -> Instant {
+    let now = Instant::now();
+    match *held.keepalive.state.borrow() {
+        LeaseState::Alive(until) => (now + config.kill_grace)
+            .min(
+                until
+                    .checked_sub(stop_margin(held.lease.ttl))
+                    .unwrap_or(now),
+            )
+            .max(now),
+        LeaseState::Gone => now + config.kill_grace,
+    }
+}
+
+/// Stops the command: SIGTERM, SIGKILL at `kill_at`. Signals meanwhile still reach its group.
+async fn stop(command: &mut Command, signals: &mut Signals, kill_at: Instant) {
+    let group = command.group();
+    let stopped = command.terminate(kill_at);
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            signal = signals.recv() => group.signal(signal),
+        }
+    }
+}
