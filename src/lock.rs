@@ -476,7 +476,7 @@ fn oldest() -> GetOptions {
 }
 
 /// The keys each get of a transaction returned, in order.
-fn gets<const N: usize>(responses: &[TxnOpResponse]) -> [Vec<Contender>; N] {
+pub fn gets<const N: usize>(responses: &[TxnOpResponse]) -> [Vec<Contender>; N] {
     let mut found = responses.iter().filter_map(|r| match r {
         TxnOpResponse::Get(get) => Some(get.kvs().iter().map(Contender::from).collect()),
         _ => None,

@@ -12,8 +12,7 @@ use crate::error::{Error, Result};
 use crate::etcd::Etcd;
 use crate::lock::{self, Contender, Queue, Ticket, Turn};
 use etcd_client::{
-    EventType, GetOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchFilterType,
-    WatchOptions,
+    EventType, GetOptions, SortOrder, SortTarget, Txn, TxnOp, WatchFilterType, WatchOptions,
 };
 use std::time::Duration;
 
@@ -108,14 +107,8 @@ pub async fn would_wait(etcd: &Etcd, queue: &Queue, me: Access) -> Result<Option
         TxnOp::get(queue.dir.clone(), Some(oldest)),
     ]);
     let response = etcd.txn("read the lock's queue", txn).await?;
-    let queued: Vec<Contender> = response
-        .op_responses()
-        .into_iter()
-        .flat_map(|r| match r {
-            TxnOpResponse::Get(get) => get.kvs().iter().map(Contender::from).collect(),
-            _ => Vec::new(),
-        })
-        .collect();
+    let [legacy, oldest] = lock::gets(&response.op_responses());
+    let queued: Vec<Contender> = legacy.into_iter().chain(oldest).collect();
     let values = queued.iter().map(|c| c.value.as_slice());
     if let Some(theirs) = access::disagreeing(me.max_holders(), values) {
         return Err(disagree(queue, me.max_holders(), theirs));
@@ -160,13 +153,7 @@ async fn look(etcd: &Etcd, queue: &Queue, ticket: &Ticket, me: Access) -> Result
     ]);
     let response = etcd.txn("read the lock's queue", txn).await?;
     let revision = response.header().map(|h| h.revision()).unwrap_or_default();
-    let mut gets = response.op_responses().into_iter().map(|r| match r {
-        TxnOpResponse::Get(get) => get.kvs().iter().map(Contender::from).collect(),
-        _ => Vec::new(),
-    });
-    let mut next = || gets.next().unwrap_or_default();
-    let (mine, legacy, oldest, mut newest): (Vec<Contender>, Vec<_>, Vec<_>, Vec<_>) =
-        (next(), next(), next(), next());
+    let [mine, legacy, oldest, mut newest] = lock::gets(&response.op_responses());
     if mine.first().map(|m| m.create_revision) != Some(ticket.revision) {
         return Err(Error::Etcd(format!(
             "lost our place in the queue: key {} is gone (its lease expired while etcd was unreachable, or it was removed)",
