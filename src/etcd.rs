@@ -65,9 +65,13 @@ impl Etcd {
         // HTTP/2 pings find a member that stopped answering without closing the connection
         // (frozen, partitioned) well within the TTL, so requests move to another endpoint.
         let ping = (config.ttl / 5).clamp(Duration::from_millis(500), Duration::from_secs(5));
+        // Without "require leader", a member cut off from the majority holds every request
+        // (and keepalive) until its own timeout; with it, it answers "no leader" at once, so the
+        // next attempt can go to another member.
         let mut options = ConnectOptions::new()
             .with_connect_timeout(config.maxtime)
-            .with_keep_alive(ping, ping);
+            .with_keep_alive(ping, ping)
+            .with_require_leader(true);
         let tls_files = [&config.security.cacert, &config.security.cert];
         if config.endpoints.iter().any(|e| e.starts_with("https://")) {
             options = options.with_tls(tls_options(config.security)?);
@@ -372,6 +376,12 @@ fn describe(endpoints: &str, access: &str, what: &str, error: etcd_client::Error
                 "etcd closed the connection ({}); if it requires client certificates (--client-cert-auth), give --cert and --key signed by a CA it trusts",
                 status_detail(status)
             ),
+            // Asked with "require leader", a member that lost its cluster's leader says so.
+            Code::Unavailable if status.message().contains("no leader") => {
+                return Error::Etcd(format!(
+                    "cannot {what}: etcd at {endpoints} has no leader (an election, or the member is cut off from the majority of its cluster)"
+                ))
+            }
             // tonic reports a failed dial as Unknown "transport error".
             Code::Unavailable | Code::DeadlineExceeded => {
                 return unreachable(&status_detail(status))
