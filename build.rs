@@ -7,8 +7,8 @@
 //! asset prefix (see `[package.metadata.deb]` in Cargo.toml and packaging/README.md). They are
 //! build products: never commit them.
 //!
-//! src/cli.rs, the settings table it is built from (src/config/defs.rs and values.rs) and the
-//! exit codes (src/exit.rs) are compiled into this script as modules, at the same paths as in
+//! src/cli.rs, the settings table it is built from (src/config/defs.rs and values.rs, with
+//! src/name.rs) and the exit codes (src/exit.rs) are compiled into this script as modules, at the same paths as in
 //! the binary, so they must keep depending on nothing but clap, humantime and std.
 
 use std::env;
@@ -36,6 +36,8 @@ mod config {
 #[allow(dead_code)]
 #[path = "src/exit.rs"]
 mod exit;
+#[path = "src/name.rs"]
+mod name;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");

@@ -1,75 +1,137 @@
-//! Joining the queue and waiting for our turn: within the wait the configuration allows,
-//! riding out an election by joining again, and leaving nothing behind when giving up.
+//! Taking a lock and holding it: joining the queue and waiting for our turn within the wait
+//! asked for, riding out an election by joining again, leaving nothing behind when giving up;
+//! then the lock as held, with its lease kept alive, a way to learn that it is lost, and the
+//! ways to give it back.
 
-use super::Held;
 use crate::access::{self, Access};
-use crate::config::{Config, LockName, Wait};
 use crate::error::{duration, Error, Result};
-use crate::etcd::{Etcd, Lease, LeaseState};
-use crate::lock::{self, Contender, Queue, Turn};
-use crate::output;
+use crate::etcd::{Etcd, KeepAlive, Lease, LeaseState};
+use crate::lock::{self, Contender, Queue, Ticket, Turn};
+use crate::name::LockName;
 use crate::record::{Mode as RecordMode, Record};
-use crate::run::Signals;
 use crate::share;
+use crate::view::describe;
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::time::{Duration, SystemTime};
 use tokio::time::{sleep, sleep_until, Instant};
 
-/// Joins the queue and waits for our turn, within the configured wait. Whatever goes wrong
-/// (busy, timeout, a signal, etcd), our key is removed before returning the error.
+/// What to take, and how.
+pub struct Request<'a> {
+    /// The key prefix under which every lock lives (distlock's default is `/distlock/`).
+    pub prefix: &'a str,
+    pub name: &'a LockName,
+    /// The TTL of our lease, which a background task keeps alive while we wait and hold.
+    pub ttl: Duration,
+    /// How long to wait for a busy lock: `None` for as long as it takes, `Some(ZERO)` not at
+    /// all. Not waiting costs a busy lock one read and no write.
+    pub timeout: Option<Duration>,
+    /// Exclusive (a mutex, what `etcdctl lock` takes), shared, or one of N holders.
+    pub access: Access,
+    /// What our key tells whoever looks: host, pid, reason, mode. See `Record::new`.
+    pub record: &'a Record,
+}
+
+/// What the caller of `acquire` hears while it waits, and how it cancels the wait.
+///
+/// `()` is the quiet choice: no reports, never cancelled (drop the future to give up; the
+/// lease then expires by itself within its TTL).
+pub trait Waiting {
+    /// Completes when the caller wants to stop waiting (a signal, say): `acquire` then removes
+    /// our key and returns this error.
+    fn interrupted(&mut self) -> impl Future<Output = Error>;
+    /// How often the wait should read the holder afresh for `report`; `None`: only what the
+    /// wait learns anyway, at no cost.
+    fn refresh(&self) -> Option<Duration>;
+    /// When `report` is due next.
+    fn report_due(&self) -> Instant;
+    /// Called when due, with the holder as far as the wait knows it.
+    fn report(&mut self, holder: Option<&Contender>);
+}
+
+impl Waiting for () {
+    fn interrupted(&mut self) -> impl Future<Output = Error> {
+        std::future::pending()
+    }
+    fn refresh(&self) -> Option<Duration> {
+        None
+    }
+    fn report_due(&self) -> Instant {
+        Instant::now() + Duration::from_secs(86400 * 365)
+    }
+    fn report(&mut self, _: Option<&Contender>) {}
+}
+
+/// The lock, once we hold it. Its lease is kept alive until `release` (or until the value is
+/// dropped, after which etcd expires it within its TTL).
+pub struct Held {
+    pub etcd: Etcd,
+    pub lease: Lease,
+    /// Renews the lease, and tells until when it is known to live (`keepalive.state`).
+    pub keepalive: KeepAlive,
+    /// Our key and its create revision: the fencing token.
+    pub ticket: Ticket,
+    /// When we took it.
+    pub taken: Instant,
+    /// Wall-clock time we took it, for the record.
+    pub taken_at: SystemTime,
+    /// What our key says.
+    pub record: Record,
+    /// etcd's revision when we took it: watching our key from there misses no unlock.
+    revision: i64,
+    /// Whether we waited: then our record still says when the wait began.
+    waited: bool,
+}
+
+/// Joins the queue and waits for our turn, within the wait asked for. Whatever goes wrong
+/// (busy, timeout, interrupted, etcd), our key is removed before returning the error.
 ///
 /// A waiter whose lease ran out while etcd was unreachable (an election that outlasts a short
 /// TTL) joins the queue again, at the back, once etcd answers; it gives up (exit 3) only when
 /// etcd stays unreachable for a whole TTL after that.
-pub(super) async fn acquire(
-    config: &Config,
-    name: &LockName,
-    record: &Record,
-    signals: &mut Signals,
-) -> Result<Held> {
+///
+/// A busy lock (with a timeout) is `Error::Conflict`; a contender that disagrees with the
+/// holders about N is `Error::Usage`.
+pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waiting) -> Result<Held> {
     let started = Instant::now();
-    let etcd = Etcd::connect(&config.etcd()).await?;
-    let queue = Queue::new(&config.prefix, name);
+    let (name, record) = (request.name, request.record);
+    let queue = Queue::new(request.prefix, name);
     // A run that will not wait first looks: a busy lock costs it one read and no write (no
     // lease, no key), so a fleet-wide cron line is cheap for etcd. A free-looking lock is
     // joined as usual, and the joining transaction still decides who wins.
     // A shared or semaphore contender reads the queue as far as its rules need. A holder of
     // another N is refused here too.
-    let me = Access::new(config.max_holders, config.shared);
-    let nowait = config.wait == Wait::Upto(Duration::ZERO);
+    let me = request.access;
+    let nowait = request.timeout == Some(Duration::ZERO);
     if nowait {
         let head = match me {
-            Access::Exclusive => lock::holder(&etcd, &queue).await?,
-            _ => share::would_wait(&etcd, &queue, me).await?,
+            Access::Exclusive => lock::holder(etcd, &queue).await?,
+            _ => share::would_wait(etcd, &queue, me).await?,
         };
         if let Some(head) = head {
             if let Some(theirs) = access::disagreeing(me.max_holders(), [head.value.as_slice()]) {
                 return Err(share::disagree(&queue, me.max_holders(), theirs));
             }
-            return Err(busy(config, name, &head));
+            return Err(busy(name, &head));
         }
     }
-    let mut lease = etcd.grant(config.ttl).await?;
+    let mut lease = etcd.grant(request.ttl).await?;
     tracing::debug!(
         "lease {:x} granted with a TTL of {}",
         lease.id,
         duration(lease.ttl)
     );
     let mut keepalive = etcd.keep_alive(lease);
-    let wait_until = match config.wait {
-        Wait::Forever => None,
-        Wait::Upto(d) => Some(started + d),
-    };
+    let wait_until = request.timeout.map(|d| started + d);
 
     let holder = RefCell::new(None::<Contender>);
-    let mut progress = output::Progress::new(name, config.quiet);
-    let refresh = progress.refresh();
+    let refresh = hooks.refresh();
     // Once we have been in the queue, an etcd failure while waiting is a reason to join
     // again, not to give up: the first join fails at once (exit 3) when etcd is down.
     let joined = Cell::new(false);
     let result = loop {
         let waiting = async {
-            let (ticket, turn) = lock::enqueue(&etcd, &queue, lease.id, record).await?;
+            let (ticket, turn) = lock::enqueue(etcd, &queue, lease.id, record).await?;
             joined.set(true);
             tracing::debug!(
                 "queued as {} (create revision {})",
@@ -78,11 +140,11 @@ pub(super) async fn acquire(
             );
             let waited = matches!(turn, Turn::Wait { .. });
             let wait_turn = share::wait_turn(
-                (&etcd, &queue, &ticket),
+                (etcd, &queue, &ticket),
                 turn,
                 me,
                 refresh,
-                |head| nowait.then(|| busy(config, name, head)),
+                |head| nowait.then(|| busy(name, head)),
                 |head| *holder.borrow_mut() = Some(head.clone()),
             );
             // The timeout bounds the wait in the queue; reaching etcd is bounded by maxtime.
@@ -91,13 +153,13 @@ pub(super) async fn acquire(
                 None => wait_turn.await,
                 Some(at) => match tokio::time::timeout_at(at, wait_turn).await {
                     Ok(revision) => revision,
-                    Err(_) => return Ok(Err(timed_out(config, name, &holder))),
+                    Err(_) => return Ok(Err(timed_out(name, &holder))),
                 },
             };
             let revision = match revision {
                 Ok(revision) => revision,
                 // Busy, or another N: final, not a reason to join again.
-                Err(e @ (Error::Conflict { .. } | Error::Usage(_))) => return Ok(Err(e)),
+                Err(e @ (Error::Conflict(_) | Error::Usage(_))) => return Ok(Err(e)),
                 Err(e) => return Err(e),
             };
             // A semaphore waiter behind us may be watching our key for the moment we take the
@@ -107,7 +169,7 @@ pub(super) async fn acquire(
                 waited && matches!(me, Access::Semaphore(_)) && record.mode == RecordMode::Run;
             if stamp {
                 let stamped = record.taken_at(SystemTime::now(), Some(lease.ttl));
-                if !lock::move_to_lease(&etcd, &ticket, lease.id, &stamped).await? {
+                if !lock::move_to_lease(etcd, &ticket, lease.id, &stamped).await? {
                     return Err(Error::Etcd(format!("our key {} is gone", ticket.key)));
                 }
             }
@@ -121,12 +183,13 @@ pub(super) async fn acquire(
                     LeaseState::Alive(until) => until,
                     LeaseState::Gone => Instant::now(),
                 };
+                let due = hooks.report_due();
                 tokio::select! {
                     result = &mut waiting => break result,
-                    signal = signals.recv() => break Ok(Err(Error::Interrupted(signal))),
+                    e = hooks.interrupted() => break Ok(Err(e)),
                     _ = sleep_until(lease_lost) => break Err(Error::Etcd(lease_problem(&lease, *lease_state.borrow()))),
                     Ok(()) = lease_state.changed() => {}
-                    _ = sleep_until(progress.due()) => progress.report(holder.borrow().as_ref()),
+                    _ = sleep_until(due) => hooks.report(holder.borrow().as_ref()),
                 }
             }
         };
@@ -155,24 +218,25 @@ pub(super) async fn acquire(
                 break Ok(true);
             }
             let give_up_at = wait_until.map_or(give_up, |at| at.min(give_up));
+            let due = hooks.report_due();
             tokio::select! {
-                signal = signals.recv() => break Err(Error::Interrupted(signal)),
+                e = hooks.interrupted() => break Err(e),
                 Ok(()) = lease_state.changed() => {}
                 _ = sleep_until(give_up_at) => break Err(match wait_until {
-                    Some(at) if at <= give_up => timed_out(config, name, &holder),
+                    Some(at) if at <= give_up => timed_out(name, &holder),
                     _ => Error::Etcd(format!(
                         "lost our place in the queue for {name}: {why}, and etcd did not answer again within the lease's TTL ({})",
                         duration(lease.ttl)
                     )),
                 }),
-                _ = sleep_until(progress.due()) => progress.report(holder.borrow().as_ref()),
+                _ = sleep_until(due) => hooks.report(holder.borrow().as_ref()),
             }
         };
         match answer {
             Ok(false) => {}
             Ok(true) => {
                 // etcd says the lease is gone, and with it our key: join again at the back.
-                let fresh = match etcd.grant(config.ttl).await {
+                let fresh = match etcd.grant(request.ttl).await {
                     Ok(fresh) => fresh,
                     Err(e) => break Err(e),
                 };
@@ -189,13 +253,14 @@ pub(super) async fn acquire(
         Ok((ticket, revision, waited)) => {
             tracing::debug!("took {} after {}", ticket.key, duration(started.elapsed()));
             Ok(Held {
-                etcd,
+                etcd: etcd.clone(),
                 lease,
                 keepalive,
                 ticket,
-                revision,
                 taken: Instant::now(),
                 taken_at: SystemTime::now(),
+                record: record.clone(),
+                revision,
                 waited,
             })
         }
@@ -210,12 +275,68 @@ pub(super) async fn acquire(
     }
 }
 
+impl Held {
+    /// The fencing token: our key's create revision, higher than every earlier holder's. With
+    /// several holders (`Access::Semaphore`, `Access::Shared`) it still rises with every new
+    /// holder, but holders at the same time have different tokens.
+    pub fn token(&self) -> i64 {
+        self.ticket.revision
+    }
+
+    /// Completes, with the reason in words, when the lock is lost or may be lost within
+    /// `margin`: etcd says our lease is gone, or has not confirmed it and it may expire within
+    /// `margin`, or our key was removed (someone's `--unlock`). Create it once and poll it
+    /// for as long as the lock is held: it also stamps our record with the time we took the
+    /// lock, a moment after we took it, so that a short hold costs no write.
+    pub async fn lost(&self, margin: Duration) -> String {
+        let released = async {
+            sleep(Duration::from_millis(250)).await;
+            if self.waited {
+                let stamped = self.record.taken_at(self.taken_at, Some(self.lease.ttl));
+                if let Err(e) =
+                    lock::move_to_lease(&self.etcd, &self.ticket, self.lease.id, &stamped).await
+                {
+                    tracing::debug!("cannot stamp the record: {e}");
+                }
+            }
+            lock::wait_released(&self.etcd, &self.ticket, self.revision).await
+        };
+        tokio::pin!(released);
+        let mut state = self.keepalive.state.clone();
+        loop {
+            let stop_at = match *state.borrow_and_update() {
+                LeaseState::Alive(until) => until.checked_sub(margin),
+                LeaseState::Gone => Some(Instant::now()),
+            }
+            .unwrap_or_else(Instant::now);
+            tokio::select! {
+                Ok(()) = state.changed() => {}
+                _ = sleep_until(stop_at) => return lease_problem(&self.lease, *state.borrow()),
+                () = &mut released => return "its key was removed (an operator's --unlock, or the lease expired)".to_string(),
+            }
+        }
+    }
+
+    /// Gives the lock back with one revoke, which deletes our key. If etcd cannot be reached,
+    /// the lease expires by itself within its TTL.
+    pub async fn release(&self) -> Result<()> {
+        self.etcd.revoke(self.lease.id).await
+    }
+
+    /// After a lost lock etcd is often unreachable: stops renewing, and keeps trying to revoke
+    /// for as long as etcd may still hold the lease (after that there is nothing to release).
+    pub async fn release_after_loss(&self) -> Result<()> {
+        let latest = self.keepalive.stop().unwrap_or_else(Instant::now);
+        self.etcd.revoke_until(self.lease.id, latest).await
+    }
+}
+
 /// Pause before joining the queue again after etcd failed a request, so a fast failure does
 /// not spin.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// Why a lease is in doubt, in words: what etcd said, or what it did not confirm.
-pub(super) fn lease_problem(lease: &Lease, state: LeaseState) -> String {
+pub fn lease_problem(lease: &Lease, state: LeaseState) -> String {
     match state {
         LeaseState::Gone => "etcd says our lease no longer exists".to_string(),
         LeaseState::Alive(until) => {
@@ -230,7 +351,7 @@ pub(super) fn lease_problem(lease: &Lease, state: LeaseState) -> String {
 }
 
 /// An instant as a UTC time of day with milliseconds, as log readers compare it.
-pub(super) fn wall_clock(at: Instant) -> String {
+pub fn wall_clock(at: Instant) -> String {
     let now = Instant::now();
     let wall = SystemTime::now();
     let then = if at >= now {
@@ -241,23 +362,13 @@ pub(super) fn wall_clock(at: Instant) -> String {
     humantime::format_rfc3339_millis(then).to_string()
 }
 
-fn timed_out(config: &Config, name: &LockName, holder: &RefCell<Option<Contender>>) -> Error {
+fn timed_out(name: &LockName, holder: &RefCell<Option<Contender>>) -> Error {
     match holder.borrow().as_ref() {
-        Some(head) => busy(config, name, head),
-        None => busy_unknown(config, name),
+        Some(head) => busy(name, head),
+        None => Error::Conflict(format!("{name} is busy: timed out waiting in its queue")),
     }
 }
 
-fn busy(config: &Config, name: &LockName, head: &Contender) -> Error {
-    Error::Conflict {
-        message: format!("{name} is busy: held by {}", output::describe(head)),
-        code: config.conflict_exit_code,
-    }
-}
-
-fn busy_unknown(config: &Config, name: &LockName) -> Error {
-    Error::Conflict {
-        message: format!("{name} is busy: timed out waiting in its queue"),
-        code: config.conflict_exit_code,
-    }
+fn busy(name: &LockName, head: &Contender) -> Error {
+    Error::Conflict(format!("{name} is busy: held by {}", describe(head)))
 }

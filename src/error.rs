@@ -1,5 +1,5 @@
 //! The one error type: every way distlock can fail, each mapped to its exit code in
-//! docs/CONTRACT.md.
+//! docs/CONTRACT.md. Every message is one line, ready for a log or a cron mail.
 
 use crate::exit;
 use std::fmt;
@@ -9,9 +9,9 @@ use std::time::Duration;
 pub enum Error {
     /// Bad command line, environment, or configuration file; nothing was changed in etcd.
     Usage(String),
-    /// The lock was busy (`--nowait`, `--timeout`) or `--unlock` found it free.
-    /// Carries the exit code so `--conflict-exit-code` can change it.
-    Conflict { message: String, code: u8 },
+    /// The lock was busy (`--nowait`, `--timeout`) or `--unlock` found it free. Its exit code
+    /// is the `conflict_exit_code` setting, `exit::NOT_ACQUIRED` by default.
+    Conflict(String),
     /// etcd could not be reached, refused the request, or rejected the credentials.
     Etcd(String),
     /// The lock was lost while the command ran.
@@ -32,7 +32,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => exit::USAGE,
-            Error::Conflict { code, .. } => *code,
+            Error::Conflict(_) => exit::NOT_ACQUIRED,
             Error::Etcd(_) => exit::ETCD,
             Error::Lost(_) => exit::LOST,
             Error::TimedOut(_) => exit::TIMED_OUT,
@@ -47,12 +47,12 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Usage(m)
+            | Error::Conflict(m)
             | Error::Etcd(m)
             | Error::Lost(m)
             | Error::TimedOut(m)
             | Error::CannotExecute(m)
             | Error::NotFound(m) => f.write_str(&one_line(m)),
-            Error::Conflict { message, .. } => f.write_str(&one_line(message)),
             Error::Interrupted(signal) => write!(
                 f,
                 "interrupted by {} before the command ran; nothing is left in etcd",
@@ -133,20 +133,7 @@ mod tests {
     fn exit_codes_follow_the_spec_table() {
         let table = [
             (Error::Usage(String::new()), 2),
-            (
-                Error::Conflict {
-                    message: String::new(),
-                    code: 1,
-                },
-                1,
-            ),
-            (
-                Error::Conflict {
-                    message: String::new(),
-                    code: 75,
-                },
-                75,
-            ),
+            (Error::Conflict(String::new()), 1),
             (Error::Etcd(String::new()), 3),
             (Error::Lost(String::new()), 4),
             (Error::TimedOut(String::new()), 124),

@@ -3,6 +3,9 @@
 
 /// Done: the lock was taken, released or shown; or the command exited 0.
 pub const OK: u8 = 0;
+/// Not acquired (busy), or nothing to unlock: the default of the `conflict_exit_code`
+/// setting, which can change it.
+pub const NOT_ACQUIRED: u8 = 1;
 /// Bad command line, environment or configuration file; nothing was changed in etcd.
 pub const USAGE: u8 = 2;
 /// etcd could not be reached, refused the request, or rejected the credentials.

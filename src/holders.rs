@@ -3,13 +3,14 @@
 //! on, and those two acts themselves, from any node.
 
 use crate::access::{self, Access};
-use crate::config::{Expiry, LockName};
 use crate::error::{Error, Result};
 use crate::etcd::Etcd;
 use crate::lock::{self, Contender, Queue};
+use crate::name::LockName;
 use crate::record::{Mode, Record};
+use crate::view::describe;
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Whether each contender of a queue (oldest first, the legacy key first) holds the lock.
 pub fn holding(queue: &[Contender]) -> Vec<bool> {
@@ -47,14 +48,13 @@ pub fn pick<'a>(queue: &'a [Contender], which: Option<&str>) -> Pick<'a> {
     }
 }
 
-/// `--unlock[=KEY]`: removes the holder named, or the only one; returns it. `conflict` is the
-/// exit code for "nothing to unlock".
+/// `--unlock[=KEY]`: removes the holder named (by its key or lease id), or the only one;
+/// returns it. A free lock, or a key that does not hold it, is `Error::Conflict`.
 pub async fn unlock(
     etcd: &Etcd,
     queue: &Queue,
     name: &LockName,
     which: Option<&str>,
-    conflict: u8,
 ) -> Result<Contender> {
     let contenders = lock::contenders(etcd, queue).await?;
     let holder = match pick(&contenders, which) {
@@ -66,58 +66,55 @@ pub async fn unlock(
                 keys(&holders)
             )))
         }
-        Pick::Free => return Err(not_locked(name, "unlock", conflict)),
-        Pick::NotHolding => {
-            return Err(Error::Conflict {
-                message: format!(
-                "{} does not hold {name}; nothing to unlock (see --status for the holders' keys)",
-                crate::error::one_line(which.unwrap_or_default())
-            ),
-                code: conflict,
-            })
-        }
+        Pick::Free => return Err(not_locked(name, "unlock")),
+        Pick::NotHolding => return Err(not_holding(name, which, "unlock")),
     };
     if !remove(etcd, holder).await? {
-        return Err(not_locked(name, "unlock", conflict));
+        return Err(not_locked(name, "unlock"));
     }
     Ok(holder.clone())
 }
 
-/// `--extend`: moves the expiry of the one holder, which must have been taken with `--lock`;
-/// returns it.
+/// `--extend`: moves the expiry of the holder named (by its key or lease id), or the only one,
+/// which must have been taken with `--lock`, to `expiry` from now (`None`: never); returns it.
 pub async fn extend_lock(
     etcd: &Etcd,
     queue: &Queue,
     name: &LockName,
-    expiry: Expiry,
-    conflict: u8,
+    which: Option<&str>,
+    expiry: Option<Duration>,
 ) -> Result<Contender> {
     let contenders = lock::contenders(etcd, queue).await?;
-    let holder = match pick(&contenders, None) {
+    let holder = match pick(&contenders, which) {
         Pick::One(holder) => holder,
         Pick::Several(holders) => {
             return Err(Error::Usage(format!(
-                "{name} has {} holders ({}); --extend acts on a lock with one holder",
+                "{name} has {} holders ({}); say which one to extend with --holder=KEY",
                 holders.len(),
                 keys(&holders)
             )))
         }
-        Pick::Free | Pick::NotHolding => return Err(not_locked(name, "extend", conflict)),
+        Pick::Free => return Err(not_locked(name, "extend")),
+        Pick::NotHolding => return Err(not_holding(name, which, "extend")),
     };
     if let Some(why) = cannot_extend(holder) {
         return Err(Error::Usage(why));
     }
     if !extend(etcd, holder, expiry).await? {
-        return Err(not_locked(name, "extend", conflict));
+        return Err(not_locked(name, "extend"));
     }
     Ok(holder.clone())
 }
 
-fn not_locked(name: &LockName, verb: &str, code: u8) -> Error {
-    Error::Conflict {
-        message: format!("{name} is not locked; nothing to {verb}"),
-        code,
-    }
+fn not_locked(name: &LockName, verb: &str) -> Error {
+    Error::Conflict(format!("{name} is not locked; nothing to {verb}"))
+}
+
+fn not_holding(name: &LockName, which: Option<&str>, verb: &str) -> Error {
+    Error::Conflict(format!(
+        "{} does not hold {name}; nothing to {verb} (see --status for the holders' keys)",
+        crate::error::one_line(which.unwrap_or_default())
+    ))
 }
 
 fn keys(holders: &[&Contender]) -> String {
@@ -157,12 +154,12 @@ pub fn cannot_extend(holder: &Contender) -> Option<String> {
             "{} is held by a running command ({}), which keeps its lock alive while it runs; \
              only a lock taken with --lock can be extended",
             holder.key,
-            crate::output::describe(holder)
+            describe(holder)
         )),
         _ => Some(format!(
             "{} was not taken with distlock --lock ({}); only such a lock can be extended",
             holder.key,
-            crate::output::describe(holder)
+            describe(holder)
         )),
     }
 }
@@ -171,13 +168,13 @@ pub fn cannot_extend(holder: &Contender) -> Option<String> {
 /// lease of that TTL that nobody keeps alive (or onto none: never), in a transaction guarded by
 /// its create revision, so its place in the queue and its fencing token stay. Its old lease,
 /// which held nothing else, is revoked. Returns whether the holder was still there.
-pub async fn extend(etcd: &Etcd, holder: &Contender, expiry: Expiry) -> Result<bool> {
+pub async fn extend(etcd: &Etcd, holder: &Contender, expiry: Option<Duration>) -> Result<bool> {
     let Some(record) = Record::from_json(&holder.value) else {
         return Ok(false);
     };
     let lease = match expiry {
-        Expiry::After(d) => Some(etcd.grant(d).await?),
-        Expiry::Never => None,
+        Some(d) => Some(etcd.grant(d).await?),
+        None => None,
     };
     let ttl = lease.map(|l| l.ttl);
     let record = Record {

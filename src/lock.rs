@@ -7,9 +7,9 @@
 //! Nothing here knows about processes, signals or terminals.
 
 use crate::access::Access;
-use crate::config::LockName;
 use crate::error::{Error, Result};
 use crate::etcd::Etcd;
+use crate::name::LockName;
 use crate::record::Record;
 use etcd_client::{
     Compare, CompareOp, EventType, GetOptions, KeyValue, PutOptions, SortOrder, SortTarget, Txn,

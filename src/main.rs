@@ -1,22 +1,21 @@
 //! distlock: parse the command line, resolve the configuration, run one mode, and turn the
 //! result into an exit code. Every fatal error comes back here and is printed once.
+//!
+//! The binary is the library's command-line user: the CLI and settings (cli.rs, config/),
+//! the modes (app/), running and supervising a command (run.rs), and what it prints
+//! (output.rs).
 
-mod access;
 mod app;
 mod cli;
 mod config;
-mod error;
-mod etcd;
-mod exit;
-mod holders;
-mod lease;
-mod lock;
 mod output;
 #[cfg(test)]
 mod proptests;
-mod record;
 mod run;
-mod share;
+
+// The lock itself is the library (src/lib.rs); the binary's modules name its parts as if they
+// were their own (`crate::etcd`).
+use distlock::{access, acquire, error, etcd, exit, holders, lock, name, record, view};
 
 use std::process::ExitCode;
 
@@ -28,7 +27,7 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::from(exit::OK);
         }
-        Err(e) => return fail(&error::Error::Usage(e.to_string()), false),
+        Err(e) => return fail(&error::Error::Usage(e.to_string()), false, exit::USAGE),
     };
     // A configuration error comes before logging is set up from the configuration; a log
     // shipper that asked for JSON on the command line or in the environment still gets JSON.
@@ -40,11 +39,12 @@ fn main() -> ExitCode {
             if json_asked {
                 output::init_logging(config::Format::Json, false, 0);
             }
-            return fail(&e, json_asked);
+            return fail(&e, json_asked, e.exit_code());
         }
     };
     output::init_logging(config.log_format, config.quiet, config.verbose);
     let json_logs = config.log_format == config::Format::Json;
+    let conflict_exit_code = config.conflict_exit_code;
     // One lease, one watch and one child need no thread pool, and spawning the child from the
     // main thread keeps its parent-death signal tied to distlock's lifetime.
     let result = tokio::runtime::Builder::new_current_thread()
@@ -57,21 +57,23 @@ fn main() -> ExitCode {
         Ok(app::Outcome::Signal(signal)) => die_of(signal),
         // Ctrl-C while waiting: die of SIGINT too, so a calling script stops.
         Err(e @ error::Error::Interrupted(nix::libc::SIGINT)) => {
-            fail(&e, json_logs);
+            fail(&e, json_logs, e.exit_code());
             die_of(nix::libc::SIGINT)
         }
-        Err(e) => fail(&e, json_logs),
+        // "Not acquired" exits with the code the configuration chose.
+        Err(e @ error::Error::Conflict(_)) => fail(&e, json_logs, conflict_exit_code),
+        Err(e) => fail(&e, json_logs, e.exit_code()),
     }
 }
 
-/// Prints the one line of a fatal error and returns its exit code.
-fn fail(e: &error::Error, json_logs: bool) -> ExitCode {
+/// Prints the one line of a fatal error and returns `code`.
+fn fail(e: &error::Error, json_logs: bool, code: u8) -> ExitCode {
     if json_logs {
-        tracing::error!(exit_code = e.exit_code(), "{e}");
+        tracing::error!(exit_code = code, "{e}");
     } else {
         eprintln!("distlock: {e}");
     }
-    ExitCode::from(e.exit_code())
+    ExitCode::from(code)
 }
 
 /// Ends the process by `signal` with its default action, so a calling shell sees the command's

@@ -10,8 +10,8 @@ use crate::config::values::{
 };
 use crate::config::{defs, Config, LockName, Wait};
 use crate::lock::Contender;
-use crate::output::View;
 use crate::record::{Mode, Record};
+use crate::view::View;
 use proptest::prelude::*;
 use std::ffi::OsString;
 use std::io::Write;

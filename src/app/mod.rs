@@ -1,16 +1,19 @@
 //! The modes, step by step: run a command under the lock, take it (`--lock`), give it back
-//! (`--unlock`), look at it (`--status`, `--list`). This is the one place where the etcd
-//! side (is the lock still ours?) meets the process side (the command, signals).
+//! (`--unlock`), look at it (`--status`, `--list`). This is where the library's lock (is it
+//! still ours?) meets the process side (the command, signals, what is printed).
 
-use crate::config::{Config, Mode};
-use crate::error::Result;
-use crate::etcd::{Etcd, KeepAlive, Lease};
-use crate::lock::Ticket;
-use crate::output;
-use std::time::SystemTime;
+use crate::access::Access;
+use crate::acquire::{self, Held, Request, Waiting};
+use crate::config::{Config, LockName, Mode, Wait};
+use crate::error::{Error, Result};
+use crate::etcd::Etcd;
+use crate::lock::Contender;
+use crate::output::{self, Progress};
+use crate::record::Record;
+use crate::run::Signals;
+use std::time::Duration;
 use tokio::time::Instant;
 
-mod acquire;
 mod modes;
 mod release;
 mod supervise;
@@ -42,17 +45,50 @@ pub async fn main(config: Config) -> Result<Outcome> {
     }
 }
 
-/// The lock, once we hold it.
-struct Held {
-    etcd: Etcd,
-    lease: Lease,
-    keepalive: KeepAlive,
-    ticket: Ticket,
-    /// etcd's revision when we took it: watching our key from there misses no unlock.
-    revision: i64,
-    taken: Instant,
-    /// Wall-clock time we took it, for the record.
-    taken_at: SystemTime,
-    /// Whether we waited: then our record still says when the wait began.
-    waited: bool,
+/// Takes the lock as the configuration says, writing `record` into our key: the "waiting
+/// for" lines go to stderr, and a signal ends the wait (leaving nothing in etcd).
+async fn acquire(
+    config: &Config,
+    name: &LockName,
+    record: &Record,
+    signals: &mut Signals,
+) -> Result<Held> {
+    let etcd = Etcd::connect(&config.etcd()).await?;
+    let request = Request {
+        prefix: &config.prefix,
+        name,
+        ttl: config.ttl,
+        timeout: match config.wait {
+            Wait::Forever => None,
+            Wait::Upto(d) => Some(d),
+        },
+        access: Access::new(config.max_holders, config.shared),
+        record,
+    };
+    let mut hooks = Hooks {
+        progress: Progress::new(name, config.quiet),
+        signals,
+    };
+    acquire::acquire(&etcd, &request, &mut hooks).await
+}
+
+/// The binary's side of a wait: progress lines, and signals that end it.
+struct Hooks<'a> {
+    progress: Progress,
+    signals: &'a mut Signals,
+}
+
+impl Waiting for Hooks<'_> {
+    async fn interrupted(&mut self) -> Error {
+        Error::Interrupted(self.signals.recv().await)
+    }
+    fn refresh(&self) -> Option<Duration> {
+        self.progress.refresh()
+    }
+    fn report_due(&self) -> Instant {
+        self.progress.due()
+    }
+    fn report(&mut self, holder: Option<&Contender>) {
+        self.progress.report(holder)
+    }
 }

@@ -1,16 +1,16 @@
 //! The modes that take, give back, extend or look at a lock without running a command.
 
-use super::acquire::acquire;
 use super::release::release;
-use super::Outcome;
+use super::{acquire, Outcome};
 use crate::config::{Config, Expiry, LockName};
 use crate::error::{Error, Result};
 use crate::etcd::Etcd;
 use crate::holders;
 use crate::lock::{self, Queue};
-use crate::output::{self, View};
+use crate::output;
 use crate::record::{Mode as RecordMode, Record};
 use crate::run::Signals;
+use crate::view::{self, View};
 use std::time::SystemTime;
 
 pub(super) async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcome> {
@@ -52,8 +52,7 @@ pub(super) async fn unlock_mode(
 ) -> Result<Outcome> {
     let etcd = Etcd::connect(&config.etcd()).await?;
     let queue = Queue::new(&config.prefix, name);
-    let code = config.conflict_exit_code;
-    let holder = holders::unlock(&etcd, &queue, name, which, code).await?;
+    let holder = holders::unlock(&etcd, &queue, name, which).await?;
     tracing::info!("removed {}", holder.key);
     Ok(Outcome::Code(0))
 }
@@ -65,8 +64,11 @@ pub(super) async fn extend_mode(
 ) -> Result<Outcome> {
     let etcd = Etcd::connect(&config.etcd()).await?;
     let queue = Queue::new(&config.prefix, name);
-    let code = config.conflict_exit_code;
-    let holder = holders::extend_lock(&etcd, &queue, name, expiry, code).await?;
+    let until = match expiry {
+        Expiry::After(d) => Some(d),
+        Expiry::Never => None,
+    };
+    let holder = holders::extend_lock(&etcd, &queue, name, None, until).await?;
     match expiry {
         Expiry::After(d) => tracing::info!(
             "{} now expires in {}",
@@ -82,7 +84,7 @@ pub(super) async fn status_mode(config: &Config, name: &LockName) -> Result<Outc
     let etcd = Etcd::connect(&config.etcd()).await?;
     let queue = Queue::new(&config.prefix, name);
     let contenders = lock::contenders(&etcd, &queue).await?;
-    let mut views = output::queue(&contenders);
+    let mut views = view::queue(&contenders);
     // One request per holder's lease: N of them at most, for a semaphore.
     for (view, c) in views.iter_mut().zip(&contenders) {
         if view.holds && c.lease != 0 {
@@ -98,7 +100,7 @@ pub(super) async fn list_mode(config: &Config) -> Result<Outcome> {
     let locks: Vec<(String, Vec<View>)> = lock::all_locks(&etcd, &config.prefix)
         .await?
         .into_iter()
-        .map(|(name, contenders)| (name, output::queue(&contenders)))
+        .map(|(name, contenders)| (name, view::queue(&contenders)))
         .collect();
     output::print_list(config.output, &locks);
     Ok(Outcome::Code(0))

@@ -1,26 +1,23 @@
 //! Giving the lock back: at once, after a loss (until etcd may still hold the lease), or
 //! later, as `--hold-at-least` says.
 
-use super::acquire::wall_clock;
-use super::Held;
+use crate::acquire::{wall_clock, Held};
 use crate::config::Config;
 use crate::error::Error;
 use crate::lock;
-use crate::record::Record;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// Releases the lock, or keeps it as long as `--hold-at-least` says.
-pub(super) async fn release_or_hold(config: &Config, held: &Held, record: &Record) {
+pub(super) async fn release_or_hold(config: &Config, held: &Held) {
     match config.hold_at_least {
-        Some(min) if held.taken.elapsed() < min => hold_on(held, min, record).await,
+        Some(min) if held.taken.elapsed() < min => hold_on(held, min).await,
         _ => release(held).await,
     }
 }
 
 /// Releases the lock with one revoke. If etcd cannot be reached, the lease expires by itself.
 pub(super) async fn release(held: &Held) {
-    match held.etcd.revoke(held.lease.id).await {
+    match held.release().await {
         Ok(()) => tracing::debug!("released {}", held.ticket.key),
         Err(e) => warn_not_released(held, &e),
     }
@@ -29,8 +26,7 @@ pub(super) async fn release(held: &Held) {
 /// After a lost lock etcd is often unreachable: stop renewing, and keep trying to revoke for
 /// as long as etcd may still hold the lease (after that there is nothing left to release).
 pub(super) async fn release_after_loss(held: &Held) {
-    let latest = held.keepalive.stop().unwrap_or_else(Instant::now);
-    match held.etcd.revoke_until(held.lease.id, latest).await {
+    match held.release_after_loss().await {
         Ok(()) => tracing::debug!("revoked the lease of {}", held.ticket.key),
         Err(e) => warn_not_released(held, &e),
     }
@@ -50,13 +46,13 @@ fn warn_not_released(held: &Held, e: &Error) {
 
 /// `--hold-at-least`: moves our key to a fresh lease of the remaining time (same key, same
 /// place) that nobody keeps alive, and lets our own lease go.
-async fn hold_on(held: &Held, min: Duration, record: &Record) {
+async fn hold_on(held: &Held, min: Duration) {
     let left = min.saturating_sub(held.taken.elapsed());
     // etcd counts whole seconds; round up so the lock is never held shorter than asked.
     let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
     let moved = async {
         let lease = held.etcd.grant(Duration::from_secs(secs.max(1))).await?;
-        let record = record.taken_at(held.taken_at, Some(lease.ttl));
+        let record = held.record.taken_at(held.taken_at, Some(lease.ttl));
         lock::move_to_lease(&held.etcd, &held.ticket, lease.id, &record).await
     };
     match moved.await {

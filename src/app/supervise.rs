@@ -2,13 +2,12 @@
 //! it runs, and stop it (before etcd may expire the lease) when the lock is lost or
 //! `--max-runtime` passes.
 
-use super::acquire::{acquire, lease_problem};
 use super::release::{release, release_after_loss, release_or_hold};
-use super::{Held, Outcome};
+use super::{acquire, Outcome};
+use crate::acquire::{lease_problem, Held};
 use crate::config::{Config, LockName, OnLost};
 use crate::error::{duration, signal_name, Error, Result};
 use crate::etcd::LeaseState;
-use crate::lock;
 use crate::record::{Mode as RecordMode, Record};
 use crate::run::{self, Command, Signals};
 use std::ffi::OsString;
@@ -54,7 +53,7 @@ pub(super) async fn run_mode(
         }
     };
     let watchdog = run::Watchdog::start(command.group());
-    let ended = supervise(config, &held, &record, &mut command, &mut signals).await;
+    let ended = supervise(config, &held, &mut command, &mut signals).await;
     drop(watchdog);
     drop(signals);
 
@@ -62,7 +61,7 @@ pub(super) async fn run_mode(
         Ok(status) => status,
         // Stopped for --max-runtime: the lock is still ours, to release or keep as usual.
         Err(e @ Error::TimedOut(_)) => {
-            release_or_hold(config, &held, &record).await;
+            release_or_hold(config, &held).await;
             return Err(e);
         }
         Err(e) => {
@@ -70,7 +69,7 @@ pub(super) async fn run_mode(
             return Err(e);
         }
     };
-    release_or_hold(config, &held, &record).await;
+    release_or_hold(config, &held).await;
     Ok(match status.signal() {
         Some(signal) if signal == nix::libc::SIGINT => Outcome::Signal(signal),
         _ => Outcome::Code(run::shell_status(status)),
@@ -128,28 +127,12 @@ async fn lease_for_the_command(config: &Config, held: &Held, signals: &mut Signa
 async fn supervise(
     config: &Config,
     held: &Held,
-    record: &Record,
     command: &mut Command,
     signals: &mut Signals,
 ) -> Result<std::process::ExitStatus> {
-    let margin = stop_margin(held.lease.ttl);
-    let mut lease_state = held.keepalive.state.clone();
-    // Watching our own key notices an operator's --unlock at once. A waiter's record still
-    // says when it began to wait: stamp it with the time it took the lock. Both wait a
-    // moment, so a short command costs neither (and the hand-over path has no write).
-    let released = async {
-        sleep(Duration::from_millis(250)).await;
-        if held.waited {
-            let stamped = record.taken_at(held.taken_at, Some(held.lease.ttl));
-            if let Err(e) =
-                lock::move_to_lease(&held.etcd, &held.ticket, held.lease.id, &stamped).await
-            {
-                tracing::debug!("cannot stamp the record: {e}");
-            }
-        }
-        lock::wait_released(&held.etcd, &held.ticket, held.revision).await
-    };
-    tokio::pin!(released);
+    // Lost, for us, is when the command must be stopped to be gone before the lease may expire.
+    let lost = held.lost(config.kill_grace + stop_margin(held.lease.ttl));
+    tokio::pin!(lost);
     // --max-runtime counts from the command's start, not from joining the queue.
     let too_long = async {
         match config.max_runtime {
@@ -159,11 +142,6 @@ async fn supervise(
     };
     tokio::pin!(too_long);
     let why = loop {
-        let stop_at = match *lease_state.borrow() {
-            LeaseState::Alive(until) => until.checked_sub(config.kill_grace + margin),
-            LeaseState::Gone => Some(Instant::now()),
-        }
-        .unwrap_or_else(Instant::now);
         // Biased, and checked once more below: a command that has ended (e.g. while distlock
         // was paused) is reported with its own status, not as stopped for a lost lock.
         tokio::select! {
@@ -173,10 +151,8 @@ async fn supervise(
                 tracing::debug!("passing {} on to the command", signal_name(signal));
                 command.signal(signal);
             }
-            Ok(()) = lease_state.changed() => {}
-            _ = sleep_until(stop_at) => break lease_problem(&held.lease, *lease_state.borrow()),
+            why = &mut lost => break why,
             () = &mut too_long => return stop_too_long(config, held, command, signals).await,
-            () = &mut released => break "its key was removed (an operator's --unlock, or the lease expired)".to_string(),
         }
     };
     if let Some(status) = command.try_wait() {

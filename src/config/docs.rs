@@ -228,6 +228,7 @@ mod tests {
     #[test]
     fn the_conflict_exit_code_default_is_the_documented_one() {
         let default = defs::CONFLICT_EXIT_CODE.doc.default.unwrap_or_default();
+        assert_eq!(default, crate::exit::NOT_ACQUIRED.to_string());
         assert!(crate::exit::TABLE
             .iter()
             .any(|(code, meaning)| *code == default && meaning.contains("not acquired")));

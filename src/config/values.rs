@@ -4,7 +4,6 @@
 //! build.rs compiles this file too (with `defs.rs`, for the help text and man page), so it
 //! depends on nothing but std and humantime.
 
-use std::fmt;
 use std::time::Duration;
 
 /// etcd's longest lease TTL (about 285 years); no duration here needs more.
@@ -46,38 +45,7 @@ pub enum Expiry {
 /// request, and a "semaphore" of thousands is better served by no lock at all.
 pub const MAX_HOLDERS: u32 = 1000;
 
-/// A lock name known to be 1-255 bytes of UTF-8 without `/`, whitespace or control characters.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LockName(String);
-
-impl LockName {
-    pub fn parse(name: &str) -> Result<LockName, String> {
-        if name.is_empty() {
-            return Err("the lock name is empty".into());
-        }
-        if name.len() > 255 {
-            return Err(format!(
-                "the lock name is {} bytes long; at most 255 are allowed",
-                name.len()
-            ));
-        }
-        if let Some(c) = name
-            .chars()
-            .find(|c| *c == '/' || c.is_whitespace() || c.is_control())
-        {
-            return Err(format!(
-                "the lock name {name:?} contains {c:?}; '/', whitespace and control characters are not allowed"
-            ));
-        }
-        Ok(LockName(name.to_string()))
-    }
-}
-
-impl fmt::Display for LockName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use crate::name::LockName;
 
 /// A value as `--show-config` shows it.
 pub trait Show {
@@ -92,7 +60,7 @@ impl Show for String {
 
 impl Show for LockName {
     fn show(&self) -> String {
-        self.0.clone()
+        self.to_string()
     }
 }
 
@@ -289,30 +257,6 @@ pub fn timeout(text: &str) -> Result<Wait, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lock_names() {
-        for good in [
-            "percona_prod",
-            "a",
-            "nightly-backup.v2",
-            "ünïcode",
-            &"x".repeat(255),
-        ] {
-            assert!(LockName::parse(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "",
-            "a/b",
-            "a b",
-            "tab\there",
-            "nl\n",
-            "bell\u{7}",
-            &"x".repeat(256),
-        ] {
-            assert!(LockName::parse(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn durations() {

@@ -1,25 +1,12 @@
 //! `--status` and `--list`: which contenders hold a lock (one, or several with `--max-holders`
 //! and `--shared`) and who waits, as text or JSON.
 
-use super::{clean, format_age, print_json, Kind, View};
+use super::print_json;
 use crate::access::Access;
 use crate::config::{Format, LockName};
-use crate::lock::Contender;
+use crate::view::{clean, format_age, Kind, View};
 use serde_json::json;
 use std::time::Duration;
-
-/// The views of a lock's contenders (oldest first, the legacy key first), each knowing whether
-/// it holds the lock.
-pub fn queue(contenders: &[Contender]) -> Vec<View> {
-    contenders
-        .iter()
-        .zip(crate::holders::holding(contenders))
-        .map(|(c, holds)| View {
-            holds,
-            ..View::of(c)
-        })
-        .collect()
-}
 
 /// The number of holders a lock allows, as its holders' records say (1: a mutex).
 fn max_holders(views: &[View]) -> u32 {

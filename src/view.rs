@@ -1,0 +1,234 @@
+//! What a contender in a lock's queue is, as a reader sees it: who wrote its key (distlock,
+//! the old Go tool, etcdctl), from which host and process, since when, why, and how it takes the
+//! lock. `--status`, `--list`, the "waiting for" lines and busy errors all describe a holder
+//! this way. Whatever another tool left in etcd is shown, never trusted: control characters
+//! are escaped and long text is cut.
+
+use crate::access::Access;
+use crate::holders::holding;
+use crate::lock::Contender;
+use crate::record::{self, Record};
+use serde::Serialize;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A contender as `--status`, `--list` and JSON show it. The JSON shape is documented in the
+/// README and kept stable: fields are only ever added.
+#[derive(Debug, Serialize)]
+pub struct View {
+    pub key: String,
+    /// The create revision of the key: the fencing token of its holder.
+    pub fencing_token: i64,
+    /// Lease id in hex, or null for a lock held until unlocked.
+    pub lease: Option<String>,
+    pub kind: Kind,
+    pub host: Option<String>,
+    pub pid: Option<u32>,
+    pub user: Option<String>,
+    pub reason: Option<String>,
+    /// RFC 3339.
+    pub since: Option<String>,
+    pub age_seconds: Option<u64>,
+    pub mode: Option<record::Mode>,
+    pub program: Option<String>,
+    /// Seconds until the lease expires unless renewed; null when it never expires.
+    pub ttl_left: Option<i64>,
+    /// `exclusive`, `shared` or `semaphore`: how it takes the lock.
+    pub access: &'static str,
+    /// `--max-holders` of a distlock record.
+    pub max_holders: Option<u32>,
+    /// When a `--lock` is meant to expire (RFC 3339).
+    pub expires: Option<String>,
+    /// Whether it holds the lock (`holders` or `waiters` in JSON).
+    #[serde(skip)]
+    pub holds: bool,
+}
+
+/// Who wrote a contender's key.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Distlock,
+    /// The Go tool's key.
+    Legacy,
+    /// etcdctl or anything else.
+    Other,
+}
+
+impl View {
+    pub fn of(c: &Contender) -> View {
+        let mut view = View {
+            key: c.key.clone(),
+            fencing_token: c.create_revision,
+            lease: (c.lease != 0).then(|| format!("{:x}", c.lease)),
+            kind: Kind::Other,
+            host: None,
+            pid: None,
+            user: None,
+            reason: None,
+            since: None,
+            age_seconds: None,
+            mode: None,
+            program: None,
+            ttl_left: None,
+            access: Access::of_value(&c.value).as_str(),
+            max_holders: None,
+            expires: None,
+            holds: false,
+        };
+        if let Some(r) = Record::from_json(&c.value) {
+            view.max_holders = Some(r.max_holders);
+            view.expires = r.expires;
+            view.kind = Kind::Distlock;
+            view.age_seconds = humantime::parse_rfc3339_weak(&r.since)
+                .ok()
+                .map(|t| age_of(t).as_secs());
+            view.host = Some(r.host);
+            view.pid = Some(r.pid);
+            view.user = Some(r.user);
+            view.reason = Some(r.reason);
+            view.since = Some(r.since);
+            view.mode = Some(r.mode);
+            view.program = r.program;
+        } else if let Some((secs, host, reason)) = legacy_value(c) {
+            // RFC 3339 stops at year 9999: a larger number is not a time we can show.
+            let then = (secs < 253_402_300_800).then(|| UNIX_EPOCH + Duration::from_secs(secs));
+            view.kind = Kind::Legacy;
+            view.since = then.map(|t| humantime::format_rfc3339_seconds(t).to_string());
+            view.age_seconds = then.map(|t| age_of(t).as_secs());
+            view.host = Some(host);
+            view.reason = Some(reason);
+            view.mode = Some(record::Mode::Lock);
+        }
+        view
+    }
+
+    /// `node-3 (pid 4242, root) for 2m13s: "Upgrade RPMs"`.
+    pub fn describe(&self) -> String {
+        let age = self
+            .age_seconds
+            .map(|s| format!(" for {}", format_age(Duration::from_secs(s))))
+            .unwrap_or_default();
+        let reason = match self.reason.as_deref() {
+            Some("") | None => String::new(),
+            Some(r) => format!(": {}", quoted(r, 200)),
+        };
+        match self.kind {
+            Kind::Distlock => format!(
+                "{} (pid {}, {}){age}{reason}",
+                clean(self.host.as_deref().unwrap_or("?"), 100),
+                self.pid.unwrap_or_default(),
+                clean(self.user.as_deref().unwrap_or("?"), 100),
+            ),
+            Kind::Legacy => format!(
+                "{} (the old Go distlock){age}{reason}",
+                clean(self.host.as_deref().unwrap_or("?"), 100)
+            ),
+            Kind::Other => format!(
+                "{} (not distlock's, e.g. etcdctl lock; lease {})",
+                clean(&self.key, 300),
+                self.lease.as_deref().unwrap_or("none")
+            ),
+        }
+    }
+}
+
+/// The views of a lock's contenders (oldest first, the legacy key first), each knowing whether
+/// it holds the lock.
+pub fn queue(contenders: &[Contender]) -> Vec<View> {
+    contenders
+        .iter()
+        .zip(holding(contenders))
+        .map(|(c, holds)| View {
+            holds,
+            ..View::of(c)
+        })
+        .collect()
+}
+
+/// The Go tool wrote `<unix-seconds>;<hostname>;<reason>` on the bare lock key.
+fn legacy_value(c: &Contender) -> Option<(u64, String, String)> {
+    if c.key.ends_with('/') || c.lease != 0 {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&c.value);
+    let mut parts = text.splitn(3, ';');
+    let secs = parts.next()?.trim().parse::<u64>().ok()?;
+    let host = parts.next()?.to_string();
+    Some((secs, host, parts.next().unwrap_or_default().to_string()))
+}
+
+/// Who a contender is, in one line, for messages.
+pub fn describe(contender: &Contender) -> String {
+    View::of(contender).describe()
+}
+
+fn age_of(then: SystemTime) -> Duration {
+    SystemTime::now().duration_since(then).unwrap_or_default()
+}
+
+/// `42s`, `2m13s`, `5h07m`, `3d04h`: two units at most, readable at any size.
+pub fn format_age(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86399 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// Text from etcd made safe for a terminal: control characters escaped, cut to `max` chars.
+pub fn clean(text: &str, max: usize) -> String {
+    let line = crate::error::one_line(text);
+    if line.chars().count() <= max {
+        return line;
+    }
+    let mut cut: String = line.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+fn quoted(text: &str, max: usize) -> String {
+    format!("\"{}\"", clean(text, max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_are_short_at_any_size() {
+        assert_eq!(format_age(Duration::from_secs(5)), "5s");
+        assert_eq!(format_age(Duration::from_secs(133)), "2m13s");
+        assert_eq!(format_age(Duration::from_secs(5 * 3600 + 7 * 60)), "5h07m");
+        assert_eq!(
+            format_age(Duration::from_secs(3 * 86400 + 4 * 3600)),
+            "3d04h"
+        );
+    }
+
+    fn contender(key: &str, value: &[u8], lease: i64) -> Contender {
+        Contender {
+            key: key.into(),
+            value: value.to_vec(),
+            create_revision: 1,
+            lease,
+        }
+    }
+
+    #[test]
+    fn foreign_values_are_described_not_parsed() {
+        let legacy = contender("/distlock/x", b"1700000000;oldhost;old reason", 0);
+        assert_eq!(View::of(&legacy).kind, Kind::Legacy);
+        assert!(describe(&legacy).contains("oldhost"));
+        assert!(describe(&contender("/distlock/x/1", b"", 7)).contains("not distlock's"));
+        assert!(describe(&contender("/distlock/x/1", &[0xff, 0, 1], 7)).contains("not distlock's"));
+    }
+
+    #[test]
+    fn terminal_control_characters_are_escaped() {
+        let nasty = contender("/distlock/x\u{1b}[2J/1", b"", 7);
+        assert!(!describe(&nasty).contains('\u{1b}'));
+        assert_eq!(clean(&"é".repeat(10), 5), "éééé…");
+    }
+}
