@@ -21,6 +21,8 @@ pub struct Cli {
     pub unlock_key: Option<String>,
     /// `--extend=D`, as text (`config` parses it).
     pub extend: Option<String>,
+    /// `--holder=KEY`: which holder `--extend` or `--unlock` acts on.
+    pub holder: Option<String>,
     pub list: bool,
     pub status: bool,
     pub show_config: bool,
@@ -206,6 +208,7 @@ impl Cli {
             unlock: matches.contains_id("unlock"),
             unlock_key: matches.get_one::<String>("unlock").cloned(),
             extend: matches.get_one::<String>(defs::EXTEND.doc.name).cloned(),
+            holder: matches.get_one::<String>(defs::HOLDER.name).cloned(),
             list: flag("list"),
             status: flag("status"),
             show_config: flag("show-config"),

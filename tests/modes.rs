@@ -71,6 +71,9 @@ fn bad_values_of_the_new_options_are_usage_errors_that_write_nothing() {
         (&["--extend=-1h"], &["--extend"]),
         (&["--extend=later"], &["--extend"]),
         (&["--extend=1h", "--", "true"], &["--extend", "true"]),
+        (&["--holder=1f", "--", "true"], &["--holder", "--extend"]),
+        (&["--holder=1f", "--lock"], &["--holder", "--unlock"]),
+        (&["--unlock=1f", "--holder=2f"], &["--holder", "different"]),
         (
             &["--shared", "--max-holders=3", "--", "true"],
             &["--shared", "--max-holders=3"],
@@ -627,6 +630,54 @@ fn unlock_must_name_a_holder_when_several_hold() {
     // One holder left: a bare --unlock works as before; the lease id alone names it too.
     let hex = keys[0].rsplit('/').next().unwrap();
     run(distlock(&etcd, &p).args(["--lock-name=pool", &format!("--unlock={hex}")])).code(0);
+    assert_eq!(get_prefix(&ep, &p), vec![]);
+}
+
+#[test]
+fn extend_must_name_a_holder_when_several_hold() {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("sem-extend"));
+    let keys: Vec<String> = (0..2)
+        .map(|_| lock(&etcd, &p, "pool", &["--max-holders=2", "--ttl=60"]).0)
+        .collect();
+    let before: Vec<Kv> = keys.iter().map(|k| get_key(&ep, k).unwrap()).collect();
+
+    let r = run(distlock(&etcd, &p).args(["--lock-name=pool", "--extend=2h"]));
+    let line = r.code(2).one_error_line();
+    assert!(
+        line.contains(&keys[0]) && line.contains(&keys[1]) && line.contains("--holder=KEY"),
+        "{r}"
+    );
+    // A key that does not hold the lock: nothing to extend, as for a free lock.
+    let r = run(distlock(&etcd, &p).args([
+        "--lock-name=pool",
+        "--extend=2h",
+        &format!("--holder={p}pool/77"),
+    ]));
+    r.code(1);
+    let now: Vec<Kv> = keys.iter().map(|k| get_key(&ep, k).unwrap()).collect();
+    assert_eq!(now, before, "nothing changed");
+
+    // Named by its lease id, as --status shows it: only that holder moves to a 2h lease.
+    let hex = keys[1].rsplit('/').next().unwrap();
+    let r = run(distlock(&etcd, &p).args([
+        "--lock-name=pool",
+        "--extend=2h",
+        &format!("--holder={hex}"),
+    ]));
+    r.code(0);
+    assert_eq!(get_key(&ep, &keys[0]), Some(before[0].clone()), "untouched");
+    let extended = get_key(&ep, &keys[1]).unwrap();
+    assert_eq!(extended.create_revision, before[1].create_revision);
+    assert_eq!(
+        lease_ttl(&ep, extended.lease).map(|(_, granted)| granted),
+        Some(7200)
+    );
+
+    for key in &keys {
+        run(distlock(&etcd, &p).args(["--lock-name=pool", "--unlock", &format!("--holder={key}")]))
+            .code(0);
+    }
     assert_eq!(get_prefix(&ep, &p), vec![]);
 }
 

@@ -35,7 +35,9 @@ pub async fn main(config: Config) -> Result<Outcome> {
         Mode::Run(name, argv) => run_mode(&config, name, argv).await,
         Mode::Lock(name) => lock_mode(&config, name).await,
         Mode::Unlock(name, which) => unlock_mode(&config, name, which.as_deref()).await,
-        Mode::Extend(name, expiry) => extend_mode(&config, name, *expiry).await,
+        Mode::Extend(name, expiry, which) => {
+            extend_mode(&config, name, *expiry, which.as_deref()).await
+        }
         Mode::Status(name) => status_mode(&config, name).await,
         Mode::List => list_mode(&config).await,
         Mode::ShowConfig => {

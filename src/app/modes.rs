@@ -61,6 +61,7 @@ pub(super) async fn extend_mode(
     config: &Config,
     name: &LockName,
     expiry: Expiry,
+    which: Option<&str>,
 ) -> Result<Outcome> {
     let etcd = Etcd::connect(&config.etcd()).await?;
     let queue = Queue::new(&config.prefix, name);
@@ -68,7 +69,7 @@ pub(super) async fn extend_mode(
         Expiry::After(d) => Some(d),
         Expiry::Never => None,
     };
-    let holder = holders::extend_lock(&etcd, &queue, name, None, until).await?;
+    let holder = holders::extend_lock(&etcd, &queue, name, which, until).await?;
     match expiry {
         Expiry::After(d) => tracing::info!(
             "{} now expires in {}",

@@ -234,6 +234,16 @@ pub const EXTEND: Def<Expiry> = Def {
     parse: values::expiry,
 };
 
+pub const HOLDER: Doc = Doc {
+    flag: Some("holder"),
+    value: Some("KEY"),
+    ..doc(
+        "holder",
+        "With --extend or --unlock: the holder to act on when several hold the lock, by its key \
+         or lease id (see --status)",
+    )
+};
+
 pub const CONFIG: Doc = Doc {
     flag: Some("config"),
     env: Some("DISTLOCK_CONFIG"),
@@ -484,6 +494,7 @@ pub const OPTIONS: &[&Doc] = &[
     &MAX_HOLDERS.doc,
     &SHARED.doc,
     &EXTEND.doc,
+    &HOLDER,
     &NOWAIT,
     &TIMEOUT.doc,
     &ENDPOINTS.doc,

@@ -33,8 +33,9 @@ pub enum Mode {
     Lock(LockName),
     /// Release the holder, or the one with this key when several hold the lock.
     Unlock(LockName, Option<String>),
-    /// Make the lock taken with `--lock` expire from now on as this says.
-    Extend(LockName, Expiry),
+    /// Make the lock taken with `--lock` expire from now on as this says; the holder with this
+    /// key when several hold the lock.
+    Extend(LockName, Expiry, Option<String>),
     Status(LockName),
     List,
     ShowConfig,
@@ -168,6 +169,21 @@ impl Config {
     }
 }
 
+/// Which holder `--unlock` or `--extend` acts on: `--holder=KEY`, or `--unlock=KEY`.
+fn holder(cli: &Cli, extend: bool) -> Result<Option<String>> {
+    let flag = defs::HOLDER.name;
+    match (&cli.holder, &cli.unlock_key) {
+        (Some(_), _) if !(cli.unlock || extend) => Err(Error::Usage(format!(
+            "--{flag} names the holder --unlock or --extend acts on; give one of them"
+        ))),
+        (Some(a), Some(b)) if a != b => Err(Error::Usage(format!(
+            "--unlock={b:?} and --{flag}={a:?} name different holders: give one of them"
+        ))),
+        (Some(key), _) | (None, Some(key)) => Ok(Some(key.clone())),
+        (None, None) => Ok(None),
+    }
+}
+
 fn mode(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
     let extend = cli
         .extend
@@ -177,6 +193,7 @@ fn mode(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
                 .map_err(|e| Error::Usage(format!("--{}={text:?}: {e}", defs::EXTEND.doc.name)))
         })
         .transpose()?;
+    let which = holder(cli, extend.is_some())?;
     if !cli.command.is_empty()
         && (cli.lock || cli.unlock || extend.is_some() || cli.status || cli.list || cli.show_config)
     {
@@ -207,9 +224,9 @@ fn mode(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
     Ok(if cli.lock {
         Mode::Lock(name)
     } else if cli.unlock {
-        Mode::Unlock(name, cli.unlock_key.clone())
+        Mode::Unlock(name, which)
     } else if let Some(expiry) = extend {
-        Mode::Extend(name, expiry)
+        Mode::Extend(name, expiry, which)
     } else if cli.status {
         Mode::Status(name)
     } else {
@@ -427,8 +444,30 @@ mod tests {
         let config = resolve(&["--lock-name=x", "--extend=never"]).unwrap();
         assert_eq!(
             config.mode,
-            Mode::Extend(LockName::parse("x").unwrap(), Expiry::Never)
+            Mode::Extend(LockName::parse("x").unwrap(), Expiry::Never, None)
         );
+        let config = resolve(&["--lock-name=x", "--extend=1h", "--holder=1f"]).unwrap();
+        assert_eq!(
+            config.mode,
+            Mode::Extend(
+                LockName::parse("x").unwrap(),
+                Expiry::After(Duration::from_secs(3600)),
+                Some("1f".into())
+            )
+        );
+        let config = resolve(&["--lock-name=x", "--unlock", "--holder=1f"]).unwrap();
+        assert_eq!(
+            config.mode,
+            Mode::Unlock(LockName::parse("x").unwrap(), Some("1f".into()))
+        );
+        for bad in [
+            &["--lock-name=x", "--holder=1f", "true"][..],
+            &["--lock-name=x", "--status", "--holder=1f"],
+            &["--lock-name=x", "--unlock=1f", "--holder=2f"],
+        ] {
+            let err = resolve(bad).unwrap_err();
+            assert!(err.to_string().contains("--holder"), "{bad:?}: {err}");
+        }
         let config = resolve(&["--lock-name=x", "--unlock"]).unwrap();
         assert_eq!(
             config.mode,
