@@ -3,7 +3,8 @@
 //! completions), the YAML file's keys, the layering, `--show-config`, the README's table and
 //! the two shipped YAML files are all made from this table.
 //!
-//! Adding a setting: one `Def` here, one entry in `OPTIONS`, and the code that reads it
+//! Adding a setting: one `Def` here (or in `defs/etcd.rs`, for how to reach etcd), one entry
+//! in `OPTIONS`, and the code that reads it
 //! (`config::layers` puts the value into `Config`). Then `DISTLOCK_BLESS=1 cargo test docs`
 //! rewrites the README table and the YAML files.
 //!
@@ -11,6 +12,9 @@
 
 use super::values::{self, Expiry, Format, LockName, OnLost, Wait};
 use std::time::Duration;
+
+mod etcd;
+pub use etcd::{CACERT, CERT, ENDPOINTS, KEY, MAXTIME, PASSWORD, PASSWORD_FILE, PREFIX, USER};
 
 /// How an option is spelled and documented.
 pub struct Doc {
@@ -185,41 +189,6 @@ pub const TIMEOUT: Def<Wait> = Def {
     parse: values::timeout,
 };
 
-pub const ENDPOINTS: Def<Vec<String>> = Def {
-    doc: Doc {
-        yaml: Yaml::List,
-        default: Some("http://127.0.0.1:2379"),
-        more: "In this file, a YAML list.",
-        example: Some(
-            "http://etcd1.example.com:2379,http://etcd2.example.com:2379,http://etcd3.example.com:2379",
-        ),
-        ..setting(
-            "endpoints",
-            "endpoints",
-            "DISTLOCK_ENDPOINTS",
-            "URLS",
-            "Comma-separated etcd URLs; https:// means TLS",
-        )
-    },
-    parse: values::endpoints,
-};
-
-pub const PREFIX: Def<String> = Def {
-    doc: Doc {
-        default: Some("/distlock/"),
-        more: "A lock NAME lives under <prefix>NAME/.",
-        example: Some("/distlock/prod/"),
-        ..setting(
-            "prefix",
-            "prefix",
-            "DISTLOCK_PREFIX",
-            "P",
-            "Key namespace in etcd, e.g. one for staging and one for prod",
-        )
-    },
-    parse: values::text,
-};
-
 /// A mode with a value, like `--lock` and `--unlock` a flag only: a variable or a YAML key
 /// would turn every run into an extension.
 pub const EXTEND: Def<Expiry> = Def {
@@ -271,21 +240,6 @@ pub const TTL: Def<Duration> = Def {
         )
     },
     parse: values::whole_seconds,
-};
-
-pub const MAXTIME: Def<Duration> = Def {
-    doc: Doc {
-        default: Some("5s"),
-        example: Some("5s"),
-        ..setting(
-            "maxtime",
-            "maxtime",
-            "DISTLOCK_MAXTIME",
-            "T",
-            "Deadline for dialing etcd and for each etcd request",
-        )
-    },
-    parse: values::positive_duration,
 };
 
 pub const HOLD_AT_LEAST: Def<Duration> = Def {
@@ -403,73 +357,6 @@ pub const LOG_FORMAT: Def<Format> = Def {
         )
     },
     parse: values::format,
-};
-
-pub const CACERT: Def<String> = Def {
-    doc: Doc {
-        default_doc: Some("system roots"),
-        ..setting(
-            "cacert",
-            "cacert",
-            "DISTLOCK_CACERT",
-            "FILE",
-            "CA certificate (PEM) to verify etcd's server certificate",
-        )
-    },
-    parse: values::text,
-};
-
-pub const CERT: Def<String> = Def {
-    doc: setting(
-        "cert",
-        "cert",
-        "DISTLOCK_CERT",
-        "FILE",
-        "Client certificate (PEM) for mutual TLS",
-    ),
-    parse: values::text,
-};
-
-pub const KEY: Def<String> = Def {
-    doc: setting(
-        "key",
-        "key",
-        "DISTLOCK_KEY_FILE",
-        "FILE",
-        "Client private key (PEM) for mutual TLS. Also DISTLOCK_KEY, etcdctl-style, except \
-         under a distlock that set DISTLOCK_KEY (the lock key) itself",
-    ),
-    parse: values::text,
-};
-
-pub const USER: Def<String> = Def {
-    doc: setting(
-        "user",
-        "user",
-        "DISTLOCK_USER",
-        "NAME",
-        "etcd user; the password comes from DISTLOCK_PASSWORD or --password-file, never argv",
-    ),
-    parse: values::text,
-};
-
-pub const PASSWORD_FILE: Def<String> = Def {
-    doc: setting(
-        "password_file",
-        "password-file",
-        "DISTLOCK_PASSWORD_FILE",
-        "FILE",
-        "File whose first line is the etcd password",
-    ),
-    parse: values::text,
-};
-
-pub const PASSWORD: Doc = Doc {
-    env: Some("DISTLOCK_PASSWORD"),
-    ..doc(
-        "password",
-        "The etcd password (never a flag: ps would show it); the command does not inherit it",
-    )
 };
 
 pub const QUIET: Doc = Doc {

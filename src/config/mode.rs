@@ -1,0 +1,91 @@
+//! Which mode distlock runs in (run a command, `--lock`, `--unlock`, `--extend`, `--status`,
+//! `--list`, `--show-config`), chosen from the command line, with the lock name each needs and
+//! the combinations that make no sense refused.
+
+use super::defs;
+use super::values::{Expiry, LockName};
+use crate::cli::Cli;
+use crate::error::{Error, Result};
+use std::ffi::OsString;
+
+/// What distlock was asked to do, with the lock it needs (so code past this point never
+/// checks that a name was given).
+#[derive(Debug, PartialEq)]
+pub enum Mode {
+    /// Run this command (program and arguments) under the lock.
+    Run(LockName, Vec<OsString>),
+    Lock(LockName),
+    /// Release the holder, or the one with this key when several hold the lock.
+    Unlock(LockName, Option<String>),
+    /// Make the lock taken with `--lock` expire from now on as this says; the holder with this
+    /// key when several hold the lock.
+    Extend(LockName, Expiry, Option<String>),
+    Status(LockName),
+    List,
+    ShowConfig,
+}
+
+/// Which holder `--unlock` or `--extend` acts on: `--holder=KEY`, or `--unlock=KEY`.
+fn holder(cli: &Cli, extend: bool) -> Result<Option<String>> {
+    let flag = defs::HOLDER.name;
+    match (&cli.holder, &cli.unlock_key) {
+        (Some(_), _) if !(cli.unlock || extend) => Err(Error::Usage(format!(
+            "--{flag} names the holder --unlock or --extend acts on; give one of them"
+        ))),
+        (Some(a), Some(b)) if a != b => Err(Error::Usage(format!(
+            "--unlock={b:?} and --{flag}={a:?} name different holders: give one of them"
+        ))),
+        (Some(key), _) | (None, Some(key)) => Ok(Some(key.clone())),
+        (None, None) => Ok(None),
+    }
+}
+
+pub(super) fn choose(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
+    let extend = cli
+        .extend
+        .as_deref()
+        .map(|text| {
+            (defs::EXTEND.parse)(text)
+                .map_err(|e| Error::Usage(format!("--{}={text:?}: {e}", defs::EXTEND.doc.name)))
+        })
+        .transpose()?;
+    let which = holder(cli, extend.is_some())?;
+    if !cli.command.is_empty()
+        && (cli.lock || cli.unlock || extend.is_some() || cli.status || cli.list || cli.show_config)
+    {
+        return Err(Error::Usage(format!(
+            "a command ({}) cannot be combined with --lock, --unlock, --extend, --status, --list or --show-config",
+            cli.command[0].to_string_lossy()
+        )));
+    }
+    if cli.list {
+        return Ok(Mode::List);
+    }
+    if cli.show_config {
+        return Ok(Mode::ShowConfig);
+    }
+    if !(cli.lock || cli.unlock || cli.status || extend.is_some()) && cli.command.is_empty() {
+        return Err(Error::Usage(
+            "nothing to do: give a command to run (distlock --lock-name=NAME -- CMD ...) \
+             or one of --lock, --unlock, --extend, --status, --list"
+                .into(),
+        ));
+    }
+    let name = name.ok_or_else(|| {
+        Error::Usage(
+            "no lock name: give --lock-name=NAME (or DISTLOCK_LOCKNAME, or lockname in the config file)"
+                .into(),
+        )
+    })?;
+    Ok(if cli.lock {
+        Mode::Lock(name)
+    } else if cli.unlock {
+        Mode::Unlock(name, which)
+    } else if let Some(expiry) = extend {
+        Mode::Extend(name, expiry, which)
+    } else if cli.status {
+        Mode::Status(name)
+    } else {
+        Mode::Run(name, cli.command.clone())
+    })
+}
