@@ -74,6 +74,8 @@ fn bad_values_of_the_new_options_are_usage_errors_that_write_nothing() {
         (&["--holder=1f", "--", "true"], &["--holder", "--extend"]),
         (&["--holder=1f", "--lock"], &["--holder", "--unlock"]),
         (&["--unlock=1f", "--holder=2f"], &["--holder", "different"]),
+        (&["--lock", "--max-runtime=1h"], &["--max-runtime", "--ttl"]),
+        (&["--status", "--hold-at-least=5m"], &["--hold-at-least"]),
         (
             &["--shared", "--max-holders=3", "--", "true"],
             &["--shared", "--max-holders=3"],

@@ -100,6 +100,7 @@ impl Config {
         let file = file::File::load(&cli)?;
         let mut l = Layers::new(&cli, file);
         let mode = mode::choose(&cli, l.get(&defs::LOCK_NAME)?)?;
+        mode::check_run_flags(&cli, &mode)?;
         let (max_holders, shared) = sharing(&mut l)?;
         let reason = l.value(&defs::REASON)?;
         if reason.len() > MAX_REASON {
@@ -398,6 +399,21 @@ mod tests {
             Mode::Unlock(LockName::parse("x").unwrap(), Some("/distlock/x/1f".into()))
         );
         assert!(resolve(&["--lock-name=x", "--extend=1h", "--lock"]).is_err());
+        for flag in [
+            "--max-runtime=1h",
+            "--hold-at-least=5m",
+            "--on-lost=warn",
+            "--kill-grace=1s",
+        ] {
+            let err = resolve(&["--lock-name=x", "--lock", flag]).unwrap_err();
+            assert!(err.to_string().contains("--ttl"), "{flag}: {err}");
+            let err = resolve(&["--lock-name=x", "--status", flag]).unwrap_err();
+            assert!(
+                err.to_string().contains("--status runs none"),
+                "{flag}: {err}"
+            );
+            assert!(resolve(&["--lock-name=x", flag, "true"]).is_ok(), "{flag}");
+        }
     }
 
     #[test]

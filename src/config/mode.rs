@@ -4,7 +4,7 @@
 
 use super::defs;
 use super::values::{Expiry, LockName};
-use crate::cli::Cli;
+use crate::cli::{Cli, Given};
 use crate::error::{Error, Result};
 use std::ffi::OsString;
 
@@ -88,4 +88,49 @@ pub(super) fn choose(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
     } else {
         Mode::Run(name, cli.command.clone())
     })
+}
+
+/// Options that shape only how a command runs, given on the command line to a mode that runs
+/// none: a mistake worth stopping for (`--lock --max-runtime=1h` does not make the lock expire
+/// in an hour; `--ttl` does). From the file or the environment they are fleet-wide defaults for
+/// run mode, and other modes leave them alone.
+pub(super) fn check_run_flags(cli: &Cli, mode: &Mode) -> Result<()> {
+    let (Mode::Lock(_) | Mode::Unlock(..) | Mode::Extend(..) | Mode::Status(_) | Mode::List) = mode
+    else {
+        return Ok(());
+    };
+    let run_only = [
+        defs::MAX_RUNTIME.doc.name,
+        defs::HOLD_AT_LEAST.doc.name,
+        defs::ON_LOST.doc.name,
+        defs::KILL_GRACE.doc.name,
+    ];
+    for name in run_only {
+        if let Some((_, Given::Flag(flag))) = cli.value(name) {
+            let hint = match mode {
+                Mode::Lock(_) => "; to make a --lock expire, give --ttl",
+                _ => "",
+            };
+            return Err(Error::Usage(format!(
+                "{flag} applies to running a command, and {} runs none{hint}",
+                mode.flag()
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Mode {
+    /// The flag that chose this mode, for messages.
+    fn flag(&self) -> &'static str {
+        match self {
+            Mode::Run(..) => "a command",
+            Mode::Lock(_) => "--lock",
+            Mode::Unlock(..) => "--unlock",
+            Mode::Extend(..) => "--extend",
+            Mode::Status(_) => "--status",
+            Mode::List => "--list",
+            Mode::ShowConfig => "--show-config",
+        }
+    }
 }
