@@ -4,7 +4,7 @@
 //! ways to give it back.
 
 use crate::access::{self, Access};
-use crate::error::{duration, Error, Result};
+use crate::error::{duration, wall_clock, Error, Result};
 use crate::etcd::{Etcd, KeepAlive, Lease, LeaseState};
 use crate::lock::{self, Contender, Queue, Ticket, Turn};
 use crate::name::LockName;
@@ -348,18 +348,6 @@ pub fn lease_problem(lease: &Lease, state: LeaseState) -> String {
             )
         }
     }
-}
-
-/// An instant as a UTC time of day with milliseconds, as log readers compare it.
-pub fn wall_clock(at: Instant) -> String {
-    let now = Instant::now();
-    let wall = SystemTime::now();
-    let then = if at >= now {
-        wall + (at - now)
-    } else {
-        wall - (now - at)
-    };
-    humantime::format_rfc3339_millis(then).to_string()
 }
 
 fn timed_out(name: &LockName, holder: &RefCell<Option<Contender>>) -> Error {

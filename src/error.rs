@@ -106,6 +106,18 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// An instant as a UTC time of day with milliseconds, as log readers compare it.
+pub fn wall_clock(at: tokio::time::Instant) -> String {
+    let now = tokio::time::Instant::now();
+    let wall = std::time::SystemTime::now();
+    let then = if at >= now {
+        wall + (at - now)
+    } else {
+        wall - (now - at)
+    };
+    humantime::format_rfc3339_millis(then).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
