@@ -8,7 +8,7 @@ use crate::etcd::Etcd;
 use crate::lock::{self, Contender, Queue};
 use crate::name::LockName;
 use crate::record::{Mode, Record};
-use crate::view::describe;
+use crate::view::{describe, View};
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +16,19 @@ use std::time::{Duration, SystemTime};
 pub fn holding(queue: &[Contender]) -> Vec<bool> {
     let accesses: Vec<Access> = queue.iter().map(|c| Access::of_value(&c.value)).collect();
     access::holders(&accesses)
+}
+
+/// The views of a lock's contenders (oldest first, the legacy key first), each knowing whether
+/// it holds the lock.
+pub fn views(contenders: &[Contender]) -> Vec<View> {
+    contenders
+        .iter()
+        .zip(holding(contenders))
+        .map(|(c, holds)| View {
+            holds,
+            ..View::of(c)
+        })
+        .collect()
 }
 
 /// The holder `--unlock` or `--extend` acts on.

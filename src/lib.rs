@@ -13,7 +13,7 @@
 //!   when the lock is lost (or may be lost within a margin you choose).
 //! - Release: [`Held::release`]; from any node, [`holders::unlock`].
 //! - Status and list: [`lock::contenders`] and [`lock::all_locks`] read the queues,
-//!   [`holders::holding`] says who holds, [`view::View`] who they are.
+//!   [`holders::views`] says who holds and who they are ([`view::View`]).
 //!
 //! ```no_run
 //! use distlock::{acquire, etcd, Access, Etcd, Held, LockName, Record, Request};

@@ -5,7 +5,6 @@
 //! are escaped and long text is cut.
 
 use crate::access::Access;
-use crate::holders::holding;
 use crate::lock::Contender;
 use crate::record::{self, Record};
 use serde::Serialize;
@@ -130,19 +129,6 @@ impl View {
             ),
         }
     }
-}
-
-/// The views of a lock's contenders (oldest first, the legacy key first), each knowing whether
-/// it holds the lock.
-pub fn queue(contenders: &[Contender]) -> Vec<View> {
-    contenders
-        .iter()
-        .zip(holding(contenders))
-        .map(|(c, holds)| View {
-            holds,
-            ..View::of(c)
-        })
-        .collect()
 }
 
 /// The Go tool wrote `<unix-seconds>;<hostname>;<reason>` on the bare lock key.

@@ -10,7 +10,7 @@ use crate::lock::{self, Queue};
 use crate::output;
 use crate::record::{Mode as RecordMode, Record};
 use crate::run::Signals;
-use crate::view::{self, View};
+use crate::view::View;
 use std::time::SystemTime;
 
 pub(super) async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcome> {
@@ -85,7 +85,7 @@ pub(super) async fn status_mode(config: &Config, name: &LockName) -> Result<Outc
     let etcd = Etcd::connect(&config.etcd()).await?;
     let queue = Queue::new(&config.prefix, name);
     let contenders = lock::contenders(&etcd, &queue).await?;
-    let mut views = view::queue(&contenders);
+    let mut views = holders::views(&contenders);
     // One request per holder's lease: N of them at most, for a semaphore.
     for (view, c) in views.iter_mut().zip(&contenders) {
         if view.holds && c.lease != 0 {
@@ -101,7 +101,7 @@ pub(super) async fn list_mode(config: &Config) -> Result<Outcome> {
     let locks: Vec<(String, Vec<View>)> = lock::all_locks(&etcd, &config.prefix)
         .await?
         .into_iter()
-        .map(|(name, contenders)| (name, view::queue(&contenders)))
+        .map(|(name, contenders)| (name, holders::views(&contenders)))
         .collect();
     output::print_list(config.output, &locks);
     Ok(Outcome::Code(0))
