@@ -1,7 +1,8 @@
 //! A lock is lost only when it really is. A holder rides out what an etcd cluster goes through
 //! in a normal week (a member restarted, a member gone for good, the leader gone), a waiter
 //! whose lease expired while etcd was unreachable joins the queue again, and a command that
-//! ended while distlock was paused is reported with its own status.
+//! ended while distlock was paused is reported with its own status. A member without a leader
+//! says so at once.
 //!
 //! Real etcd members on loopback, the real binary, real signals. The waits for "nothing went
 //! wrong" are bounded by events: a keepalive counted by the member that received it, the time
@@ -191,6 +192,47 @@ fn a_holder_survives_the_leader_dying() {
         },
     );
     finish(holder, dir, &cluster.endpoint(new_leader), &p);
+}
+
+/// A member that has lost its leader (the rest of its cluster is gone or cut off) says so at
+/// once, because distlock asks it to require a leader: the run tries again within `maxtime` and
+/// then names the cause, instead of each attempt hanging until a timeout. Once the cluster is
+/// back, the same run works.
+#[test]
+fn a_member_without_a_leader_says_so_at_once() {
+    let cluster = EtcdCluster::start(3);
+    let p = prefix("no-leader");
+    let leader = cluster.wait_leader(None);
+    let lonely = (leader + 1) % 3;
+    let others: Vec<usize> = (0..3).filter(|&i| i != lonely).collect();
+    for &i in &others {
+        cluster.stop(i);
+    }
+    let port = cluster.members[lonely].client_port;
+    wait_for(DEADLINE, "the lone member to lose its leader", || {
+        metric(port, "etcd_server_has_leader") == Some(0)
+    });
+    let status = |maxtime: &str| {
+        let mut cmd = distlock_std(&cluster.endpoint(lonely), &p);
+        cmd.args([&format!("--maxtime={maxtime}"), "--lock-name=x", "--status"]);
+        run_timed(cmd, DEADLINE)
+    };
+    let (out, took) = status("2s");
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(3), "{r}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("has no leader"), "{r}");
+    assert_eq!(stderr.lines().count(), 1, "{r}");
+    assert!(took < Duration::from_secs(3), "{took:?}: {r}");
+
+    for &i in &others {
+        cluster.cont(i);
+    }
+    wait_for(DEADLINE, "the member to have a leader again", || {
+        metric(port, "etcd_server_has_leader") == Some(1)
+    });
+    let (out, _) = status("5s");
+    assert_eq!(out.status.code(), Some(0), "{}", report(&out));
 }
 
 /// A waiter (TTL 2s) whose lease expires while its only member is frozen for longer than that
