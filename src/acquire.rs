@@ -131,7 +131,7 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
     let joined = Cell::new(false);
     let result = loop {
         let waiting = async {
-            let (ticket, turn) = lock::enqueue(etcd, &queue, lease.id, record).await?;
+            let (ticket, turn) = lock::enqueue(etcd, &queue, lease.id, record, me).await?;
             joined.set(true);
             tracing::debug!(
                 "queued as {} (create revision {})",

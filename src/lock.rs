@@ -88,6 +88,9 @@ pub enum Turn {
         head: Contender,
         ahead: i64,
         revision: i64,
+        /// When joining read them: the legacy key if any, then the oldest keys ahead of ours,
+        /// as many as `Access::ahead_needed` asks (all of them when fewer).
+        first: Option<Vec<Contender>>,
     },
 }
 
@@ -95,12 +98,15 @@ pub enum Turn {
 ///
 /// With nobody in the queue and no legacy key, we hold it at once, and our record says so from
 /// the start (`held`). Otherwise our key is the newest in the directory, so the two newest keys
-/// are ours and the one just ahead of us: if there is no second one, nobody is ahead.
+/// are ours and the one just ahead of us: if there is no second one, nobody is ahead. The
+/// oldest keys are read as far as `me` needs to decide (`Access::ahead_needed`), so that a
+/// semaphore waiter knows where it stands without asking again.
 pub async fn enqueue(
     etcd: &Etcd,
     queue: &Queue,
     lease: i64,
     record: &Record,
+    me: Access,
 ) -> Result<(Ticket, Turn)> {
     let key = format!("{}{lease:x}", queue.dir);
     let put = |record: &Record| {
@@ -126,7 +132,11 @@ pub async fn enqueue(
             TxnOp::get(key.clone(), None),
             TxnOp::get(queue.dir.clone(), Some(newest(2, None))),
             TxnOp::get(queue.legacy.clone(), None),
-            TxnOp::get(queue.dir.clone(), Some(oldest())),
+            // Our own key may be among them: one more than needed.
+            TxnOp::get(
+                queue.dir.clone(),
+                Some(oldest_n(me.ahead_needed().map(|n| n as i64 + 1))),
+            ),
             TxnOp::get(queue.dir.clone(), Some(count(None))),
         ]);
     let response = etcd.txn("join the lock's queue", txn).await?;
@@ -151,7 +161,20 @@ pub async fn enqueue(
     let ahead = newest.into_iter().nth(1);
     // The count includes our own key.
     let before_us = last_count(&response.op_responses()) - 1;
-    Ok((ticket, turn(legacy, ahead, head, before_us, revision)))
+    let first: Vec<Contender> = legacy
+        .iter()
+        .cloned()
+        .chain(
+            head.into_iter()
+                .filter(|c| c.create_revision < ticket.revision),
+        )
+        .collect();
+    let head = first.iter().skip(legacy.len()).take(1).cloned().collect();
+    let mut turn = turn(legacy, ahead, head, before_us, revision);
+    if let Turn::Wait { first: f, .. } = &mut turn {
+        *f = Some(first);
+    }
+    Ok((ticket, turn))
 }
 
 /// Waits until we hold the lock. Wakes only when the key ahead of us is deleted. `on_wait`
@@ -193,6 +216,7 @@ pub async fn wait_turn(
                 head,
                 ahead,
                 revision,
+                ..
             } => (blocker, head, ahead, revision),
         };
         on_wait(&head);
@@ -289,6 +313,7 @@ fn turn(
             blocker: legacy,
             ahead: 1,
             revision,
+            first: None,
         };
     }
     match ahead {
@@ -298,6 +323,7 @@ fn turn(
             blocker,
             ahead: before_us,
             revision,
+            first: None,
         },
     }
 }
@@ -469,10 +495,18 @@ fn last_count(responses: &[TxnOpResponse]) -> i64 {
 }
 
 fn oldest() -> GetOptions {
-    GetOptions::new()
+    oldest_n(Some(1))
+}
+
+/// The oldest keys of the queue, up to `limit` (`None`: all).
+fn oldest_n(limit: Option<i64>) -> GetOptions {
+    let options = GetOptions::new()
         .with_prefix()
-        .with_sort(SortTarget::Create, SortOrder::Ascend)
-        .with_limit(1)
+        .with_sort(SortTarget::Create, SortOrder::Ascend);
+    match limit {
+        Some(limit) => options.with_limit(limit),
+        None => options,
+    }
 }
 
 /// The keys each get of a transaction returned, in order.

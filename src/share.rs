@@ -43,9 +43,15 @@ pub async fn wait_turn(
     busy: impl Fn(&Contender) -> Option<Error>,
     mut on_wait: impl FnMut(&Contender),
 ) -> Result<i64> {
-    let (head, blocker) = match &turn {
+    let (head, blocker, joined) = match &turn {
         Turn::Mine { revision } => return Ok(*revision),
-        Turn::Wait { head, blocker, .. } => (head, blocker),
+        Turn::Wait {
+            head,
+            blocker,
+            revision,
+            first,
+            ..
+        } => (head, blocker, first.clone().map(|first| (first, *revision))),
     };
     if me == Access::Exclusive {
         let values = [head.value.as_slice(), blocker.value.as_slice()];
@@ -57,8 +63,17 @@ pub async fn wait_turn(
         }
         return lock::wait_turn(etcd, queue, ticket, turn, refresh, on_wait).await;
     }
+    // What joining read is as good as a look: the first one costs no request.
+    let mut joined = joined.map(|(first, revision)| Ahead {
+        revision,
+        first,
+        previous: Some(blocker.clone()).filter(|b| b.key != queue.legacy),
+    });
     loop {
-        let ahead = look(etcd, queue, ticket, me).await?;
+        let ahead = match joined.take() {
+            Some(ahead) => ahead,
+            None => look(etcd, queue, ticket, me).await?,
+        };
         let values = ahead.first.iter().map(|c| c.value.as_slice());
         if let Some(theirs) = access::disagreeing(me.max_holders(), values) {
             return Err(disagree(queue, me.max_holders(), theirs));
@@ -83,7 +98,13 @@ pub async fn wait_turn(
                 wait_for(etcd, &queue.legacy, false, true, from).await
             }
             Next::Deleted(i) => wait_for(etcd, &ahead.first[i].key, false, true, from).await,
-            Next::AnyDeleted => wait_for(etcd, &queue.dir, true, true, from).await,
+            // Everyone ahead is known (fewer than `ahead_needed`): count them out as they go.
+            Next::AnyDeleted => {
+                if let Some(revision) = countdown(etcd, queue, ticket, me, &ahead.first, from).await
+                {
+                    return Ok(revision);
+                }
+            }
             Next::Changed => match &ahead.previous {
                 Some(previous) => wait_for(etcd, &previous.key, false, false, from).await,
                 None => wait_for(etcd, &queue.dir, true, true, from).await,
@@ -165,6 +186,64 @@ async fn look(etcd: &Etcd, queue: &Queue, ticket: &Ticket, me: Access) -> Result
         first: legacy.into_iter().chain(oldest).collect(),
         previous: newest.pop(),
     })
+}
+
+/// Watches the directory for removals from revision `from` on, knowing every key that was
+/// ahead of ours just before (`ahead`, oldest first, none of them the legacy key). Each
+/// removal of one of them leaves fewer ahead, and no key can join ahead of ours, so the keys
+/// not yet seen removed are a superset of those ahead: once `access::next` says a contender
+/// of `me` holds with them, it holds with the real ones. Returns the revision at which that
+/// became so; `None` when the caller should look again (our key removed, the watch ended).
+async fn countdown(
+    etcd: &Etcd,
+    queue: &Queue,
+    ticket: &Ticket,
+    me: Access,
+    ahead: &[Contender],
+    from: i64,
+) -> Option<i64> {
+    let mut left: Vec<(String, Access)> = ahead
+        .iter()
+        .map(|c| (c.key.clone(), Access::of_value(&c.value)))
+        .collect();
+    let options = WatchOptions::new()
+        .with_start_revision(from)
+        .with_prefix()
+        .with_filters([WatchFilterType::NoPut]);
+    let mut stream = match etcd.watch("watch the lock", &queue.dir, options).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::debug!("{e}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return None;
+        }
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(response)) => {
+                for event in response.events() {
+                    let Some(kv) = event.kv() else { continue };
+                    if kv.key() == ticket.key.as_bytes() {
+                        return None;
+                    }
+                    // A removal at a revision after our read: the key of that name then is
+                    // gone (a later key of the same name would be behind ours).
+                    left.retain(|(key, _)| key.as_bytes() != kv.key());
+                    let accesses: Vec<Access> = left.iter().map(|(_, a)| *a).collect();
+                    if access::next(me, &accesses) == Next::Hold {
+                        return Some(kv.mod_revision());
+                    }
+                }
+                if response.canceled() {
+                    return None;
+                }
+            }
+            Ok(None) | Err(_) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return None;
+            }
+        }
+    }
 }
 
 /// Returns once `key` (every key under it, with `prefix`) was deleted — or, unless
