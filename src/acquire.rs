@@ -156,8 +156,8 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
                     Err(_) => return Ok(Err(timed_out(name, &holder))),
                 },
             };
-            let revision = match revision {
-                Ok(revision) => revision,
+            let (revision, ahead) = match revision {
+                Ok(held) => held,
                 // Busy, or another N: final, not a reason to join again.
                 Err(e @ (Error::Conflict(_) | Error::Usage(_))) => return Ok(Err(e)),
                 Err(e) => return Err(e),
@@ -169,7 +169,7 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
                 waited && matches!(me, Access::Semaphore(_)) && record.mode == RecordMode::Run;
             if stamp {
                 let stamped = record.taken_at(SystemTime::now(), Some(lease.ttl));
-                if !lock::move_to_lease(etcd, &ticket, lease.id, &stamped).await? {
+                if !share::stamp(etcd, &ticket, lease.id, &stamped, &ahead).await? {
                     return Err(Error::Etcd(format!("our key {} is gone", ticket.key)));
                 }
             }
