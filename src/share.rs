@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::etcd::Etcd;
 use crate::lock::{self, Contender, Queue, Ticket, Turn};
 use crate::record::Record;
+use crate::watch::wait_for;
 use etcd_client::{
     Compare, CompareOp, EventType, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp,
     WatchFilterType, WatchOptions,
@@ -366,43 +367,4 @@ pub async fn stamp(
         }
     }
     lock::move_to_lease(etcd, ticket, lease, record).await
-}
-
-/// Returns once `key` (every key under it, with `prefix`) was deleted — or, unless
-/// `deletes_only`, written — after revision `from - 1`, or when the watch ends for another
-/// reason (compaction, a broken stream): the caller then looks again.
-async fn wait_for(etcd: &Etcd, key: &str, prefix: bool, deletes_only: bool, from: i64) {
-    let mut options = WatchOptions::new().with_start_revision(from);
-    if prefix {
-        options = options.with_prefix();
-    }
-    if deletes_only {
-        options = options.with_filters([WatchFilterType::NoPut]);
-    }
-    let mut stream = match etcd.watch("watch the lock", key, options).await {
-        Ok(stream) => stream,
-        Err(e) => {
-            // The next look says whether etcd is really gone.
-            tracing::debug!("{e}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            return;
-        }
-    };
-    loop {
-        match stream.message().await {
-            Ok(Some(response)) => {
-                let changed = response
-                    .events()
-                    .iter()
-                    .any(|e| !deletes_only || e.event_type() == EventType::Delete);
-                if changed || response.canceled() {
-                    return;
-                }
-            }
-            Ok(None) | Err(_) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                return;
-            }
-        }
-    }
 }
