@@ -163,8 +163,8 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
                 Err(e) => return Err(e),
             };
             // A semaphore waiter behind us may be watching our key for the moment we take the
-            // lock (see access.rs): tell it now, with the time we took it. (--lock writes its
-            // key at once anyway, and then says it holds.)
+            // lock (see access.rs): tell it now, with the time we took it and who is ahead of
+            // us. (--lock writes its key at once anyway, and then says it holds.)
             let stamp =
                 waited && matches!(me, Access::Semaphore(_)) && record.mode == RecordMode::Run;
             if stamp {

@@ -1,9 +1,11 @@
 //! etcd's side of `--max-holders` (a semaphore) and `--shared` (readers/writer): the same keys
 //! as etcd's recipe (`lock.rs`), read and watched as `access` says. A contender that has to
-//! wait reads the keys ahead of it in one read-only transaction, then watches only what can
-//! let it in: the nearest exclusive key ahead (shared), every removal ahead (a semaphore's
-//! first N+1 contenders), or the key just ahead (a semaphore's later waiters). Every watch
-//! starts right after the read, so nothing that happens in between is missed.
+//! wait knows the keys ahead of it from joining (or, later, one read-only transaction), then
+//! watches only what can let it in: the nearest exclusive key ahead (shared), every removal
+//! in the directory (a semaphore's first N+1 contenders, which count the keys ahead out as
+//! they go), or the key just ahead (a semaphore's later waiters, which learn who is ahead from
+//! that key's record when it takes the lock: `stamp`). Every watch starts right after what it
+//! knows, so nothing that happens in between is missed.
 //!
 //! Nothing here knows about processes, signals or terminals.
 

@@ -1,7 +1,7 @@
 //! Waiting on etcd's watches: for a key to go (the recipe's wait for the key just ahead, and a
 //! holder's wait for its own key's removal), or for keys to change (`share.rs`). A watch that
 //! ends for another reason (compaction, a broken stream, a member gone) hands back to the
-//! caller, which reads the queue again: a watch only ever says when to look.
+//! caller, which reads the queue again.
 //!
 //! Nothing here knows about processes, signals or terminals.
 
