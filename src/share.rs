@@ -207,7 +207,9 @@ async fn look(etcd: &Etcd, queue: &Queue, ticket: &Ticket, me: Access) -> Result
 /// not yet seen removed are a superset of those ahead: once `access::next` says a contender
 /// of `me` holds with them, it holds with the real ones. Returns the revision at which that
 /// became so and the keys left; `None` when the caller should look again (our key removed,
-/// the watch ended).
+/// the watch ended). Like the recipe's hand-over (`lock::wait_turn`), this does not look at
+/// the legacy key again: the Go tool never looks at the queue, so a run of it that starts
+/// meanwhile already shares the lock with the holders it ignored.
 async fn countdown(
     etcd: &Etcd,
     queue: &Queue,
