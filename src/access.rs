@@ -9,19 +9,36 @@
 //!   are of the semaphore.
 //!
 //! Safety (never more than N holders; never an exclusive holder beside another): a contender
-//! decides from one read of the keys ahead of it, and that set only shrinks afterwards, since
-//! create revisions only grow (no key can appear ahead of an existing one). Say N+1 semaphore
-//! contenders held at once, and take the newest: the N others were created before it and
-//! still exist, so they existed when it decided, and it saw at least N ahead — a
-//! contradiction. Likewise an exclusive holder saw nobody ahead, and everyone behind it sees
-//! it; a shared holder saw only shared keys ahead, and an exclusive one behind it sees those.
+//! decides from the keys it knows to be ahead of it, and that set only shrinks afterwards,
+//! since create revisions only grow (no key can appear ahead of an existing one). What it
+//! knows is one read of them (joining, or a later look), less the removals it then saw, or
+//! what its predecessor wrote on taking the lock (below): either way a superset of the keys
+//! ahead of it at the moment it decides, each with the access its value said. `next` only
+//! lets a contender hold with fewer or weaker keys ahead, so deciding from a superset is safe.
+//! Say N+1 semaphore contenders held at once, and take the newest: the N others were created
+//! before it and still exist, so they were in what it knew when it decided, and it saw at
+//! least N ahead — a contradiction. Likewise an exclusive holder saw nobody ahead, and everyone
+//! behind it sees it; a shared holder saw only shared keys ahead, and an exclusive one behind
+//! it sees those.
+//!
+//! A semaphore contender that takes the lock after waiting writes, with its record, the keys
+//! then ahead of it, in one transaction that checks each still exists with its create revision
+//! (`share::stamp`; without the list if one went). At that revision those keys and it are
+//! exactly the keys ahead of the waiter just behind it, which has watched its key since a read
+//! that showed it just ahead: no key can come between. All of them held beside it, so they are
+//! of the same semaphore. The list is a field outside `Record`, so no later write of the record
+//! (`--extend`) carries it on: only that transaction's write has it.
 //!
 //! Liveness without herds: every waiter watches keys whose change can let it in, and no more
 //! (see `next`). A semaphore waiter with N or fewer ahead ("first waiters": at most N+1 of
-//! them) hears of every removal ahead of it; one further back watches only the key just ahead,
-//! which is written when it takes the lock (its record is stamped at once) or deleted. Only
-//! such a change can bring it to N ahead: while the key just ahead waits, it has N or more
-//! ahead, or a key that is not of the semaphore, and so does the waiter behind it.
+//! them) knows every key ahead of it and hears of every removal in the directory, counting them
+//! out until it may hold (no read); one further back watches only the key just ahead, which is
+//! written when it takes the lock (its record is stamped at once, with the keys ahead of it) or
+//! deleted. Only such a change can bring it to N ahead: while the key just ahead waits, it has
+//! N or more ahead, or a key that is not of the semaphore, and so does the waiter behind it.
+//! A hand-over so wakes the first waiters and, once one takes the lock, the one waiter behind
+//! it. Watching a key N places ahead instead would not do: holders leave in any order, and a
+//! waiter that came to N ahead while that key stayed would miss the next holder leaving.
 
 use crate::record::Record;
 

@@ -131,7 +131,7 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
     let joined = Cell::new(false);
     let result = loop {
         let waiting = async {
-            let (ticket, turn) = lock::enqueue(etcd, &queue, lease.id, record).await?;
+            let (ticket, turn) = lock::enqueue(etcd, &queue, lease.id, record, me).await?;
             joined.set(true);
             tracing::debug!(
                 "queued as {} (create revision {})",
@@ -156,20 +156,20 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
                     Err(_) => return Ok(Err(timed_out(name, &holder))),
                 },
             };
-            let revision = match revision {
-                Ok(revision) => revision,
+            let (revision, ahead) = match revision {
+                Ok(held) => held,
                 // Busy, or another N: final, not a reason to join again.
                 Err(e @ (Error::Conflict(_) | Error::Usage(_))) => return Ok(Err(e)),
                 Err(e) => return Err(e),
             };
             // A semaphore waiter behind us may be watching our key for the moment we take the
-            // lock (see access.rs): tell it now, with the time we took it. (--lock writes its
-            // key at once anyway, and then says it holds.)
+            // lock (see access.rs): tell it now, with the time we took it and who is ahead of
+            // us. (--lock writes its key at once anyway, and then says it holds.)
             let stamp =
                 waited && matches!(me, Access::Semaphore(_)) && record.mode == RecordMode::Run;
             if stamp {
                 let stamped = record.taken_at(SystemTime::now(), Some(lease.ttl));
-                if !lock::move_to_lease(etcd, &ticket, lease.id, &stamped).await? {
+                if !share::stamp(etcd, &ticket, lease.id, &stamped, &ahead).await? {
                     return Err(Error::Etcd(format!("our key {} is gone", ticket.key)));
                 }
             }

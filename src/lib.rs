@@ -65,6 +65,7 @@ pub mod name;
 pub mod record;
 mod share;
 pub mod view;
+mod watch;
 
 pub use access::Access;
 pub use acquire::{acquire, Held, Request, Waiting};

@@ -11,9 +11,12 @@ use crate::error::{Error, Result};
 use crate::etcd::Etcd;
 use crate::name::LockName;
 use crate::record::Record;
+use crate::watch::{wait_deleted, Gone};
+// Where it was before the watches had a module of their own.
+pub use crate::watch::wait_released;
 use etcd_client::{
-    Compare, CompareOp, EventType, GetOptions, KeyValue, PutOptions, SortOrder, SortTarget, Txn,
-    TxnOp, TxnOpResponse, WatchFilterType, WatchOptions,
+    Compare, CompareOp, GetOptions, KeyValue, PutOptions, SortOrder, SortTarget, Txn, TxnOp,
+    TxnOpResponse,
 };
 use std::time::Duration;
 
@@ -88,6 +91,9 @@ pub enum Turn {
         head: Contender,
         ahead: i64,
         revision: i64,
+        /// When joining read them: the legacy key if any, then the oldest keys ahead of ours,
+        /// as many as `Access::ahead_needed` asks (all of them when fewer).
+        first: Option<Vec<Contender>>,
     },
 }
 
@@ -95,12 +101,15 @@ pub enum Turn {
 ///
 /// With nobody in the queue and no legacy key, we hold it at once, and our record says so from
 /// the start (`held`). Otherwise our key is the newest in the directory, so the two newest keys
-/// are ours and the one just ahead of us: if there is no second one, nobody is ahead.
+/// are ours and the one just ahead of us: if there is no second one, nobody is ahead. The
+/// oldest keys are read as far as `me` needs to decide (`Access::ahead_needed`), so that a
+/// semaphore waiter knows where it stands without asking again.
 pub async fn enqueue(
     etcd: &Etcd,
     queue: &Queue,
     lease: i64,
     record: &Record,
+    me: Access,
 ) -> Result<(Ticket, Turn)> {
     let key = format!("{}{lease:x}", queue.dir);
     let put = |record: &Record| {
@@ -126,7 +135,11 @@ pub async fn enqueue(
             TxnOp::get(key.clone(), None),
             TxnOp::get(queue.dir.clone(), Some(newest(2, None))),
             TxnOp::get(queue.legacy.clone(), None),
-            TxnOp::get(queue.dir.clone(), Some(oldest())),
+            // Our own key may be among them: one more than needed.
+            TxnOp::get(
+                queue.dir.clone(),
+                Some(oldest(me.ahead_needed().map(|n| n as i64 + 1))),
+            ),
             TxnOp::get(queue.dir.clone(), Some(count(None))),
         ]);
     let response = etcd.txn("join the lock's queue", txn).await?;
@@ -151,7 +164,14 @@ pub async fn enqueue(
     let ahead = newest.into_iter().nth(1);
     // The count includes our own key.
     let before_us = last_count(&response.op_responses()) - 1;
-    Ok((ticket, turn(legacy, ahead, head, before_us, revision)))
+    // The oldest keys ahead of ours (the read may reach ours), after the legacy key.
+    let oldest: Vec<Contender> = head
+        .into_iter()
+        .filter(|c| c.create_revision < ticket.revision)
+        .collect();
+    let first = legacy.iter().chain(&oldest).cloned().collect();
+    let turn = turn(legacy, ahead, oldest, before_us, revision, Some(first));
+    Ok((ticket, turn))
 }
 
 /// Waits until we hold the lock. Wakes only when the key ahead of us is deleted. `on_wait`
@@ -193,6 +213,7 @@ pub async fn wait_turn(
                 head,
                 ahead,
                 revision,
+                ..
             } => (blocker, head, ahead, revision),
         };
         on_wait(&head);
@@ -250,7 +271,7 @@ async fn claim(etcd: &Etcd, queue: &Queue, ticket: &Ticket) -> Result<Turn> {
                 Some(newest(1, Some(ticket.revision - 1))),
             ),
             TxnOp::get(queue.legacy.clone(), None),
-            TxnOp::get(queue.dir.clone(), Some(oldest())),
+            TxnOp::get(queue.dir.clone(), Some(oldest(Some(1)))),
             TxnOp::get(queue.dir.clone(), Some(count(Some(ticket.revision - 1)))),
         ]);
     let response = etcd.txn("take the lock", txn).await?;
@@ -266,13 +287,8 @@ async fn claim(etcd: &Etcd, queue: &Queue, ticket: &Ticket) -> Result<Turn> {
         )));
     }
     let before_us = last_count(&response.op_responses());
-    Ok(turn(
-        legacy,
-        ahead.into_iter().next(),
-        head,
-        before_us,
-        revision,
-    ))
+    let ahead = ahead.into_iter().next();
+    Ok(turn(legacy, ahead, head, before_us, revision, None))
 }
 
 fn turn(
@@ -281,6 +297,7 @@ fn turn(
     head: Vec<Contender>,
     before_us: i64,
     revision: i64,
+    first: Option<Vec<Contender>>,
 ) -> Turn {
     // The legacy key, while it exists, is the holder: the Go tool does not know our queue.
     if let Some(legacy) = legacy.into_iter().next() {
@@ -289,6 +306,7 @@ fn turn(
             blocker: legacy,
             ahead: 1,
             revision,
+            first,
         };
     }
     match ahead {
@@ -298,110 +316,8 @@ fn turn(
             blocker,
             ahead: before_us,
             revision,
+            first,
         },
-    }
-}
-
-/// How a wait for a key's removal ended.
-enum Gone {
-    /// Deleted at revision `at`, last written by a holder (its record says `held`).
-    Held { at: i64 },
-    /// Deleted, or perhaps: the caller looks again.
-    Unsure,
-}
-
-/// Returns once the key `key` created at revision `created` is gone, or when the watch ends
-/// for any other reason. `read_at` is the revision at which we last saw the key.
-///
-/// The watch starts at `read_at + 1` (nothing is missed, and etcd sends it nothing it has not
-/// seen), unless `soon`: then it starts from "now", because etcd serves a watch that starts
-/// in the past (anything was written since `read_at`) from a loop that catches up every
-/// 100 ms, which would add up to 100 ms to a hand-over. If anything was written between
-/// `read_at` and the watch's start, the key is then looked up once.
-async fn wait_deleted(
-    etcd: &Etcd,
-    key: &str,
-    created: i64,
-    read_at: i64,
-    soon: bool,
-) -> Result<Gone> {
-    let mut options = WatchOptions::new()
-        .with_filters([WatchFilterType::NoPut])
-        .with_prev_key();
-    if !soon {
-        options = options.with_start_revision(read_at + 1);
-    }
-    let mut stream = etcd.watch("watch the lock", key, options).await?;
-    loop {
-        match stream.message().await {
-            Ok(Some(response)) => {
-                let started_at = response.header().map_or(i64::MAX, |h| h.revision());
-                if soon && response.created() && started_at > read_at {
-                    let now = etcd.get("check the lock", key, None).await?;
-                    if now.kvs().first().map(|kv| kv.create_revision()) != Some(created) {
-                        return Ok(Gone::Unsure);
-                    }
-                }
-                if let Some(event) = response
-                    .events()
-                    .iter()
-                    .find(|e| e.event_type() == EventType::Delete)
-                {
-                    let held = event
-                        .prev_kv()
-                        .filter(|kv| kv.create_revision() == created)
-                        .and_then(|kv| Record::from_json(kv.value()))
-                        // Only an exclusive holder had nobody ahead of it; a shared or
-                        // semaphore one may leave others holding (access.rs).
-                        .is_some_and(|r| {
-                            r.held && Access::new(r.max_holders, r.shared) == Access::Exclusive
-                        });
-                    return Ok(match event.kv() {
-                        Some(kv) if held => Gone::Held {
-                            at: kv.mod_revision(),
-                        },
-                        _ => Gone::Unsure,
-                    });
-                }
-                // Canceled (e.g. the revision was compacted): look again instead of waiting.
-                if response.canceled() {
-                    return Ok(Gone::Unsure);
-                }
-            }
-            // The stream broke (member died, leader change): look again; if etcd is really
-            // gone, the next request says so. A short pause keeps this from spinning.
-            Ok(None) | Err(_) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                return Ok(Gone::Unsure);
-            }
-        }
-    }
-}
-
-/// Returns when our key is gone: an operator's `--unlock`, or the lease expired. Only that:
-/// a broken watch or an unreachable member is not a lost lock (the lease deadline, watched
-/// elsewhere, decides when etcd has been unreachable for too long). `revision` is one at which
-/// our key existed; the watch starts right after it, so it costs no read, and a removal at
-/// any time since is seen (within etcd's 100 ms catch-up, if the watch starts in the past).
-pub async fn wait_released(etcd: &Etcd, ticket: &Ticket, revision: i64) {
-    let mut read_at = revision;
-    loop {
-        if wait_deleted(etcd, &ticket.key, ticket.revision, read_at, false)
-            .await
-            .is_ok()
-        {
-            match etcd.get("check the lock", &ticket.key, None).await {
-                Ok(response) => match response.kvs().first() {
-                    Some(kv) if kv.create_revision() == ticket.revision => {
-                        read_at = response.header().map_or(read_at, |h| h.revision());
-                        continue;
-                    }
-                    _ => return,
-                },
-                Err(e) => tracing::debug!("{e}"),
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -429,7 +345,7 @@ pub async fn move_to_lease(
 pub async fn holder(etcd: &Etcd, queue: &Queue) -> Result<Option<Contender>> {
     let txn = Txn::new().and_then([
         TxnOp::get(queue.legacy.clone(), None),
-        TxnOp::get(queue.dir.clone(), Some(oldest())),
+        TxnOp::get(queue.dir.clone(), Some(oldest(Some(1)))),
     ]);
     let response = etcd.txn("read the lock", txn).await?;
     let [legacy, head] = gets(&response.op_responses());
@@ -468,11 +384,15 @@ fn last_count(responses: &[TxnOpResponse]) -> i64 {
         .unwrap_or_default()
 }
 
-fn oldest() -> GetOptions {
-    GetOptions::new()
+/// The oldest keys of the queue, up to `limit` (`None`: all).
+fn oldest(limit: Option<i64>) -> GetOptions {
+    let options = GetOptions::new()
         .with_prefix()
-        .with_sort(SortTarget::Create, SortOrder::Ascend)
-        .with_limit(1)
+        .with_sort(SortTarget::Create, SortOrder::Ascend);
+    match limit {
+        Some(limit) => options.with_limit(limit),
+        None => options,
+    }
 }
 
 /// The keys each get of a transaction returned, in order.

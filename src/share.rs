@@ -1,9 +1,11 @@
 //! etcd's side of `--max-holders` (a semaphore) and `--shared` (readers/writer): the same keys
 //! as etcd's recipe (`lock.rs`), read and watched as `access` says. A contender that has to
-//! wait reads the keys ahead of it in one read-only transaction, then watches only what can
-//! let it in: the nearest exclusive key ahead (shared), every removal ahead (a semaphore's
-//! first N+1 contenders), or the key just ahead (a semaphore's later waiters). Every watch
-//! starts right after the read, so nothing that happens in between is missed.
+//! wait knows the keys ahead of it from joining (or, later, one read-only transaction), then
+//! watches only what can let it in: the nearest exclusive key ahead (shared), every removal
+//! in the directory (a semaphore's first N+1 contenders, which count the keys ahead out as
+//! they go), or the key just ahead (a semaphore's later waiters, which learn who is ahead from
+//! that key's record when it takes the lock: `stamp`). Every watch starts right after what it
+//! knows, so nothing that happens in between is missed.
 //!
 //! Nothing here knows about processes, signals or terminals.
 
@@ -11,8 +13,11 @@ use crate::access::{self, Access, Next};
 use crate::error::{Error, Result};
 use crate::etcd::Etcd;
 use crate::lock::{self, Contender, Queue, Ticket, Turn};
+use crate::record::Record;
+use crate::watch::wait_for;
 use etcd_client::{
-    EventType, GetOptions, SortOrder, SortTarget, Txn, TxnOp, WatchFilterType, WatchOptions,
+    Compare, CompareOp, EventType, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp,
+    WatchFilterType, WatchOptions,
 };
 use std::time::Duration;
 
@@ -24,10 +29,14 @@ struct Ahead {
     first: Vec<Contender>,
     /// The key just ahead of ours.
     previous: Option<Contender>,
+    /// Whether `first` was read (else it comes from the record of the key just ahead, and its
+    /// head says nothing about who holds).
+    read: bool,
 }
 
 /// Waits until we hold the lock as `me`, from `turn` (what joining the queue said); returns
-/// etcd's revision at that moment. An exclusive contender follows etcd's recipe
+/// etcd's revision at that moment, and the keys then ahead of ours (a semaphore's; none
+/// otherwise), for `stamp`. An exclusive contender follows etcd's recipe
 /// (`lock::wait_turn`, with its hand-over fast path), the others the rules of `access`.
 /// `on_wait` hears of the holder at the head of the queue; `busy` is asked each time we would
 /// wait, and its error (`--nowait`) ends the wait.
@@ -42,10 +51,16 @@ pub async fn wait_turn(
     refresh: Option<Duration>,
     busy: impl Fn(&Contender) -> Option<Error>,
     mut on_wait: impl FnMut(&Contender),
-) -> Result<i64> {
-    let (head, blocker) = match &turn {
-        Turn::Mine { revision } => return Ok(*revision),
-        Turn::Wait { head, blocker, .. } => (head, blocker),
+) -> Result<(i64, Vec<Contender>)> {
+    let (head, blocker, joined) = match &turn {
+        Turn::Mine { revision } => return Ok((*revision, Vec::new())),
+        Turn::Wait {
+            head,
+            blocker,
+            revision,
+            first,
+            ..
+        } => (head, blocker, first.clone().map(|first| (first, *revision))),
     };
     if me == Access::Exclusive {
         let values = [head.value.as_slice(), blocker.value.as_slice()];
@@ -55,10 +70,21 @@ pub async fn wait_turn(
         if let Some(busy) = busy(head) {
             return Err(busy);
         }
-        return lock::wait_turn(etcd, queue, ticket, turn, refresh, on_wait).await;
+        let revision = lock::wait_turn(etcd, queue, ticket, turn, refresh, on_wait).await?;
+        return Ok((revision, Vec::new()));
     }
+    // What joining read is as good as a look: the first one costs no request.
+    let mut joined = joined.map(|(first, revision)| Ahead {
+        revision,
+        first,
+        previous: Some(blocker.clone()).filter(|b| b.key != queue.legacy),
+        read: true,
+    });
     loop {
-        let ahead = look(etcd, queue, ticket, me).await?;
+        let ahead = match joined.take() {
+            Some(ahead) => ahead,
+            None => look(etcd, queue, ticket, me).await?,
+        };
         let values = ahead.first.iter().map(|c| c.value.as_slice());
         if let Some(theirs) = access::disagreeing(me.max_holders(), values) {
             return Err(disagree(queue, me.max_holders(), theirs));
@@ -69,7 +95,7 @@ pub async fn wait_turn(
             .map(|c| Access::of_value(&c.value))
             .collect();
         let next = access::next(me, &accesses);
-        if let Some(head) = ahead.first.first() {
+        if let Some(head) = ahead.first.first().filter(|_| ahead.read) {
             on_wait(head);
             if let Some(busy) = busy(head).filter(|_| next != Next::Hold) {
                 return Err(busy);
@@ -77,15 +103,22 @@ pub async fn wait_turn(
         }
         let from = ahead.revision + 1;
         match next {
-            Next::Hold => return Ok(ahead.revision),
+            Next::Hold => return Ok((ahead.revision, ahead.first)),
             // The legacy key is not in the directory: wait for it alone, it blocks everyone.
             _ if ahead.first.first().is_some_and(|c| c.key == queue.legacy) => {
                 wait_for(etcd, &queue.legacy, false, true, from).await
             }
             Next::Deleted(i) => wait_for(etcd, &ahead.first[i].key, false, true, from).await,
-            Next::AnyDeleted => wait_for(etcd, &queue.dir, true, true, from).await,
-            Next::Changed => match &ahead.previous {
-                Some(previous) => wait_for(etcd, &previous.key, false, false, from).await,
+            // Everyone ahead is known (fewer than `ahead_needed`): count them out as they go.
+            Next::AnyDeleted => {
+                if let Some(held) = countdown(etcd, queue, ticket, me, ahead.first, from).await {
+                    return Ok(held);
+                }
+            }
+            // It writes its key when it takes the lock (`stamp`), saying who is then ahead of
+            // it: then we know who is ahead of us without reading.
+            Next::Changed => match ahead.previous {
+                Some(previous) => joined = taken(etcd, previous, from).await,
                 None => wait_for(etcd, &queue.dir, true, true, from).await,
             },
         }
@@ -164,44 +197,178 @@ async fn look(etcd: &Etcd, queue: &Queue, ticket: &Ticket, me: Access) -> Result
         revision,
         first: legacy.into_iter().chain(oldest).collect(),
         previous: newest.pop(),
+        read: true,
     })
 }
 
-/// Returns once `key` (every key under it, with `prefix`) was deleted — or, unless
-/// `deletes_only`, written — after revision `from - 1`, or when the watch ends for another
-/// reason (compaction, a broken stream): the caller then looks again.
-async fn wait_for(etcd: &Etcd, key: &str, prefix: bool, deletes_only: bool, from: i64) {
-    let mut options = WatchOptions::new().with_start_revision(from);
-    if prefix {
-        options = options.with_prefix();
-    }
-    if deletes_only {
-        options = options.with_filters([WatchFilterType::NoPut]);
-    }
-    let mut stream = match etcd.watch("watch the lock", key, options).await {
+/// Watches the directory for removals from revision `from` on, knowing every key that was
+/// ahead of ours just before (`ahead`, oldest first, none of them the legacy key). Each
+/// removal of one of them leaves fewer ahead, and no key can join ahead of ours, so the keys
+/// not yet seen removed are a superset of those ahead: once `access::next` says a contender
+/// of `me` holds with them, it holds with the real ones. Returns the revision at which that
+/// became so and the keys left; `None` when the caller should look again (our key removed,
+/// the watch ended). Like the recipe's hand-over (`lock::wait_turn`), this does not look at
+/// the legacy key again: the Go tool never looks at the queue, so a run of it that starts
+/// meanwhile already shares the lock with the holders it ignored.
+async fn countdown(
+    etcd: &Etcd,
+    queue: &Queue,
+    ticket: &Ticket,
+    me: Access,
+    mut left: Vec<Contender>,
+    from: i64,
+) -> Option<(i64, Vec<Contender>)> {
+    let options = WatchOptions::new()
+        .with_start_revision(from)
+        .with_prefix()
+        .with_filters([WatchFilterType::NoPut]);
+    let mut stream = match etcd.watch("watch the lock", &queue.dir, options).await {
         Ok(stream) => stream,
         Err(e) => {
-            // The next look says whether etcd is really gone.
             tracing::debug!("{e}");
             tokio::time::sleep(Duration::from_millis(200)).await;
-            return;
+            return None;
         }
     };
     loop {
         match stream.message().await {
             Ok(Some(response)) => {
-                let changed = response
-                    .events()
-                    .iter()
-                    .any(|e| !deletes_only || e.event_type() == EventType::Delete);
-                if changed || response.canceled() {
-                    return;
+                for event in response.events() {
+                    let Some(kv) = event.kv() else { continue };
+                    if kv.key() == ticket.key.as_bytes() {
+                        return None;
+                    }
+                    // A removal at a revision after our read: the key of that name then is
+                    // gone (a later key of the same name would be behind ours).
+                    left.retain(|c| c.key.as_bytes() != kv.key());
+                    let accesses: Vec<Access> =
+                        left.iter().map(|c| Access::of_value(&c.value)).collect();
+                    if access::next(me, &accesses) == Next::Hold {
+                        return Some((kv.mod_revision(), left));
+                    }
+                }
+                if response.canceled() {
+                    return None;
                 }
             }
             Ok(None) | Err(_) => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                return;
+                return None;
             }
         }
     }
+}
+
+/// Waits for the key just ahead of ours (`previous`) to change from revision `from` on. When
+/// it was written by `stamp` with the keys then ahead of it, returns what we then know: those
+/// and `previous` are exactly the keys ahead of ours at that revision (no key can join
+/// ahead of ours). Otherwise (removed, written otherwise, the watch ended) `None`: the caller
+/// looks again.
+async fn taken(etcd: &Etcd, previous: Contender, from: i64) -> Option<Ahead> {
+    let options = WatchOptions::new().with_start_revision(from);
+    let mut stream = match etcd.watch("watch the lock", &previous.key, options).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::debug!("{e}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return None;
+        }
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(response)) => {
+                if let Some(event) = response.events().first() {
+                    let kv = event.kv()?;
+                    if event.event_type() != EventType::Put
+                        || kv.create_revision() != previous.create_revision
+                    {
+                        return None;
+                    }
+                    let value = kv.value().to_vec();
+                    let mut first = stamped_ahead(&value)?;
+                    for c in &mut first {
+                        // They held beside it: of the same semaphore.
+                        c.value.clone_from(&value);
+                    }
+                    first.push(Contender { value, ..previous });
+                    return Some(Ahead {
+                        revision: kv.mod_revision(),
+                        first,
+                        previous: None,
+                        read: false,
+                    });
+                }
+                if response.canceled() {
+                    return None;
+                }
+            }
+            Ok(None) | Err(_) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return None;
+            }
+        }
+    }
+}
+
+/// The field `stamp` adds to a record: not part of `Record`, so that no other write of the
+/// record (`--extend`, say) carries it on once it is out of date.
+const AHEAD: &str = "ahead";
+
+/// The keys a record written by `stamp` says were ahead of it (their values left empty).
+fn stamped_ahead(value: &[u8]) -> Option<Vec<Contender>> {
+    let value: serde_json::Value = serde_json::from_slice(value).ok()?;
+    value
+        .get(AHEAD)?
+        .as_array()?
+        .iter()
+        .map(|c| {
+            Some(Contender {
+                key: c.get("key")?.as_str()?.to_string(),
+                value: Vec::new(),
+                create_revision: c.get("created")?.as_i64()?,
+                lease: 0,
+            })
+        })
+        .collect()
+}
+
+/// Writes our record once we hold the lock as one of a semaphore, for the waiter just behind
+/// us, which watches our key for it (see `taken`): with the keys ahead of ours (`ahead`, as
+/// `wait_turn` returned them), in a transaction that checks each is still there, so that the
+/// record says exactly who is ahead at its revision. If one went meanwhile, the record is
+/// written without them (that waiter then reads the queue). Returns whether our key is still
+/// there.
+pub async fn stamp(
+    etcd: &Etcd,
+    ticket: &Ticket,
+    lease: i64,
+    record: &Record,
+    ahead: &[Contender],
+) -> Result<bool> {
+    let listed: Vec<serde_json::Value> = ahead
+        .iter()
+        .map(|c| serde_json::json!({ "key": c.key, "created": c.create_revision }))
+        .collect();
+    let with_ahead = serde_json::to_value(record).ok().and_then(|mut v| {
+        v.as_object_mut()?.insert(AHEAD.into(), listed.into());
+        serde_json::to_vec(&v).ok()
+    });
+    if let Some(value) = with_ahead {
+        let still_there = std::iter::once((&ticket.key, ticket.revision))
+            .chain(ahead.iter().map(|c| (&c.key, c.create_revision)))
+            .map(|(key, revision)| {
+                Compare::create_revision(key.clone(), CompareOp::Equal, revision)
+            });
+        let txn = Txn::new()
+            .when(still_there.collect::<Vec<_>>())
+            .and_then([TxnOp::put(
+                ticket.key.clone(),
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        if etcd.txn("keep the lock", txn).await?.succeeded() {
+            return Ok(true);
+        }
+    }
+    lock::move_to_lease(etcd, ticket, lease, record).await
 }

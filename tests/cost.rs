@@ -12,6 +12,12 @@ use common::*;
 /// The most etcd requests one acquisition in a queue may cost (README, "What lands in etcd").
 const REQUESTS_PER_ACQUISITION: f64 = 7.0;
 
+/// The same for a semaphore of 3 (README, "The semaphore beside the mutex"): a waiter far
+/// back hears of two things, its predecessor taking the lock and then a holder leaving, so
+/// it pays one watch more than in the mutex; never a read of the queue after joining.
+const SEMAPHORE_REQUESTS_PER_ACQUISITION: f64 = 9.0;
+const SEMAPHORE_TXNS_PER_ACQUISITION: f64 = 2.2;
+
 /// The counters this file reads from etcd's `/metrics`, summed over their labels: unary calls
 /// handled, watch messages sent, lease grants, raft proposals committed.
 fn counters(etcd: &Etcd) -> HashMap<&'static str, f64> {
@@ -38,6 +44,9 @@ fn counters(etcd: &Etcd) -> HashMap<&'static str, f64> {
                 if labels.contains("grpc_method=\"LeaseGrant\"") {
                     *c.entry("grants").or_insert(0.0) += value;
                 }
+                if labels.contains("grpc_method=\"Txn\"") {
+                    *c.entry("txns").or_insert(0.0) += value;
+                }
                 "unary"
             }
             "grpc_server_msg_sent_total"
@@ -57,19 +66,20 @@ fn grew(after: &HashMap<&str, f64>, before: &HashMap<&str, f64>, key: &str) -> f
     after.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0)
 }
 
-#[test]
-fn a_hand_over_in_a_queue_of_twenty_costs_a_fixed_number_of_requests() {
-    let etcd = Etcd::start();
+/// Runs `contenders` runs of `sleep 0.3` with `extra` arguments on one lock, all at once;
+/// returns how etcd's counters grew over them, once settled.
+fn queue_of(etcd: &Etcd, contenders: usize, extra: &[&str]) -> HashMap<&'static str, f64> {
     let (ep, p) = (etcd.endpoint(), prefix("cost"));
-    const CONTENDERS: usize = 20;
-    let before = counters(&etcd);
+    let before = counters(etcd);
     // Each holds the lock 0.3 s, long enough to stamp its record and watch its own key, so
-    // every step of an acquisition is paid; together they wait about 6 s, long enough for
+    // every step of an acquisition is paid; together they wait a few seconds, long enough for
     // waiting lines (not -q) and for a keepalive (counted apart, not here).
-    let runs: Vec<Bg> = (0..CONTENDERS)
+    let runs: Vec<Bg> = (0..contenders)
         .map(|i| {
             let mut cmd = distlock_std(&ep, &p);
-            cmd.args(["--lock-name=q", "--", "sleep", "0.3"]);
+            cmd.arg("--lock-name=q")
+                .args(extra)
+                .args(["--", "sleep", "0.3"]);
             Bg::spawn(cmd, &format!("contender {i}"))
         })
         .collect();
@@ -84,21 +94,49 @@ fn a_hand_over_in_a_queue_of_twenty_costs_a_fixed_number_of_requests() {
     }
     // etcd counts a watch message once it is sent; the last ones may lag the exits a moment.
     let after = wait_until(DEADLINE, "etcd's counters to settle", || {
-        let a = counters(&etcd);
+        let a = counters(etcd);
         std::thread::sleep(Duration::from_millis(200));
-        let b = counters(&etcd);
+        let b = counters(etcd);
         (a == b).then_some(b)
     });
-    let requests = grew(&after, &before, "unary") + grew(&after, &before, "watch");
-    let per = requests / CONTENDERS as f64;
+    assert_eq!(get_prefix(&ep, &p), Vec::new(), "keys left behind");
+    ["unary", "watch", "txns"]
+        .into_iter()
+        .map(|key| (key, grew(&after, &before, key)))
+        .collect()
+}
+
+#[test]
+fn a_hand_over_in_a_queue_of_twenty_costs_a_fixed_number_of_requests() {
+    let etcd = Etcd::start();
+    const CONTENDERS: usize = 20;
+    let grew = queue_of(&etcd, CONTENDERS, &[]);
+    let per = (grew["unary"] + grew["watch"]) / CONTENDERS as f64;
     assert!(
         per <= REQUESTS_PER_ACQUISITION,
         "{per:.2} etcd requests per acquisition in a queue of {CONTENDERS} (at most \
-         {REQUESTS_PER_ACQUISITION}): {:.0} unary calls, {:.0} watch messages",
-        grew(&after, &before, "unary"),
-        grew(&after, &before, "watch")
+         {REQUESTS_PER_ACQUISITION}): {grew:?}"
     );
-    assert_eq!(get_prefix(&ep, &p), Vec::new(), "keys left behind");
+}
+
+#[test]
+fn a_semaphore_hand_over_costs_a_fixed_number_of_requests_and_no_read() {
+    let etcd = Etcd::start();
+    const CONTENDERS: usize = 20;
+    let grew = queue_of(&etcd, CONTENDERS, &["--max-holders=3"]);
+    let per = (grew["unary"] + grew["watch"]) / CONTENDERS as f64;
+    assert!(
+        per <= SEMAPHORE_REQUESTS_PER_ACQUISITION,
+        "{per:.2} etcd requests per acquisition in a semaphore of 3 with {CONTENDERS} \
+         contenders (at most {SEMAPHORE_REQUESTS_PER_ACQUISITION}): {grew:?}"
+    );
+    // Joining and stamping: a read of the queue after joining would show here.
+    let txns = grew["txns"] / CONTENDERS as f64;
+    assert!(
+        txns <= SEMAPHORE_TXNS_PER_ACQUISITION,
+        "{txns:.2} transactions per acquisition (at most {SEMAPHORE_TXNS_PER_ACQUISITION}): \
+         {grew:?}"
+    );
 }
 
 #[test]

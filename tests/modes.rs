@@ -498,6 +498,70 @@ fn nine_runs_of_three_holders_finish_in_three_rounds() {
     assert_eq!(get_prefix(&ep, &p), vec![]);
 }
 
+/// Holders leave in another order than they came, and the waiter behind learns who is
+/// ahead of it from the record its predecessor writes on taking the lock (no read): queued
+/// A B C W1 W2 with N=3, B leaves and W1 takes its place, then C (a key W1's record names,
+/// not the oldest) leaves, and W2 must get in beside A and W1, which hold until W2 has run.
+/// A wake-up missed, or a key counted wrongly, leaves them all waiting: the runs time out.
+#[test]
+fn a_slot_freed_out_of_order_goes_to_the_next_waiter() {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("sem-order"));
+    let dir = scratch_dir();
+    let d = dir.path().display();
+    let until = |file: &str| format!("while [ ! -e '{d}/{file}' ]; do sleep 0.05; done");
+    // Each holder marks itself inside while it holds; W2 counts who is inside with it.
+    let hold = |who: &str, file: &str| {
+        format!(
+            "touch '{d}/in-{who}' '{d}/{who}'; {}; rm '{d}/in-{who}'",
+            until(file)
+        )
+    };
+    let runs = [
+        ("A", hold("A", "W2")),
+        ("B", hold("B", "go-b")),
+        ("C", hold("C", "go-c")),
+        ("W1", hold("W1", "W2")),
+        (
+            "W2",
+            format!("ls '{d}' | grep -c '^in-' > '{d}/beside'; touch '{d}/W2'"),
+        ),
+    ];
+    let mut started = Vec::new();
+    for (i, (what, script)) in runs.iter().enumerate() {
+        started.push(bg(
+            &etcd,
+            &p,
+            &[
+                "--lock-name=pool",
+                "--max-holders=3",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ],
+            dir.path(),
+            what,
+        ));
+        wait_contenders(&ep, &p, "pool", i + 1);
+    }
+    write_file(dir.path(), "go-b", "");
+    wait_for(DEADLINE, "W1 to take B's slot", || {
+        dir.path().join("W1").exists()
+    });
+    write_file(dir.path(), "go-c", "");
+    for mut r in started {
+        let what = r.what().to_string();
+        assert_eq!(r.wait_code(DEADLINE), 0, "{what}: {}", r.report());
+    }
+    assert_eq!(
+        read_lines(&dir.path().join("beside")),
+        ["2"],
+        "A and W1 only"
+    );
+    assert_eq!(get_prefix(&ep, &p), vec![]);
+}
+
 #[test]
 fn a_run_with_another_number_of_holders_is_refused_and_leaves_no_key() {
     let etcd = Etcd::start();
