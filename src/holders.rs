@@ -70,18 +70,7 @@ pub async fn unlock(
     which: Option<&str>,
 ) -> Result<Contender> {
     let contenders = lock::contenders(etcd, queue).await?;
-    let holder = match pick(&contenders, which) {
-        Pick::One(holder) => holder,
-        Pick::Several(holders) => {
-            return Err(Error::Usage(format!(
-                "{name} has {} holders ({}); say which one to release with --unlock=KEY",
-                holders.len(),
-                keys(&holders)
-            )))
-        }
-        Pick::Free => return Err(not_locked(name, "unlock")),
-        Pick::NotHolding => return Err(not_holding(name, which, "unlock")),
-    };
+    let holder = the_holder(&contenders, name, which, "unlock", "--unlock=KEY")?;
     if !remove(etcd, holder).await? {
         return Err(not_locked(name, "unlock"));
     }
@@ -98,18 +87,7 @@ pub async fn extend_lock(
     expiry: Option<Duration>,
 ) -> Result<Contender> {
     let contenders = lock::contenders(etcd, queue).await?;
-    let holder = match pick(&contenders, which) {
-        Pick::One(holder) => holder,
-        Pick::Several(holders) => {
-            return Err(Error::Usage(format!(
-                "{name} has {} holders ({}); say which one to extend with --holder=KEY",
-                holders.len(),
-                keys(&holders)
-            )))
-        }
-        Pick::Free => return Err(not_locked(name, "extend")),
-        Pick::NotHolding => return Err(not_holding(name, which, "extend")),
-    };
+    let holder = the_holder(&contenders, name, which, "extend", "--holder=KEY")?;
     if let Some(why) = cannot_extend(holder) {
         return Err(Error::Usage(why));
     }
@@ -117,6 +95,28 @@ pub async fn extend_lock(
         return Err(not_locked(name, "extend"));
     }
     Ok(holder.clone())
+}
+
+/// The holder `verb` acts on, or why there is none: free (`Error::Conflict`), a key that does
+/// not hold it (the same), or several holders and none named (`Error::Usage`, saying how to
+/// name one).
+fn the_holder<'a>(
+    contenders: &'a [Contender],
+    name: &LockName,
+    which: Option<&str>,
+    verb: &str,
+    how_to_name: &str,
+) -> Result<&'a Contender> {
+    match pick(contenders, which) {
+        Pick::One(holder) => Ok(holder),
+        Pick::Several(holders) => Err(Error::Usage(format!(
+            "{name} has {} holders ({}); say which one to {verb} with {how_to_name}",
+            holders.len(),
+            keys(&holders)
+        ))),
+        Pick::Free => Err(not_locked(name, verb)),
+        Pick::NotHolding => Err(not_holding(name, which, verb)),
+    }
 }
 
 fn not_locked(name: &LockName, verb: &str) -> Error {

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::etcd::Etcd;
 use crate::lock::{self, Contender, Queue, Ticket, Turn};
 use crate::record::Record;
-use crate::watch::wait_for;
+use crate::watch::{self, wait_for};
 use etcd_client::{
     Compare, CompareOp, EventType, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp,
     WatchFilterType, WatchOptions,
@@ -222,14 +222,7 @@ async fn countdown(
         .with_start_revision(from)
         .with_prefix()
         .with_filters([WatchFilterType::NoPut]);
-    let mut stream = match etcd.watch("watch the lock", &queue.dir, options).await {
-        Ok(stream) => stream,
-        Err(e) => {
-            tracing::debug!("{e}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            return None;
-        }
-    };
+    let mut stream = watch::open(etcd, &queue.dir, options).await?;
     loop {
         match stream.message().await {
             Ok(Some(response)) => {
@@ -252,7 +245,7 @@ async fn countdown(
                 }
             }
             Ok(None) | Err(_) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                watch::broken().await;
                 return None;
             }
         }
@@ -266,14 +259,7 @@ async fn countdown(
 /// looks again.
 async fn taken(etcd: &Etcd, previous: Contender, from: i64) -> Option<Ahead> {
     let options = WatchOptions::new().with_start_revision(from);
-    let mut stream = match etcd.watch("watch the lock", &previous.key, options).await {
-        Ok(stream) => stream,
-        Err(e) => {
-            tracing::debug!("{e}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            return None;
-        }
-    };
+    let mut stream = watch::open(etcd, &previous.key, options).await?;
     loop {
         match stream.message().await {
             Ok(Some(response)) => {
@@ -303,7 +289,7 @@ async fn taken(etcd: &Etcd, previous: Contender, from: i64) -> Option<Ahead> {
                 }
             }
             Ok(None) | Err(_) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                watch::broken().await;
                 return None;
             }
         }

@@ -10,8 +10,30 @@ use crate::error::Result;
 use crate::etcd::Etcd;
 use crate::lock::Ticket;
 use crate::record::Record;
-use etcd_client::{EventType, WatchFilterType, WatchOptions};
+use etcd_client::{EventType, WatchFilterType, WatchOptions, WatchStream};
 use std::time::Duration;
+
+/// How long to wait after a watch could not start or broke before the caller looks again, so
+/// that a member that fails fast is not hammered.
+const BROKEN_PAUSE: Duration = Duration::from_millis(200);
+
+/// Starts a watch; `None` (after `BROKEN_PAUSE`) if it cannot: the caller's next look says
+/// whether etcd is really gone.
+pub async fn open(etcd: &Etcd, key: &str, options: WatchOptions) -> Option<WatchStream> {
+    match etcd.watch("watch the lock", key, options).await {
+        Ok(stream) => Some(stream),
+        Err(e) => {
+            tracing::debug!("{e}");
+            broken().await;
+            None
+        }
+    }
+}
+
+/// The pause after a watch broke.
+pub async fn broken() {
+    tokio::time::sleep(BROKEN_PAUSE).await
+}
 
 /// How a wait for a key's removal ended.
 pub enum Gone {
@@ -82,7 +104,7 @@ pub async fn wait_deleted(
             // The stream broke (member died, leader change): look again; if etcd is really
             // gone, the next request says so. A short pause keeps this from spinning.
             Ok(None) | Err(_) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                broken().await;
                 return Ok(Gone::Unsure);
             }
         }
@@ -127,14 +149,8 @@ pub async fn wait_for(etcd: &Etcd, key: &str, prefix: bool, deletes_only: bool, 
     if deletes_only {
         options = options.with_filters([WatchFilterType::NoPut]);
     }
-    let mut stream = match etcd.watch("watch the lock", key, options).await {
-        Ok(stream) => stream,
-        Err(e) => {
-            // The next look says whether etcd is really gone.
-            tracing::debug!("{e}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            return;
-        }
+    let Some(mut stream) = open(etcd, key, options).await else {
+        return;
     };
     loop {
         match stream.message().await {
@@ -148,7 +164,7 @@ pub async fn wait_for(etcd: &Etcd, key: &str, prefix: bool, deletes_only: bool, 
                 }
             }
             Ok(None) | Err(_) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                broken().await;
                 return;
             }
         }
