@@ -320,23 +320,8 @@ struct Member {
 
 impl Member {
     fn spawn(&mut self, net: &Net) {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let mut cmd = net.exec(&self.ns, &tool("etcd"));
-        cmd.args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        // If the test process dies without unwinding, etcd goes too.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-            });
-        }
-        self.child = Some(cmd.spawn().expect("cannot start etcd"));
+        let cmd = net.exec(&self.ns, &tool("etcd"));
+        self.child = Some(common::spawn_etcd(cmd, &self.args, &self.log));
     }
 
     fn pid(&self) -> Pid {

@@ -92,6 +92,30 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Starts etcd (`cmd`: the etcd program, maybe run inside a network namespace) with `args`,
+/// appending its output to `log`.
+pub fn spawn_etcd(mut cmd: Command, args: &[String], log: &Path) -> Child {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("cannot open the etcd log");
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    // Belt and braces for when the test process dies without unwinding (SIGKILL by a
+    // timeout): the kernel then kills etcd too. PDEATHSIG follows the spawning *thread*,
+    // which is the test's own thread; the guard's Drop runs there before it ends.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("cannot start etcd: {e}"))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Waiting
 
@@ -394,28 +418,7 @@ impl Member {
             "etcd {} is already running",
             self.name
         );
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("cannot open the etcd log");
-        let mut cmd = Command::new(tool("etcd"));
-        cmd.args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        // Belt and braces for when the test process dies without unwinding (SIGKILL by a
-        // timeout): the kernel then kills etcd too. PDEATHSIG follows the spawning *thread*,
-        // which is the test's own thread; the guard's Drop runs there before it ends.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-            });
-        }
-        self.child = Some(
-            cmd.spawn()
-                .unwrap_or_else(|e| panic!("cannot start etcd: {e}")),
-        );
+        self.child = Some(spawn_etcd(Command::new(tool("etcd")), &self.args, &self.log));
     }
 
     /// Polls GET /health (which in etcd 3.4 needs a leader and a working read) until it says
