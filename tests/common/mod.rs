@@ -418,7 +418,11 @@ impl Member {
             "etcd {} is already running",
             self.name
         );
-        self.child = Some(spawn_etcd(Command::new(tool("etcd")), &self.args, &self.log));
+        self.child = Some(spawn_etcd(
+            Command::new(tool("etcd")),
+            &self.args,
+            &self.log,
+        ));
     }
 
     /// Polls GET /health (which in etcd 3.4 needs a leader and a working read) until it says
