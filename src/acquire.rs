@@ -43,8 +43,8 @@ pub trait Waiting {
     /// How often the wait should read the holder afresh for `report`; `None`: only what the
     /// wait learns anyway, at no cost.
     fn refresh(&self) -> Option<Duration>;
-    /// When `report` is due next.
-    fn report_due(&self) -> Instant;
+    /// When `report` is due next; `None`: never.
+    fn report_due(&self) -> Option<Instant>;
     /// Called when due, with the holder as far as the wait knows it.
     fn report(&mut self, holder: Option<&Contender>);
 }
@@ -56,8 +56,8 @@ impl Waiting for () {
     fn refresh(&self) -> Option<Duration> {
         None
     }
-    fn report_due(&self) -> Instant {
-        Instant::now() + Duration::from_secs(86400 * 365)
+    fn report_due(&self) -> Option<Instant> {
+        None
     }
     fn report(&mut self, _: Option<&Contender>) {}
 }
@@ -179,17 +179,14 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
             tokio::pin!(waiting);
             let mut lease_state = keepalive.state.clone();
             loop {
-                let lease_lost = match *lease_state.borrow() {
-                    LeaseState::Alive(until) => until,
-                    LeaseState::Gone => Instant::now(),
-                };
+                let lease_lost = at_risk(*lease_state.borrow(), Duration::ZERO);
                 let due = hooks.report_due();
                 tokio::select! {
                     result = &mut waiting => break result,
                     e = hooks.interrupted() => break Ok(Err(e)),
                     _ = sleep_until(lease_lost) => break Err(Error::Etcd(lease_problem(&lease, *lease_state.borrow()))),
                     Ok(()) = lease_state.changed() => {}
-                    _ = sleep_until(due) => hooks.report(holder.borrow().as_ref()),
+                    () = sleep_until_some(due) => hooks.report(holder.borrow().as_ref()),
                 }
             }
         };
@@ -229,7 +226,7 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
                         duration(lease.ttl)
                     )),
                 }),
-                _ = sleep_until(due) => hooks.report(holder.borrow().as_ref()),
+                () = sleep_until_some(due) => hooks.report(holder.borrow().as_ref()),
             }
         };
         match answer {
@@ -304,11 +301,7 @@ impl Held {
         tokio::pin!(released);
         let mut state = self.keepalive.state.clone();
         loop {
-            let stop_at = match *state.borrow_and_update() {
-                LeaseState::Alive(until) => until.checked_sub(margin),
-                LeaseState::Gone => Some(Instant::now()),
-            }
-            .unwrap_or_else(Instant::now);
+            let stop_at = at_risk(*state.borrow_and_update(), margin);
             tokio::select! {
                 Ok(()) = state.changed() => {}
                 _ = sleep_until(stop_at) => return lease_problem(&self.lease, *state.borrow()),
@@ -328,6 +321,22 @@ impl Held {
     pub async fn release_after_loss(&self) -> Result<()> {
         let latest = self.keepalive.stop().unwrap_or_else(Instant::now);
         self.etcd.revoke_until(self.lease.id, latest).await
+    }
+}
+
+/// When the lease may be gone within `margin`: now, if etcd said it is gone.
+fn at_risk(state: LeaseState, margin: Duration) -> Instant {
+    match state {
+        LeaseState::Alive(until) => until.checked_sub(margin).unwrap_or_else(Instant::now),
+        LeaseState::Gone => Instant::now(),
+    }
+}
+
+/// Sleeps until `at`, or forever for `None`.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -110,13 +110,9 @@ impl Progress {
         (!self.quiet).then_some(LINE_EVERY)
     }
 
-    pub fn due(&self) -> Instant {
-        if self.quiet {
-            // Far enough never to fire.
-            Instant::now() + Duration::from_secs(86400 * 365)
-        } else {
-            self.next_check
-        }
+    /// When to look again; never with `-q`.
+    pub fn due(&self) -> Option<Instant> {
+        (!self.quiet).then_some(self.next_check)
     }
 
     pub fn report(&mut self, holder: Option<&Contender>) {

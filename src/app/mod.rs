@@ -87,7 +87,7 @@ impl Waiting for Hooks<'_> {
     fn refresh(&self) -> Option<Duration> {
         self.progress.refresh()
     }
-    fn report_due(&self) -> Instant {
+    fn report_due(&self) -> Option<Instant> {
         self.progress.due()
     }
     fn report(&mut self, holder: Option<&Contender>) {
