@@ -54,22 +54,14 @@ pub(super) async fn run_mode(
     };
     let watchdog = run::Watchdog::start(command.group());
     let ended = supervise(config, &held, &mut command, &mut signals).await;
+    // The lock first: the next holder is waiting for it, the clean-up is not. Stopped for
+    // --max-runtime, the lock is still ours, to release or keep as usual.
+    match &ended {
+        Ok(_) | Err(Error::TimedOut(_)) => release_or_hold(config, &held).await,
+        Err(_) => release_after_loss(&held).await,
+    }
     drop(watchdog);
-    drop(signals);
-
-    let status = match ended {
-        Ok(status) => status,
-        // Stopped for --max-runtime: the lock is still ours, to release or keep as usual.
-        Err(e @ Error::TimedOut(_)) => {
-            release_or_hold(config, &held).await;
-            return Err(e);
-        }
-        Err(e) => {
-            release_after_loss(&held).await;
-            return Err(e);
-        }
-    };
-    release_or_hold(config, &held).await;
+    let status = ended?;
     Ok(match status.signal() {
         Some(signal) if signal == nix::libc::SIGINT => Outcome::Signal(signal),
         _ => Outcome::Code(run::shell_status(status)),
