@@ -25,6 +25,8 @@ const EXPECTED_FILES: &[&str] = &[
     "usr/share/doc/distlock/README.md",
     "usr/share/doc/distlock/distlock.yaml.example",
     "usr/share/doc/distlock/copyright",
+    "usr/share/doc/distlock/LICENSE-APACHE",
+    "usr/share/doc/distlock/LICENSE-MIT",
     "usr/share/doc/distlock/examples/distlock-backup.cron",
     "usr/share/doc/distlock/examples/percona-upgrade.pp",
     "usr/share/doc/distlock/examples/percona-upgrade.sls",
@@ -33,7 +35,7 @@ const EXPECTED_FILES: &[&str] = &[
 ];
 
 /// Every file the .rpm installs, in `rpm -qpl` order: the .deb's, with zsh's path on
-/// RHEL/Fedora and no Debian copyright file.
+/// RHEL/Fedora, the license texts where `%license` puts them, and no Debian copyright file.
 const EXPECTED_RPM_FILES: &[&str] = &[
     "/etc/distlock/distlock.yaml",
     "/usr/bin/distlock",
@@ -47,12 +49,16 @@ const EXPECTED_RPM_FILES: &[&str] = &[
     "/usr/share/doc/distlock/examples/report-worker.service",
     "/usr/share/doc/distlock/examples/rolling-upgrade.sh",
     "/usr/share/fish/vendor_completions.d/distlock.fish",
+    "/usr/share/licenses/distlock/LICENSE-APACHE",
+    "/usr/share/licenses/distlock/LICENSE-MIT",
     "/usr/share/man/man1/distlock.1.gz",
     "/usr/share/zsh/site-functions/_distlock",
 ];
 
 /// The tarball's top directory and every file in it.
 const TARBALL_FILES: &[&str] = &[
+    "LICENSE-APACHE",
+    "LICENSE-MIT",
     "README.md",
     "completions/_distlock",
     "completions/distlock.bash",
