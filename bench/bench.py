@@ -23,8 +23,9 @@ target/release/distlock (unless --no-build), then runs both tools alternately, r
      (a helper that stamps its start and end into a file): etcd requests per acquisition
      (as in d), the hand-over gap (end of one holder's command to the start of the next's,
      median and p99), total wall time, and the most holders ever seen at once (must be 1).
-     distlock runs twice, as is and with -q; etcdctl once; a short queue is run again until
-     each tool has about 40 gaps. `holders` in queue_run() pairs each start with the end that
+     distlock runs twice, as is and with -q; etcdctl once; a queue is run again until each
+     tool has about GAPS_PER_TOOL gaps (a median of 40 moved by +-0.07 of the ratio from one
+     run to the next). `holders` in queue_run() pairs each start with the end that
      freed its slot, so a semaphore of N holders fits as is.
   semaphore. queues of --semaphores contenders (default 30 and 60) holding --hold seconds, as
      a semaphore of --holders (default 3) and as the mutex beside it: requests per acquisition
@@ -69,6 +70,7 @@ GROWTH_TOLERANCE = 1.10
 # Queues of contenders that each hold the lock a while (issue 11).
 GOAL_QUEUE_REQUESTS = 7.0   # etcd requests per acquisition, at every queue length
 GOAL_GAP = 0.80             # median hand-over gap, distlock / etcdctl
+GAPS_PER_TOOL = 120         # hand-overs measured per tool and queue length, at least
 GOAL_NOWAIT_PROPOSALS = 0.1  # raft proposals committed per --nowait loser
 # A semaphore's requests/acquisition, longest queue / shortest. Not 1.0: a contender that
 # starts more than N places back costs a watch and a read more than one near the head, and
@@ -614,10 +616,10 @@ def extra(args, etcd, etcdctl_bin, env, rows, notes, errors):
             for run, n in enumerate(args.queues):
                 log(f"queue: {n} contenders holding {args.hold} s, distlock, distlock -q and etcdctl, "
                     f"one after the other (about {n * args.hold:.0f} s each, "
-                    f"{max(1, -(-40 // (n - 1)))} time(s))")
-                # A short queue gives few gaps: run it again until there are 40 or so a tool,
+                    f"{max(1, -(-GAPS_PER_TOOL // (n - 1)))} time(s))")
+                # A short queue gives few gaps: run it again until there are enough a tool,
                 # alternating the order, so that a median means something.
-                reps = max(1, -(-40 // (n - 1)))
+                reps = max(1, -(-GAPS_PER_TOOL // (n - 1)))
                 runs = {k: [] for k in kinds}
                 try:
                     for rep in range(reps):
