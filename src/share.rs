@@ -16,8 +16,8 @@ use crate::lock::{self, Contender, Queue, Ticket, Turn};
 use crate::record::Record;
 use crate::watch::{self, wait_for};
 use etcd_client::{
-    Compare, CompareOp, EventType, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp,
-    WatchFilterType, WatchOptions,
+    Compare, CompareOp, Event, EventType, GetOptions, PutOptions, SortOrder, SortTarget, Txn,
+    TxnOp, WatchFilterType, WatchOptions,
 };
 use std::time::Duration;
 
@@ -222,34 +222,26 @@ async fn countdown(
         .with_start_revision(from)
         .with_prefix()
         .with_filters([WatchFilterType::NoPut]);
-    let mut stream = watch::open(etcd, &queue.dir, options).await?;
-    loop {
-        match stream.message().await {
-            Ok(Some(response)) => {
-                for event in response.events() {
-                    let Some(kv) = event.kv() else { continue };
-                    if kv.key() == ticket.key.as_bytes() {
-                        return None;
-                    }
-                    // A removal at a revision after our read: the key of that name then is
-                    // gone (a later key of the same name would be behind ours).
-                    left.retain(|c| c.key.as_bytes() != kv.key());
-                    let accesses: Vec<Access> =
-                        left.iter().map(|c| Access::of_value(&c.value)).collect();
-                    if access::next(me, &accesses) == Next::Hold {
-                        return Some((kv.mod_revision(), left));
-                    }
-                }
-                if response.canceled() {
-                    return None;
-                }
+    let stream = watch::open(etcd, &queue.dir, options).await?;
+    // Some(None): our key was removed.
+    watch::until(stream, |response| {
+        for event in response.events() {
+            let Some(kv) = event.kv() else { continue };
+            if kv.key() == ticket.key.as_bytes() {
+                return Some(None);
             }
-            Ok(None) | Err(_) => {
-                watch::broken().await;
-                return None;
+            // A removal at a revision after our read: the key of that name then is gone (a
+            // later key of the same name would be behind ours).
+            left.retain(|c| c.key.as_bytes() != kv.key());
+            let accesses: Vec<Access> = left.iter().map(|c| Access::of_value(&c.value)).collect();
+            if access::next(me, &accesses) == Next::Hold {
+                return Some(Some((kv.mod_revision(), std::mem::take(&mut left))));
             }
         }
-    }
+        None
+    })
+    .await
+    .flatten()
 }
 
 /// Waits for the key just ahead of ours (`previous`) to change from revision `from` on. When
@@ -259,41 +251,38 @@ async fn countdown(
 /// looks again.
 async fn taken(etcd: &Etcd, previous: Contender, from: i64) -> Option<Ahead> {
     let options = WatchOptions::new().with_start_revision(from);
-    let mut stream = watch::open(etcd, &previous.key, options).await?;
-    loop {
-        match stream.message().await {
-            Ok(Some(response)) => {
-                if let Some(event) = response.events().first() {
-                    let kv = event.kv()?;
-                    if event.event_type() != EventType::Put
-                        || kv.create_revision() != previous.create_revision
-                    {
-                        return None;
-                    }
-                    let value = kv.value().to_vec();
-                    let mut first = stamped_ahead(&value)?;
-                    for c in &mut first {
-                        // They held beside it: of the same semaphore.
-                        c.value.clone_from(&value);
-                    }
-                    first.push(Contender { value, ..previous });
-                    return Some(Ahead {
-                        revision: kv.mod_revision(),
-                        first,
-                        previous: None,
-                        read: false,
-                    });
-                }
-                if response.canceled() {
-                    return None;
-                }
-            }
-            Ok(None) | Err(_) => {
-                watch::broken().await;
-                return None;
-            }
-        }
+    let stream = watch::open(etcd, &previous.key, options).await?;
+    // The first event decides: Some(None) when it is not the stamp.
+    watch::until(stream, |response| {
+        let event = response.events().first()?;
+        Some(stamped(event, &previous))
+    })
+    .await
+    .flatten()
+}
+
+/// What we know once `event` on the key just ahead of ours (`previous`) is `stamp`'s write.
+fn stamped(event: &Event, previous: &Contender) -> Option<Ahead> {
+    let kv = event.kv()?;
+    if event.event_type() != EventType::Put || kv.create_revision() != previous.create_revision {
+        return None;
     }
+    let value = kv.value().to_vec();
+    let mut first = stamped_ahead(&value)?;
+    for c in &mut first {
+        // They held beside it: of the same semaphore.
+        c.value.clone_from(&value);
+    }
+    first.push(Contender {
+        value,
+        ..previous.clone()
+    });
+    Some(Ahead {
+        revision: kv.mod_revision(),
+        first,
+        previous: None,
+        read: false,
+    })
 }
 
 /// The field `stamp` adds to a record: not part of `Record`, so that no other write of the

@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::etcd::Etcd;
 use crate::lock::Ticket;
 use crate::record::Record;
-use etcd_client::{EventType, WatchFilterType, WatchOptions, WatchStream};
+use etcd_client::{EventType, WatchFilterType, WatchOptions, WatchResponse, WatchStream};
 use std::time::Duration;
 
 /// How long to wait after a watch could not start or broke before the caller looks again, so
@@ -33,6 +33,31 @@ pub async fn open(etcd: &Etcd, key: &str, options: WatchOptions) -> Option<Watch
 /// The pause after a watch broke.
 pub async fn broken() {
     tokio::time::sleep(BROKEN_PAUSE).await
+}
+
+/// Reads `stream` until `decide` returns a result for one of its responses; `None` when the
+/// watch ends first (canceled, e.g. its revision was compacted, or broken, after
+/// `BROKEN_PAUSE`): the caller then looks again.
+pub async fn until<T>(
+    mut stream: WatchStream,
+    mut decide: impl FnMut(&WatchResponse) -> Option<T>,
+) -> Option<T> {
+    loop {
+        match stream.message().await {
+            Ok(Some(response)) => {
+                if let Some(result) = decide(&response) {
+                    return Some(result);
+                }
+                if response.canceled() {
+                    return None;
+                }
+            }
+            Ok(None) | Err(_) => {
+                broken().await;
+                return None;
+            }
+        }
+    }
 }
 
 /// How a wait for a key's removal ended.
@@ -149,24 +174,15 @@ pub async fn wait_for(etcd: &Etcd, key: &str, prefix: bool, deletes_only: bool, 
     if deletes_only {
         options = options.with_filters([WatchFilterType::NoPut]);
     }
-    let Some(mut stream) = open(etcd, key, options).await else {
+    let Some(stream) = open(etcd, key, options).await else {
         return;
     };
-    loop {
-        match stream.message().await {
-            Ok(Some(response)) => {
-                let changed = response
-                    .events()
-                    .iter()
-                    .any(|e| !deletes_only || e.event_type() == EventType::Delete);
-                if changed || response.canceled() {
-                    return;
-                }
-            }
-            Ok(None) | Err(_) => {
-                broken().await;
-                return;
-            }
-        }
-    }
+    until(stream, |response| {
+        let changed = response
+            .events()
+            .iter()
+            .any(|e| !deletes_only || e.event_type() == EventType::Delete);
+        changed.then_some(())
+    })
+    .await;
 }
