@@ -45,8 +45,7 @@ fn main() -> ExitCode {
     output::init_logging(config.log_format, config.quiet, config.verbose);
     let json_logs = config.log_format == config::Format::Json;
     let conflict_exit_code = config.conflict_exit_code;
-    // One lease, one watch and one child need no thread pool, and spawning the child from the
-    // main thread keeps its parent-death signal tied to distlock's lifetime.
+    // One lease, one watch and one child need no thread pool.
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

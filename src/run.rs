@@ -1,4 +1,5 @@
-//! Running the command: its own process group (so the whole group can be stopped), the
+//! Running the command: a process group apart from distlock's, led by a watchdog that kills
+//! it if distlock dies (so the whole group can be stopped, even by a distlock gone), the
 //! terminal handed to it when distlock is in the foreground, signals passed on once, and its
 //! exit status as a shell would report it.
 //!
@@ -65,46 +66,35 @@ pub struct Command {
 }
 
 impl Command {
-    /// Starts `argv` in a new process group, with `env` added to our environment.
-    pub fn spawn(argv: &[OsString], env: &[(&str, String)]) -> Result<Command> {
+    /// Starts `argv` in `group` (the watchdog's), with `env` added to our environment.
+    pub fn spawn(argv: &[OsString], env: &[(&str, String)], group: Group) -> Result<Command> {
         let (program, args) = argv
             .split_first()
             .ok_or_else(|| Error::Usage("no command given".into()))?;
-        let foreground = in_foreground();
-        let parent = getpid();
         let mut command = tokio::process::Command::new(program);
         command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
         // The command needs the lock, not our etcd password.
         command.env_remove("DISTLOCK_PASSWORD");
-        // Its own group: a lost lock can stop everything the command started (a shell
-        // wrapper must not keep the real work alive).
-        command.process_group(0);
-        // SAFETY: the closure runs in the forked child before exec and only makes
-        // async-signal-safe system calls (prctl, getppid, sigprocmask, tcsetpgrp).
-        unsafe {
-            command.pre_exec(move || {
-                // If distlock is killed (even by SIGKILL), the command dies too. The signal is
-                // tied to the thread that forked; we fork from the main thread, which lives as
-                // long as distlock. A parent that died during the fork would never send it.
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-                if nix::unistd::getppid() != parent {
-                    return Err(io::Error::other(
-                        "distlock exited while starting the command",
-                    ));
-                }
-                if foreground {
-                    give_terminal_to(getpid());
-                }
-                Ok(())
-            });
+        // A group apart from distlock's: a lost lock can stop everything the command started
+        // (a shell wrapper must not keep the real work alive). Nothing runs in the child before
+        // exec, so the standard library can spawn without copying distlock (posix_spawn), which
+        // starts the command sooner after a hand-over.
+        command.process_group(group.0.as_raw());
+        // The group exists already, so the terminal can be handed over before the command
+        // starts: it may read the terminal, and Ctrl-C reaches it, from its first instruction.
+        let foreground = in_foreground();
+        if foreground {
+            give_terminal_to(group.0);
         }
-        let child = command.spawn().map_err(|e| spawn_error(program, &e))?;
-        // The child leads its own group, so its pid is the group's id. tokio knows the pid
-        // until the child is reaped, which cannot have happened yet.
-        let group = child
-            .id()
-            .and_then(Group::of)
-            .ok_or_else(|| Error::CannotExecute("the command's process id is unknown".into()))?;
+        let child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                if foreground {
+                    give_terminal_to(getpgrp());
+                }
+                return Err(spawn_error(program, &e));
+            }
+        };
         Ok(Command {
             child,
             group,
@@ -164,20 +154,13 @@ impl Command {
     }
 }
 
-/// The command's process group, to signal while something else waits for the command. Only
-/// a real process id makes one: `killpg(0)` would signal distlock's own group.
+/// The command's process group, to signal while something else waits for the command. It is
+/// led by the watchdog, a child of ours (a fork's pid, never 0: `killpg(0)` would signal
+/// distlock's own group).
 #[derive(Clone, Copy)]
 pub struct Group(Pid);
 
 impl Group {
-    /// The group led by process `pid`; `None` for 0 or a pid out of range.
-    pub fn of(pid: u32) -> Option<Group> {
-        i32::try_from(pid)
-            .ok()
-            .filter(|&pid| pid > 0)
-            .map(|pid| Group(Pid::from_raw(pid)))
-    }
-
     pub fn signal(self, signal: i32) {
         if let Ok(signal) = Signal::try_from(signal) {
             // ESRCH: the group is already gone, which is what we wanted.
@@ -187,52 +170,57 @@ impl Group {
 }
 
 /// Kills the command's whole process group if distlock dies without cleaning up (SIGKILL,
-/// the OOM killer): the parent-death signal reaches only the command's first process, and
-/// whatever it started must not go on working without the lock.
+/// the OOM killer): whatever the command started must not go on working without the lock.
 ///
-/// It is a forked copy of distlock blocked reading a pipe whose only writer is distlock: end of
-/// file means distlock is gone. On a normal exit distlock kills it first.
+/// It is a forked copy of distlock, started before distlock joins the queue, that leads the
+/// group the command will run in and blocks reading a pipe whose only writer is distlock: end
+/// of file means distlock is gone, and it kills its group, itself included. Being there before
+/// the command, it covers the command from its first instruction. On a normal exit distlock
+/// kills it first.
 pub struct Watchdog {
     pid: Pid,
     _writer: std::os::fd::OwnedFd,
 }
 
 impl Watchdog {
-    pub fn start(group: Group) -> Option<Watchdog> {
-        use nix::unistd::{fork, ForkResult};
+    pub fn start() -> Result<Watchdog> {
+        use nix::unistd::{fork, setpgid, ForkResult};
         use std::os::fd::AsRawFd;
-        let (reader, writer) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
-            Ok(pipe) => pipe,
-            Err(e) => return Self::unavailable(e),
+        let failed = |e: nix::errno::Errno| {
+            Error::CannotExecute(format!("cannot start the command's watchdog process: {e}"))
         };
+        let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(failed)?;
         // SAFETY: after fork, in a process that may have other threads, the child only makes
-        // async-signal-safe calls (sigaction, close, read, kill, _exit), as POSIX requires.
-        match unsafe { fork() } {
-            Ok(ForkResult::Child) => {
-                ignore_forwarded_signals();
+        // async-signal-safe calls (setpgid, sigaction, close, read, kill, _exit), as POSIX
+        // requires.
+        match unsafe { fork() }.map_err(failed)? {
+            ForkResult::Child => {
+                let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
+                ignore_signals();
                 drop(writer);
                 let mut byte = [0u8; 1];
                 while let Err(nix::errno::Errno::EINTR) =
                     nix::unistd::read(reader.as_raw_fd(), &mut byte)
                 {}
-                let _ = killpg(group.0, Signal::SIGKILL);
+                let _ = killpg(getpid(), Signal::SIGKILL);
                 // SAFETY: _exit skips Rust's and libc's exit handlers, which a forked child
                 // must not run.
                 unsafe { nix::libc::_exit(0) }
             }
-            Ok(ForkResult::Parent { child }) => Some(Watchdog {
-                pid: child,
-                _writer: writer,
-            }),
-            Err(e) => Self::unavailable(e),
+            ForkResult::Parent { child } => {
+                // Both sides set the group, so it exists whichever runs first (as shells do).
+                let _ = setpgid(child, child);
+                Ok(Watchdog {
+                    pid: child,
+                    _writer: writer,
+                })
+            }
         }
     }
 
-    fn unavailable(e: nix::errno::Errno) -> Option<Watchdog> {
-        tracing::warn!(
-            "cannot start the watchdog ({e}); if distlock is killed with SIGKILL, processes the command started may outlive the lock"
-        );
-        None
+    /// The process group the command runs in.
+    pub fn group(&self) -> Group {
+        Group(self.pid)
     }
 }
 
@@ -244,11 +232,12 @@ impl Drop for Watchdog {
     }
 }
 
-/// The watchdog shares distlock's process group: a Ctrl-C or a `kill` of the group must not
-/// take it away before it has done its job.
-fn ignore_forwarded_signals() {
+/// The watchdog shares the command's process group: a Ctrl-C, a `kill` of the group or a
+/// terminal's stop signal must not take it away or stop it before it has done its job.
+fn ignore_signals() {
     use nix::sys::signal::{signal as set_handler, SigHandler};
-    for number in FORWARDED {
+    let stops = [nix::libc::SIGTSTP, nix::libc::SIGTTIN, nix::libc::SIGTTOU];
+    for number in FORWARDED.into_iter().chain(stops) {
         if let Ok(sig) = Signal::try_from(number) {
             // SAFETY: ignoring a signal installs no handler code.
             unsafe {
@@ -300,17 +289,5 @@ pub fn shell_status(status: ExitStatus) -> u8 {
         (Some(code), _) => code as u8,
         (None, Some(signal)) => crate::exit::killed_by(signal),
         (None, None) => 1,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_real_pid_makes_a_group() {
-        assert!(Group::of(0).is_none(), "killpg(0) is distlock's own group");
-        assert!(Group::of(u32::MAX).is_none(), "would be a negative pid");
-        assert!(Group::of(4242).is_some());
     }
 }

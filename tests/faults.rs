@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{scratch_dir, tool, wait_for, wait_until, DEADLINE};
+use common::{group_members, scratch_dir, tool, wait_for, wait_until, DEADLINE};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
@@ -487,7 +487,7 @@ struct Client {
     current: Mutex<Current>,
 }
 
-/// The command each holder runs: it records its start (with token, pid and lease), marks the
+/// The command each holder runs: it records its start (with token, lease and process group), marks the
 /// lock as held by it, works, and records its end (also when stopped by SIGTERM).
 fn section_script(dir: &Path, client: usize, kind: Kind, work: &str) -> String {
     // etcdctl's ETCD_LOCK_REV is the revision of its lock response, not its key's create
@@ -499,8 +499,8 @@ fn section_script(dir: &Path, client: usize, kind: Kind, work: &str) -> String {
         }
     };
     format!(
-        "log='{d}/log{client}'; now=$(date +%s.%N); {token}; \
-         echo \"start $SEQ $now ${{t:-0}} $l $$\" >> \"$log\"; \
+        "log='{d}/log{client}'; now=$(date +%s.%N); {token}; g=$(cut -d' ' -f5 /proc/$$/stat); \
+         echo \"start $SEQ $now ${{t:-0}} $l $g\" >> \"$log\"; \
          trap 'echo \"end $SEQ $(date +%s.%N)\" >> \"$log\"; exit 143' TERM; \
          if [ -e '{d}/long{client}' ]; then s={long}; else s={work}; fi; \
          echo $s > '{d}/held{client}'; sleep $s; rm -f '{d}/held{client}'; \
@@ -594,7 +594,8 @@ struct Section {
     start: f64,
     end: Option<f64>,
     token: i64,
-    pid: i32,
+    /// The command's process group.
+    group: i32,
 }
 
 fn sections(dir: &Path, clients: &[Arc<Client>]) -> Vec<Section> {
@@ -618,7 +619,7 @@ fn sections(dir: &Path, clients: &[Arc<Client>]) -> Vec<Section> {
                     start: w[2].parse().unwrap(),
                     end: ends.get(w[1]).copied(),
                     token: w[3].parse().unwrap_or_else(|_| panic!("no token in {l}")),
-                    pid: w[5].parse().unwrap(),
+                    group: w[5].parse().unwrap(),
                 });
             }
         }
@@ -627,21 +628,10 @@ fn sections(dir: &Path, clients: &[Arc<Client>]) -> Vec<Section> {
     all
 }
 
-/// Whether the command `pid` and its whole process group (it leads one) are gone. Zombies
-/// count as gone: the container's init may not reap what distlock's death orphaned.
-fn process_gone(pid: i32) -> bool {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return true;
-    };
-    !entries.flatten().any(|entry| {
-        let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after the ')'.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        fields.len() > 2 && fields[0] != "Z" && fields[2] == pid.to_string()
-    })
+/// Whether every process of the command's process `group` is gone. Zombies count as gone: the
+/// container's init may not reap what distlock's death orphaned.
+fn group_gone(group: i32) -> bool {
+    group_members(group).iter().all(|(_, state)| state == "Z")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -784,12 +774,12 @@ fn fault_suite() {
         problems.push(format!("keys left under {PREFIX}: {left}"));
     }
     for s in &all {
-        if !process_gone(s.pid) {
+        if !group_gone(s.group) {
             problems.push(format!(
                 "the command of client {} run {} still runs",
                 s.client, s.seq
             ));
-            let _ = signal::killpg(Pid::from_raw(s.pid), Signal::SIGKILL);
+            let _ = signal::killpg(Pid::from_raw(s.group), Signal::SIGKILL);
         }
     }
     for m in &mut cluster.members {
@@ -900,18 +890,18 @@ fn inject_faults(
             log.faults.push(format!(
                 "client {c}'s distlock killed (SIGKILL) while holding"
             ));
-            let command = section_pid(dir, c, seq);
+            let command = section_group(dir, c, seq);
             let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
             let at = now();
             log.killed.push((c, seq, at));
             if let Some(command) = command {
                 let gone = Instant::now() + Duration::from_secs(1);
-                while !process_gone(command) && Instant::now() < gone {
+                while !group_gone(command) && Instant::now() < gone {
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                if !process_gone(command) {
+                if !group_gone(command) {
                     log.problems.push(format!(
-                        "client {c}'s command (pid {command}) outlived its distlock killed with SIGKILL by more than 1s"
+                        "client {c}'s command (process group {command}) outlived its distlock killed with SIGKILL by more than 1s"
                     ));
                 }
             }
@@ -957,8 +947,8 @@ fn inject_faults(
     pause(settle);
 }
 
-/// The pid of the command of run `seq` of `client`, once it has started.
-fn section_pid(dir: &Path, client: usize, seq: u32) -> Option<i32> {
+/// The process group of the command of run `seq` of `client`, once it has started.
+fn section_group(dir: &Path, client: usize, seq: u32) -> Option<i32> {
     let deadline = Instant::now() + DEADLINE;
     while Instant::now() < deadline {
         let log = fs::read_to_string(dir.join(format!("log{client}"))).unwrap_or_default();

@@ -229,15 +229,18 @@ impl Terminal {
         nix::unistd::tcgetpgrp(self.master.as_fd()).expect("tcgetpgrp on the pty master")
     }
 
-    /// Waits until the command (a group other than distlock's, running `program`) owns the
+    /// Waits until the command (`program`, in a group other than distlock's) owns the
     /// terminal; returns its group.
     fn wait_command_in_foreground(&self, program: &str) -> Pid {
         wait_until(
             DEADLINE,
-            &format!("{program} to be the terminal's foreground group"),
+            &format!("{program} to be in the terminal's foreground group"),
             || {
                 let group = self.foreground();
-                (group != self.pid() && comm(group) == program).then_some(group)
+                let runs = group_members(group.as_raw())
+                    .iter()
+                    .any(|(pid, _)| comm(pid) == program);
+                (group != self.pid() && runs).then_some(group)
             },
         )
     }
@@ -391,6 +394,53 @@ fn sigkill_of_distlock_kills_the_command_and_the_lease_frees_the_lock() {
         killed.elapsed() < Duration::from_secs(2 + 1),
         "the lock freed only {:?} after the kill (TTL 2s)",
         killed.elapsed()
+    );
+}
+
+#[test]
+fn sigkill_of_a_waiting_distlock_takes_its_watchdog_along() {
+    let etcd = Etcd::start();
+    let ep = etcd.endpoint();
+    let p = prefix("sigkillwait");
+    let (_tmp, dir) = scratch();
+    let _holder = Bg::logged(
+        distlock_cmd(&ep, &p, "k", &["--", "sleep", "1000"]),
+        &dir,
+        "holder",
+    );
+    wait_contenders(&ep, &p, "k", 1);
+    let mut d = Bg::logged(
+        distlock_cmd(&ep, &p, "k", &["--ttl", "2", "--", "true"]),
+        &dir,
+        "waiter",
+    );
+    wait_contenders(&ep, &p, "k", 2);
+    // The watchdog is there before the command: it leads the group the command will run in,
+    // apart from distlock's.
+    let watchdog = children(d.pid().as_raw() as u32);
+    assert_eq!(
+        watchdog.len(),
+        1,
+        "one watchdog while waiting: {watchdog:?}"
+    );
+    let watchdog = watchdog[0] as i32;
+    assert_eq!(comm(watchdog), "distlock");
+    let group: Vec<i32> = group_members(watchdog)
+        .iter()
+        .map(|(pid, _)| *pid)
+        .collect();
+    assert_eq!(
+        group,
+        [watchdog],
+        "the watchdog leads a group of its own while distlock waits"
+    );
+
+    d.signal(Signal::SIGKILL);
+    assert_eq!(d.wait_code(DEADLINE), 128 + 9);
+    wait_gone(
+        DEADLINE,
+        "the watchdog to go with its distlock",
+        &[Pid::from_raw(watchdog)],
     );
 }
 

@@ -524,23 +524,6 @@ fn prefix_without_permission_is_exit_3_naming_permission() {
     assert!(etcd.keys("").is_empty(), "nothing was written anywhere");
 }
 
-/// The pids of the running children of `pid` (of all its threads).
-fn children(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    for task in fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-    {
-        let path = task.unwrap().path().join("children");
-        let list = fs::read_to_string(path).unwrap_or_default();
-        found.extend(
-            list.split_whitespace()
-                .filter_map(|c| c.parse::<u32>().ok()),
-        );
-    }
-    found
-}
-
 /// NUL-separated /proc entries (cmdline, environ) as strings.
 fn proc_list(pid: u32, what: &str) -> Vec<String> {
     let bytes = fs::read(format!("/proc/{pid}/{what}")).unwrap_or_default();

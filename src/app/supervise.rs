@@ -30,6 +30,9 @@ pub(super) async fn run_mode(
     });
     let record = Record::new(RecordMode::Run, program, &config.reason, Some(config.ttl))
         .sharing(config.max_holders, config.shared);
+    // Before the queue, not after the hand-over: forking distlock there would delay the
+    // command's start.
+    let watchdog = run::Watchdog::start()?;
     let held = acquire(config, name, &record, &mut signals).await?;
 
     let token = held.ticket.revision.to_string();
@@ -45,14 +48,13 @@ pub(super) async fn run_mode(
         release_after_loss(&held).await;
         return Err(e);
     }
-    let mut command = match Command::spawn(argv, &env) {
+    let mut command = match Command::spawn(argv, &env, watchdog.group()) {
         Ok(command) => command,
         Err(e) => {
             release(&held).await;
             return Err(e);
         }
     };
-    let watchdog = run::Watchdog::start(command.group());
     let ended = supervise(config, &held, &mut command, &mut signals).await;
     // The lock first: the next holder is waiting for it, the clean-up is not. Stopped for
     // --max-runtime, the lock is still ours, to release or keep as usual.
