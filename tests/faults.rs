@@ -487,8 +487,8 @@ struct Client {
     current: Mutex<Current>,
 }
 
-/// The command each holder runs: it records its start (with token, lease and process group), marks the
-/// lock as held by it, works, and records its end (also when stopped by SIGTERM).
+/// The command each holder runs: it records its start (with token, lease and process group),
+/// marks the lock as held by it, works, and records its end (also when stopped by SIGTERM).
 fn section_script(dir: &Path, client: usize, kind: Kind, work: &str) -> String {
     // etcdctl's ETCD_LOCK_REV is the revision of its lock response, not its key's create
     // revision (the fencing token distlock hands out): read that (0 if etcd does not answer).

@@ -1179,7 +1179,6 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-/// The executable name of a process (`/proc/<pid>/comm`), empty once it is gone.
 /// The pids of the running children of `pid` (of all its threads).
 pub fn children(pid: u32) -> Vec<u32> {
     let mut found = Vec::new();
@@ -1215,6 +1214,7 @@ pub fn group_members(group: i32) -> Vec<(i32, String)> {
         .collect()
 }
 
+/// The executable name of a process (`/proc/<pid>/comm`), empty once it is gone.
 pub fn comm(pid: impl std::fmt::Display) -> String {
     fs::read_to_string(format!("/proc/{pid}/comm"))
         .unwrap_or_default()
