@@ -204,7 +204,10 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
         };
         let mut lease_state = keepalive.state.clone();
         let answer = loop {
-            if let LeaseState::Alive(until) = *lease_state.borrow_and_update() {
+            // Copied out: a `watch::Ref` kept over the `sleep` below would block the keepalive
+            // task's next send, and with it the only thread (clippy.toml forbids it).
+            let state = *lease_state.borrow_and_update();
+            if let LeaseState::Alive(until) = state {
                 if until > Instant::now() + RETRY_PAUSE {
                     // Still ours on the server: join with the same lease, which keeps our key
                     // and so our place in line.
