@@ -9,7 +9,7 @@ use crate::lock::{self, Contender, Queue};
 use crate::name::LockName;
 use crate::record::{Mode, Record};
 use crate::view::{describe, View};
-use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, LeaseTimeToLiveOptions, PutOptions, Txn, TxnOp};
 use std::time::{Duration, SystemTime};
 
 /// Whether each contender of a queue (oldest first, the legacy key first) holds the lock.
@@ -91,6 +91,15 @@ pub async fn extend_lock(
     if let Some(why) = cannot_extend(holder) {
         return Err(Error::Usage(why));
     }
+    // The head waiter counts as holder by rule a moment before it takes the lock and says
+    // so: moving its key then would leave the key on a lease nobody watches, held by nobody.
+    if !Record::from_json(&holder.value).is_some_and(|r| r.held) {
+        return Err(Error::Conflict(format!(
+            "{} is next in line for {name} but has not taken it yet; nothing to extend \
+             (try again in a moment)",
+            crate::error::one_line(&holder.key)
+        )));
+    }
     if !extend(etcd, holder, expiry).await? {
         return Err(not_locked(name, "extend"));
     }
@@ -138,10 +147,13 @@ fn keys(holders: &[&Contender]) -> String {
     keys.join(", ")
 }
 
-/// Removes a holder's key and revokes its lease, so a running holder learns of it at once.
-/// Guarded by the key's create revision, so that a holder that left meanwhile does not make
-/// us remove its successor. Returns whether it was still there.
+/// Removes a holder's key, guarded by its create revision so that a holder that left
+/// meanwhile does not make us remove its successor, and revokes its lease when that lease
+/// holds this key alone (a distlock holder then learns of it from both). A lease that holds
+/// other keys too (a Go `concurrency.Session` puts all its locks on one) is left alone: its
+/// other locks are not ours to free. Returns whether the key was still there.
 pub async fn remove(etcd: &Etcd, holder: &Contender) -> Result<bool> {
+    let alone = holder.lease != 0 && holds_alone(etcd, holder).await;
     let txn = Txn::new()
         .when([Compare::create_revision(
             holder.key.clone(),
@@ -152,10 +164,29 @@ pub async fn remove(etcd: &Etcd, holder: &Contender) -> Result<bool> {
     if !etcd.txn("remove the lock", txn).await?.succeeded() {
         return Ok(false);
     }
-    if holder.lease != 0 {
+    if alone {
         etcd.revoke(holder.lease).await?;
     }
     Ok(true)
+}
+
+/// Whether the holder's lease holds its key and nothing else. Where etcd will not list a
+/// lease's keys to this user, it is taken to hold others: deleting the key alone is safe.
+async fn holds_alone(etcd: &Etcd, holder: &Contender) -> bool {
+    let lease = holder.lease;
+    let keys = etcd
+        .call("read the holder's lease", |mut c| async move {
+            let options = LeaseTimeToLiveOptions::new().with_keys();
+            c.lease_time_to_live(lease, Some(options)).await
+        })
+        .await;
+    match keys {
+        Ok(answer) => answer.keys().iter().all(|k| k == holder.key.as_bytes()),
+        Err(e) => {
+            tracing::debug!("{e}; removing {} without revoking its lease", holder.key);
+            false
+        }
+    }
 }
 
 /// Why a holder cannot be extended, if it cannot: only a lock taken with `--lock` can. A

@@ -845,3 +845,33 @@ fn a_shared_contender_queues_behind_a_waiting_exclusive_one() {
     assert_eq!(read_lines(&order), ["w+", "w-", "r", "r"]);
     assert_eq!(get_prefix(&ep, &p), vec![]);
 }
+
+#[test]
+fn extend_leaves_alone_a_head_waiter_that_has_not_taken_the_lock_yet() {
+    // A --lock waiter is at the head of the queue but has not claimed the lock (paused right
+    // as etcdctl's holder leaves): by rule it holds, but its record does not say so. Moving
+    // its key to another lease would orphan it; --extend must refuse and change nothing.
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("extend-head"));
+    let dir = scratch_dir();
+    let ctl = etcdctl_lock(&ep, &format!("{p}db"), &[]);
+    wait_contenders(&ep, &p, "db", 1);
+    let mut waiter = bg(&etcd, &p, &["--lock-name=db", "--lock"], dir.path(), "lock");
+    let kv = wait_contenders(&ep, &p, "db", 2).remove(1);
+    waiter.signal(Signal::SIGSTOP);
+    // SIGTERM makes etcdctl release.
+    ctl.signal(Signal::SIGTERM);
+    assert_eq!(wait_contenders(&ep, &p, "db", 1), vec![kv.clone()]);
+
+    let r = run(distlock(&etcd, &p).args(["--lock-name=db", "--extend=1h"]));
+    let line = r.code(1).one_error_line();
+    assert!(line.contains("has not taken it yet"), "{r}");
+    assert_eq!(get_key(&ep, &kv.key), Some(kv.clone()), "untouched");
+
+    // Once it runs again it takes the lock as usual, and then it can be extended.
+    waiter.signal(Signal::SIGCONT);
+    assert_eq!(waiter.wait_code(DEADLINE), 0, "{}", waiter.report());
+    run(distlock(&etcd, &p).args(["--lock-name=db", "--extend=1h"])).code(0);
+    run(distlock(&etcd, &p).args(["--lock-name=db", "--unlock"])).code(0);
+    assert_eq!(get_prefix(&ep, &p), vec![]);
+}
