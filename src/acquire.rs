@@ -11,6 +11,7 @@ use crate::name::LockName;
 use crate::record::{Mode as RecordMode, Record};
 use crate::share;
 use crate::view::describe;
+use crate::watch::{self, Watches};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::time::{Duration, SystemTime};
@@ -28,7 +29,9 @@ pub struct Request<'a> {
     pub timeout: Option<Duration>,
     /// Exclusive (a mutex, what `etcdctl lock` takes), shared, or one of N holders.
     pub access: Access,
-    /// What our key tells whoever looks: host, pid, reason, mode. See `Record::new`.
+    /// What our key tells whoever looks: host, pid, reason, mode. See `Record::new`. Its
+    /// `max_holders` and `shared` are set from `access`: the others read them to know how we
+    /// hold, so they must say the same.
     pub record: &'a Record,
 }
 
@@ -79,6 +82,8 @@ pub struct Held {
     pub record: Record,
     /// etcd's revision when we took it: watching our key from there misses no unlock.
     revision: i64,
+    /// The stream that has watched our key since before we joined, taken by `lost`.
+    watches: Cell<Option<Watches>>,
     /// Whether we waited: then our record still says when the wait began.
     waited: bool,
 }
@@ -94,14 +99,18 @@ pub struct Held {
 /// holders about N is `Error::Usage`.
 pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waiting) -> Result<Held> {
     let started = Instant::now();
-    let (name, record) = (request.name, request.record);
+    let me = request.access;
+    let name = request.name;
+    let record = &request
+        .record
+        .clone()
+        .sharing(me.max_holders(), me == Access::Shared);
     let queue = Queue::new(request.prefix, name);
     // A run that will not wait first looks: a busy lock costs it one read and no write (no
     // lease, no key), so a fleet-wide cron line is cheap for etcd. A free-looking lock is
     // joined as usual, and the joining transaction still decides who wins.
     // A shared or semaphore contender reads the queue as far as its rules need. A holder of
     // another N is refused here too.
-    let me = request.access;
     let nowait = request.timeout == Some(Duration::ZERO);
     if nowait {
         let head = match me {
@@ -129,10 +138,28 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
     // Once we have been in the queue, an etcd failure while waiting is a reason to join
     // again, not to give up: the first join fails at once (exit 3) when etcd is down.
     let joined = Cell::new(false);
+    // Our key's create revision, once we joined with this lease: joining again with it must
+    // find the same key, or someone deleted it meanwhile.
+    let place = Cell::new(None::<i64>);
     let result = loop {
+        let lease_alive = || {
+            let state = *keepalive.state.borrow();
+            matches!(state, LeaseState::Alive(until) if until > Instant::now())
+        };
         let waiting = async {
+            // Before our key exists: the watch then sees whatever happens to it.
+            let mut watches = Watches::open(etcd, &queue.key(lease.id), false).await?;
             let (ticket, turn) = lock::enqueue(etcd, &queue, lease.id, record, me).await?;
             joined.set(true);
+            if place
+                .replace(Some(ticket.revision))
+                .is_some_and(|r| r != ticket.revision)
+            {
+                return match lease_alive() {
+                    true => Ok(Err(lock::removed(&queue, &ticket))),
+                    false => Err(lock::removed(&queue, &ticket)),
+                };
+            }
             tracing::debug!(
                 "queued as {} (create revision {})",
                 ticket.key,
@@ -141,6 +168,7 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
             let waited = matches!(turn, Turn::Wait { .. });
             let wait_turn = share::wait_turn(
                 (etcd, &queue, &ticket),
+                &mut watches,
                 turn,
                 me,
                 refresh,
@@ -160,6 +188,10 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
                 Ok(held) => held,
                 // Busy, or another N: final, not a reason to join again.
                 Err(e @ (Error::Conflict(_) | Error::Usage(_))) => return Ok(Err(e)),
+                // Our key deleted while our lease lives: someone removed us on purpose, so we
+                // go (joining again would put us back behind their back). A key that went
+                // with a lease that ran out is joined again, as below.
+                Err(e @ Error::Removed(_)) if lease_alive() => return Ok(Err(e)),
                 Err(e) => return Err(e),
             };
             // A semaphore waiter behind us may be watching our key for the moment we take the
@@ -170,10 +202,10 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
             if stamp {
                 let stamped = record.taken_at(SystemTime::now(), Some(lease.ttl));
                 if !share::stamp(etcd, &ticket, lease.id, &stamped, &ahead).await? {
-                    return Err(Error::Etcd(format!("our key {} is gone", ticket.key)));
+                    return Ok(Err(lock::removed(&queue, &ticket)));
                 }
             }
-            Ok(Ok((ticket, revision, waited && !stamp)))
+            Ok(Ok((ticket, revision, waited && !stamp, watches)))
         };
         let attempt = {
             tokio::pin!(waiting);
@@ -242,6 +274,7 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
                 };
                 keepalive = etcd.keep_alive(fresh);
                 lease = fresh;
+                place.set(None);
                 tracing::warn!(
                     "lost our place in the queue for {name} (our lease expired while etcd was unreachable); joining it again at the back"
                 );
@@ -250,7 +283,7 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
         }
     };
     match result {
-        Ok((ticket, revision, waited)) => {
+        Ok((ticket, revision, waited, watches)) => {
             tracing::debug!("took {} after {}", ticket.key, duration(started.elapsed()));
             Ok(Held {
                 etcd: etcd.clone(),
@@ -262,6 +295,7 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
                 record: record.clone(),
                 revision,
                 waited,
+                watches: Cell::new(Some(watches)),
             })
         }
         Err(e) => {
@@ -285,30 +319,43 @@ impl Held {
 
     /// Completes, with the reason in words, when the lock is lost or may be lost within
     /// `margin`: etcd says our lease is gone, or has not confirmed it and it may expire within
-    /// `margin`, or our key was removed (someone's `--unlock`). Create it once and poll it
-    /// for as long as the lock is held: it also stamps our record with the time we took the
-    /// lock, a moment after we took it, so that a short hold costs no write.
+    /// `margin`, or our key was removed (someone's `--unlock` or `etcdctl del`), which it
+    /// learns at once. Create it once and poll it for as long as the lock is held: it also
+    /// stamps our record with the time we took the lock, a moment after we took it, so that a
+    /// short hold costs no write.
     pub async fn lost(&self, margin: Duration) -> String {
         let released = async {
+            // The stream that watched our key while we waited watches it on.
+            if let Some(mut watches) = self.watches.take() {
+                if watches.removed().await.is_some() {
+                    return;
+                }
+            }
+            watch::wait_released(&self.etcd, &self.ticket, self.revision).await
+        };
+        let stamp = async {
             sleep(Duration::from_millis(250)).await;
             if self.waited {
                 let stamped = self.record.taken_at(self.taken_at, Some(self.lease.ttl));
+                // Only while our key is still on our lease: --hold-at-least may have moved it
+                // to another one meanwhile, which this must not undo.
                 if let Err(e) =
-                    lock::move_to_lease(&self.etcd, &self.ticket, self.lease.id, &stamped).await
+                    lock::rewrite(&self.etcd, &self.ticket, self.lease.id, &stamped).await
                 {
                     tracing::debug!("cannot stamp the record: {e}");
                 }
             }
-            lock::wait_released(&self.etcd, &self.ticket, self.revision).await
         };
-        tokio::pin!(released);
+        tokio::pin!(released, stamp);
+        let mut stamped = false;
         let mut state = self.keepalive.state.clone();
         loop {
             let stop_at = at_risk(*state.borrow_and_update(), margin);
             tokio::select! {
                 Ok(()) = state.changed() => {}
                 _ = sleep_until(stop_at) => return lease_problem(&self.lease, *state.borrow()),
-                () = &mut released => return "its key was removed (an operator's --unlock, or the lease expired)".to_string(),
+                () = &mut released => return "its key was removed: deleted by an operator's --unlock or etcdctl del, or its lease revoked".to_string(),
+                () = &mut stamp, if !stamped => stamped = true,
             }
         }
     }

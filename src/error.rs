@@ -14,6 +14,9 @@ pub enum Error {
     Conflict(String),
     /// etcd could not be reached, refused the request, or rejected the credentials.
     Etcd(String),
+    /// Our key was deleted by another client while we waited (our lease still lived): we
+    /// give up rather than hold without it.
+    Removed(String),
     /// The lock was lost while the command ran.
     Lost(String),
     /// The command ran longer than `--max-runtime` and was stopped.
@@ -33,7 +36,7 @@ impl Error {
         match self {
             Error::Usage(_) => exit::USAGE,
             Error::Conflict(_) => exit::NOT_ACQUIRED,
-            Error::Etcd(_) => exit::ETCD,
+            Error::Etcd(_) | Error::Removed(_) => exit::ETCD,
             Error::Lost(_) => exit::LOST,
             Error::TimedOut(_) => exit::TIMED_OUT,
             Error::CannotExecute(_) => exit::CANNOT_EXECUTE,
@@ -49,6 +52,7 @@ impl fmt::Display for Error {
             Error::Usage(m)
             | Error::Conflict(m)
             | Error::Etcd(m)
+            | Error::Removed(m)
             | Error::Lost(m)
             | Error::TimedOut(m)
             | Error::CannotExecute(m)
@@ -147,6 +151,7 @@ mod tests {
             (Error::Usage(String::new()), 2),
             (Error::Conflict(String::new()), 1),
             (Error::Etcd(String::new()), 3),
+            (Error::Removed(String::new()), 3),
             (Error::Lost(String::new()), 4),
             (Error::TimedOut(String::new()), 124),
             (Error::CannotExecute(String::new()), 126),

@@ -11,9 +11,7 @@ use crate::error::{Error, Result};
 use crate::etcd::Etcd;
 use crate::name::LockName;
 use crate::record::Record;
-use crate::watch::{wait_deleted, Gone};
-// Where it was before the watches had a module of their own.
-pub use crate::watch::wait_released;
+use crate::watch::{Gone, Removed, Watches};
 use etcd_client::{
     Compare, CompareOp, GetOptions, KeyValue, PutOptions, SortOrder, SortTarget, Txn, TxnOp,
     TxnOpResponse,
@@ -21,9 +19,10 @@ use etcd_client::{
 use std::time::Duration;
 
 /// At most this many revisions between a waiter's last read and its predecessor's removal for
-/// it to take over without asking etcd again (see `wait_turn`): its watch on its own key then
-/// starts at that read, and etcd replays the revisions in between to that watch. Beyond this,
-/// one read-only transaction is the cheaper way.
+/// it to take over without asking etcd again (see `wait_turn`): should its stream break while
+/// it holds, its next watch on its own key starts at that read, and etcd replays the
+/// revisions in between to that watch. Beyond this, one read-only transaction is the cheaper
+/// way.
 const TAKEOVER_WINDOW: i64 = 10_000;
 
 /// A waiter with at most this many keys ahead of it may be next within milliseconds (short
@@ -40,6 +39,11 @@ pub struct Queue {
 }
 
 impl Queue {
+    /// The key of the contender on `lease`.
+    pub fn key(&self, lease: i64) -> String {
+        format!("{}{lease:x}", self.dir)
+    }
+
     pub fn new(prefix: &str, name: &LockName) -> Queue {
         let legacy = format!("{prefix}{name}");
         Queue {
@@ -75,6 +79,8 @@ pub struct Ticket {
     pub key: String,
     /// Create revision of our key: our place in line, and the fencing token once we hold it.
     pub revision: i64,
+    /// The revision of our last write to our key (joining the queue).
+    pub written: i64,
 }
 
 /// Whose turn it is, from our point of view.
@@ -111,7 +117,7 @@ pub async fn enqueue(
     record: &Record,
     me: Access,
 ) -> Result<(Ticket, Turn)> {
-    let key = format!("{}{lease:x}", queue.dir);
+    let key = queue.key(lease);
     let put = |record: &Record| {
         TxnOp::put(
             key.clone(),
@@ -151,6 +157,7 @@ pub async fn enqueue(
         // record then says `held: false` even if we hold the lock: the waiter behind us
         // merely asks etcd once more.)
         revision: mine.first().map_or(revision, |m| m.create_revision),
+        written: revision,
         key,
     };
     if response.succeeded() {
@@ -178,19 +185,21 @@ pub async fn enqueue(
 /// hears of the holder as we learn of it: from each read of the queue, and, with `refresh`,
 /// from a read of the holder at that interval (for progress messages: one read per waiter per
 /// interval, however often the holder changes; never a watch on the holder, which would wake
-/// every waiter at every hand-over).
+/// every waiter at every hand-over). Returns the revision at which we hold it. `watches`
+/// watches our key, and carries the watch on the key ahead.
 ///
 /// When the key ahead of us was an exclusive holder's (its record says `held`, and neither
 /// `shared` nor more than one holder), its removal alone means the lock is ours, and we take
 /// it without asking etcd again. Why that is safe: that key held the lock alone, so every key
-/// created before it was gone then, and none can come back (create
-/// revisions only grow); every key created between it and us was gone when we last read (else
-/// it, not this one, would be just ahead of us). So no key ahead of us is left, exactly what
-/// the claim transaction would check. Our own key is alive (our lease is, or `acquire` gives
-/// up), and the watch on it that a holder keeps starts at our last read (the revision returned),
-/// so a removal of our key in between is seen as an `--unlock` at once. Only distlock writes
-/// `held`, and only while it holds the lock (`Record::taken_at`, or joining an empty queue);
-/// etcdctl's keys, a waiter that gave up, or a legacy key get the claim transaction as before.
+/// created before it was gone then, and none can come back (create revisions only grow);
+/// every key created between it and us was gone when we last read (else it, not this one,
+/// would be just ahead of us). So no key ahead of us is left, exactly what the claim
+/// transaction would check. And our own key is still there: our key's watch, on the same
+/// stream since before we joined, said nothing of its removal (see `Watches`); a removal of
+/// our key is `Error::Removed`, and we never hold without it (a live lease is no proof:
+/// anyone can delete a key). Only distlock writes `held`, and only while it holds the lock
+/// (`Record::taken_at`, or joining an empty queue); etcdctl's keys, a waiter that gave up, or
+/// a legacy key get the claim transaction as before.
 ///
 /// The one thing this does not look at again is the legacy key: one that exists when we join
 /// or claim is waited for as before, but one that the Go tool writes while a distlock holds
@@ -201,6 +210,7 @@ pub async fn wait_turn(
     etcd: &Etcd,
     queue: &Queue,
     ticket: &Ticket,
+    watches: &mut Watches,
     mut turn: Turn,
     refresh: Option<Duration>,
     mut on_wait: impl FnMut(&Contender),
@@ -217,39 +227,64 @@ pub async fn wait_turn(
             } => (blocker, head, ahead, revision),
         };
         on_wait(&head);
+        if watches.broken() {
+            *watches = Watches::open(etcd, &ticket.key, true).await?;
+        }
         // Near the head, the key ahead may go any moment: watch it from now, so etcd does not
         // make us wait for its catch-up loop. Further back it cannot go that soon: watch it
         // from our read, which costs no extra read when something was written meanwhile.
         let soon = blocker.key == head.key || ahead <= NEAR_HEAD;
-        let gone = wait_deleted(etcd, &blocker.key, blocker.create_revision, revision, soon);
-        tokio::pin!(gone);
-        let gone = loop {
-            let tick = async {
-                match refresh {
-                    Some(every) => tokio::time::sleep(every).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                gone = &mut gone => break gone?,
-                () = tick => {
-                    if let Some(now) = holder(etcd, queue).await? {
-                        if now.key != ticket.key {
-                            on_wait(&now);
+        let gone = {
+            let gone = watches.deleted(
+                etcd,
+                (&blocker.key, blocker.create_revision),
+                revision,
+                soon,
+            );
+            tokio::pin!(gone);
+            loop {
+                let tick = async {
+                    match refresh {
+                        Some(every) => tokio::time::sleep(every).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    gone = &mut gone => break gone?,
+                    () = tick => {
+                        if let Some(now) = holder(etcd, queue).await? {
+                            if now.key != ticket.key {
+                                on_wait(&now);
+                            }
                         }
                     }
                 }
             }
         };
+        let gone = gone.map_err(|Removed| removed(queue, ticket))?;
         turn = match gone {
             Gone::Held { at }
                 if blocker.key != queue.legacy && at - revision <= TAKEOVER_WINDOW =>
             {
                 Turn::Mine { revision }
             }
-            _ => claim(etcd, queue, ticket).await?,
+            _ => {
+                // The claim reads our key after the stream was opened: no gap any more.
+                let turn = claim(etcd, queue, ticket).await?;
+                watches.verified();
+                turn
+            }
         };
     }
+}
+
+/// Our key was deleted while we waited, by someone else (our lease lives: `acquire` checks).
+pub fn removed(queue: &Queue, ticket: &Ticket) -> Error {
+    Error::Removed(format!(
+        "gave up waiting for {}: our key {} in its queue was deleted by another client \
+         (etcdctl del, a lease revoke, or --unlock)",
+        queue.legacy, ticket.key
+    ))
 }
 
 /// One read-only transaction (no write on the hand-over path): if our key is still there,
@@ -281,10 +316,7 @@ async fn claim(etcd: &Etcd, queue: &Queue, ticket: &Ticket) -> Result<Turn> {
     }
     let [mine, ahead, legacy, head] = gets(&response.op_responses());
     if mine.is_empty() {
-        return Err(Error::Etcd(format!(
-            "lost our place in the queue: key {} is gone (its lease expired while etcd was unreachable, or it was removed)",
-            ticket.key
-        )));
+        return Err(removed(queue, ticket));
     }
     let before_us = last_count(&response.op_responses());
     let ahead = ahead.into_iter().next();
@@ -339,6 +371,35 @@ pub async fn move_to_lease(
         .and_then([TxnOp::put(ticket.key.clone(), record.to_json(), options)]);
     let response = etcd.txn("keep the lock", txn).await?;
     Ok(response.succeeded())
+}
+
+/// Removes our key, guarded by its create revision: whichever lease it is on, and only if it
+/// is still ours.
+pub async fn withdraw(etcd: &Etcd, ticket: &Ticket) -> Result<()> {
+    let txn = Txn::new()
+        .when([Compare::create_revision(
+            ticket.key.clone(),
+            CompareOp::Equal,
+            ticket.revision,
+        )])
+        .and_then([TxnOp::delete(ticket.key.clone(), None)]);
+    etcd.txn("remove our key", txn).await.map(drop)
+}
+
+/// Rewrites our record, only while our key is still ours and still on `lease`: a key moved
+/// to another lease meanwhile (`--hold-at-least`) stays where it is. Returns whether it wrote.
+pub async fn rewrite(etcd: &Etcd, ticket: &Ticket, lease: i64, record: &Record) -> Result<bool> {
+    let txn = Txn::new()
+        .when([
+            Compare::create_revision(ticket.key.clone(), CompareOp::Equal, ticket.revision),
+            Compare::lease(ticket.key.clone(), CompareOp::Equal, lease),
+        ])
+        .and_then([TxnOp::put(
+            ticket.key.clone(),
+            record.to_json(),
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
+    Ok(etcd.txn("keep the lock", txn).await?.succeeded())
 }
 
 /// The holder of the lock, if any.

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::etcd::Etcd;
 use crate::lock::{self, Contender, Queue, Ticket, Turn};
 use crate::record::Record;
-use crate::watch::{self, wait_for};
+use crate::watch::{self, wait_for, Watches};
 use etcd_client::{
     Compare, CompareOp, Event, EventType, GetOptions, PutOptions, SortOrder, SortTarget, Txn,
     TxnOp, WatchFilterType, WatchOptions,
@@ -36,7 +36,7 @@ struct Ahead {
 
 /// Waits until we hold the lock as `me`, from `turn` (what joining the queue said); returns
 /// etcd's revision at that moment, and the keys then ahead of ours (a semaphore's; none
-/// otherwise), for `stamp`. An exclusive contender follows etcd's recipe
+/// otherwise), for `stamp`. An exclusive waiter waits on `watches`, which watches its key. An exclusive contender follows etcd's recipe
 /// (`lock::wait_turn`, with its hand-over fast path), the others the rules of `access`.
 /// `on_wait` hears of the holder at the head of the queue; `busy` is asked each time we would
 /// wait, and its error (`--nowait`) ends the wait.
@@ -46,6 +46,7 @@ struct Ahead {
 /// only at the holder and the key just ahead, which is where a semaphore would be.
 pub async fn wait_turn(
     (etcd, queue, ticket): (&Etcd, &Queue, &Ticket),
+    watches: &mut Watches,
     turn: Turn,
     me: Access,
     refresh: Option<Duration>,
@@ -70,7 +71,8 @@ pub async fn wait_turn(
         if let Some(busy) = busy(head) {
             return Err(busy);
         }
-        let revision = lock::wait_turn(etcd, queue, ticket, turn, refresh, on_wait).await?;
+        let revision =
+            lock::wait_turn(etcd, queue, ticket, watches, turn, refresh, on_wait).await?;
         return Ok((revision, Vec::new()));
     }
     // What joining read is as good as a look: the first one costs no request.
@@ -188,10 +190,7 @@ async fn look(etcd: &Etcd, queue: &Queue, ticket: &Ticket, me: Access) -> Result
     let revision = response.header().map(|h| h.revision()).unwrap_or_default();
     let [mine, legacy, oldest, mut newest] = lock::gets(&response.op_responses());
     if mine.first().map(|m| m.create_revision) != Some(ticket.revision) {
-        return Err(Error::Etcd(format!(
-            "lost our place in the queue: key {} is gone (its lease expired while etcd was unreachable, or it was removed)",
-            ticket.key
-        )));
+        return Err(lock::removed(queue, ticket));
     }
     Ok(Ahead {
         revision,

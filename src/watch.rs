@@ -6,11 +6,11 @@
 //! Nothing here knows about processes, signals or terminals.
 
 use crate::access::Access;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::etcd::Etcd;
 use crate::lock::Ticket;
 use crate::record::Record;
-use etcd_client::{EventType, WatchFilterType, WatchOptions, WatchResponse, WatchStream};
+use etcd_client::{Event, EventType, WatchFilterType, WatchOptions, WatchResponse, WatchStream};
 use std::time::Duration;
 
 /// How long to wait after a watch could not start or broke before the caller looks again, so
@@ -68,72 +68,188 @@ pub enum Gone {
     Unsure,
 }
 
-/// Returns once the key `key` created at revision `created` is gone, or when the watch ends
-/// for any other reason. `read_at` is the revision at which we last saw the key.
+/// A contender's watch stream: a watch on its own key, opened before the key is created,
+/// and, while it waits, one on the key it waits for, on the same stream. etcd sends a synced
+/// watch's events as each revision commits, and a stream's responses in the order sent, so
+/// a waiter learns that its own key was deleted before it learns of any later removal ahead
+/// of it: it never takes the lock without its key (as Go's `Mutex.Lock` reads its key after
+/// waiting), and this costs no request at the hand-over. The same stream then tells the
+/// holder at once that its key was removed.
 ///
-/// The watch starts at `read_at + 1` (nothing is missed, and etcd sends it nothing it has not
-/// seen), unless `soon`: then it starts from "now", because etcd serves a watch that starts
-/// in the past (anything was written since `read_at`) from a loop that catches up every
-/// 100 ms, which would add up to 100 ms to a hand-over. If anything was written between
-/// `read_at` and the watch's start, the key is then looked up once.
-pub async fn wait_deleted(
-    etcd: &Etcd,
-    key: &str,
-    created: i64,
-    read_at: i64,
-    soon: bool,
-) -> Result<Gone> {
-    let mut options = WatchOptions::new()
-        .with_filters([WatchFilterType::NoPut])
-        .with_prev_key();
-    if !soon {
-        options = options.with_start_revision(read_at + 1);
-    }
-    let mut stream = etcd.watch("watch the lock", key, options).await?;
-    loop {
+/// Our key's watch starts "now", before we join: it misses nothing of our key's life. A
+/// stream that broke is opened again, and then misses what happened in between (`gap`): the
+/// next removal ahead is then checked with the claim transaction, which reads our key.
+pub struct Watches {
+    stream: WatchStream,
+    key: String,
+    /// The stream may have missed a removal of our key: a read must say it is still there.
+    gap: bool,
+    /// The stream broke: of no more use.
+    ended: bool,
+}
+
+/// Our key was removed while our lease lived: someone else deleted it (`etcdctl del`, a
+/// `lease revoke`, an `--unlock`).
+pub struct Removed;
+
+impl Watches {
+    /// Opens the stream with a watch on our key `key` from now, and waits for etcd to say the
+    /// watch exists (so that it sees whatever happens to the key after this returns). `gap`:
+    /// the key may exist already and have been removed before.
+    pub async fn open(etcd: &Etcd, key: &str, gap: bool) -> Result<Watches> {
+        let options = WatchOptions::new().with_filters([WatchFilterType::NoPut]);
+        let mut stream = etcd.watch("watch the lock", key, options).await?;
         match stream.message().await {
-            Ok(Some(response)) => {
+            Ok(Some(response)) if response.created() => {}
+            Ok(_) => return Err(Error::Etcd(format!("etcd did not start a watch on {key}"))),
+            Err(e) => return Err(Error::Etcd(format!("cannot watch {key}: {e}"))),
+        }
+        Ok(Watches {
+            stream,
+            key: key.to_string(),
+            gap,
+            ended: false,
+        })
+    }
+
+    /// Whether the stream broke: the caller opens another (with a gap).
+    pub fn broken(&self) -> bool {
+        self.ended
+    }
+
+    /// A read at a revision after this stream was opened found our key: no gap any more.
+    pub fn verified(&mut self) {
+        self.gap = false;
+    }
+
+    /// Returns once the key `key` created at revision `created` is gone, or when its watch
+    /// ends for any other reason; `Err(Removed)` as soon as our own key is deleted. `read_at`
+    /// is the revision at which we last saw the key. A removal by an exclusive holder is
+    /// `Gone::Held` only while this stream has no gap.
+    ///
+    /// The watch starts at `read_at + 1` (nothing is missed, and etcd sends it nothing it has
+    /// not seen), unless `soon`: then it starts from "now", because etcd serves a watch that
+    /// starts in the past (anything was written since `read_at`) from a loop that catches up
+    /// every 100 ms, which would add up to 100 ms to a hand-over. If anything was written
+    /// between `read_at` and the watch's start, the key is then looked up once.
+    pub async fn deleted(
+        &mut self,
+        etcd: &Etcd,
+        (key, created): (&str, i64),
+        read_at: i64,
+        soon: bool,
+    ) -> Result<Result<Gone, Removed>> {
+        let mut options = WatchOptions::new()
+            .with_filters([WatchFilterType::NoPut])
+            .with_prev_key();
+        if !soon {
+            options = options.with_start_revision(read_at + 1);
+        }
+        if self.stream.watch(key, Some(options)).await.is_err() {
+            self.ended = true;
+            broken().await;
+            return Ok(Ok(Gone::Unsure));
+        }
+        let mut theirs = None;
+        loop {
+            let response = match self.stream.message().await {
+                Ok(Some(response)) => response,
+                // The stream broke (member died, leader change): look again; if etcd is
+                // really gone, the next request says so. A short pause keeps this from
+                // spinning.
+                Ok(None) | Err(_) => {
+                    self.ended = true;
+                    broken().await;
+                    return Ok(Ok(Gone::Unsure));
+                }
+            };
+            if self.own_removal(&response) {
+                return Ok(Err(Removed));
+            }
+            // Earlier waits' watches are on keys that are gone: only this one's count.
+            if response.created() && theirs.is_none() {
+                theirs = Some(response.watch_id());
                 let started_at = response.header().map_or(i64::MAX, |h| h.revision());
-                if soon && response.created() && started_at > read_at {
+                if soon && started_at > read_at {
                     let now = etcd.get("check the lock", key, None).await?;
                     if now.kvs().first().map(|kv| kv.create_revision()) != Some(created) {
-                        return Ok(Gone::Unsure);
+                        return Ok(Ok(Gone::Unsure));
                     }
                 }
-                if let Some(event) = response
-                    .events()
-                    .iter()
-                    .find(|e| e.event_type() == EventType::Delete)
-                {
-                    let held = event
-                        .prev_kv()
-                        .filter(|kv| kv.create_revision() == created)
-                        .and_then(|kv| Record::from_json(kv.value()))
-                        // Only an exclusive holder had nobody ahead of it; a shared or
-                        // semaphore one may leave others holding (access.rs).
-                        .is_some_and(|r| {
-                            r.held && Access::new(r.max_holders, r.shared) == Access::Exclusive
-                        });
-                    return Ok(match event.kv() {
-                        Some(kv) if held => Gone::Held {
-                            at: kv.mod_revision(),
-                        },
-                        _ => Gone::Unsure,
-                    });
-                }
-                // Canceled (e.g. the revision was compacted): look again instead of waiting.
-                if response.canceled() {
-                    return Ok(Gone::Unsure);
-                }
             }
-            // The stream broke (member died, leader change): look again; if etcd is really
-            // gone, the next request says so. A short pause keeps this from spinning.
-            Ok(None) | Err(_) => {
-                broken().await;
-                return Ok(Gone::Unsure);
+            if theirs != Some(response.watch_id()) {
+                continue;
+            }
+            if let Some(event) = response
+                .events()
+                .iter()
+                .find(|e| e.event_type() == EventType::Delete)
+            {
+                return Ok(Ok(match held_at(event, created) {
+                    Some(at) if !self.gap => Gone::Held { at },
+                    _ => Gone::Unsure,
+                }));
+            }
+            // Canceled (e.g. the revision was compacted): look again instead of waiting.
+            if response.canceled() {
+                return Ok(Ok(Gone::Unsure));
             }
         }
     }
+
+    /// For the holder: returns when our key is removed; `None` if the stream ended first (the
+    /// caller then watches our key another way).
+    pub async fn removed(&mut self) -> Option<()> {
+        loop {
+            let response = self.stream.message().await.ok()??;
+            if self.own_removal(&response) {
+                return Some(());
+            }
+        }
+    }
+
+    /// Whether `response` says our key was deleted.
+    fn own_removal(&self, response: &WatchResponse) -> bool {
+        response.events().iter().any(|e| {
+            e.event_type() == EventType::Delete
+                && e.kv().is_some_and(|kv| kv.key() == self.key.as_bytes())
+        })
+    }
+}
+
+/// The revision of a removal, if the key removed was last written by an exclusive holder.
+fn held_at(event: &Event, created: i64) -> Option<i64> {
+    let held = event
+        .prev_kv()
+        .filter(|kv| kv.create_revision() == created)
+        .and_then(|kv| Record::from_json(kv.value()))
+        // Only an exclusive holder had nobody ahead of it; a shared or semaphore one may
+        // leave others holding (access.rs).
+        .is_some_and(|r| r.held && Access::new(r.max_holders, r.shared) == Access::Exclusive);
+    held.then(|| event.kv().map(|kv| kv.mod_revision()))
+        .flatten()
+}
+
+/// Returns once the key `key` created at revision `created` is gone, or when the watch ends
+/// for any other reason. `read_at` is the revision at which we last saw the key. The watch
+/// starts at `read_at + 1`, so it costs no read and misses nothing.
+async fn wait_deleted(etcd: &Etcd, key: &str, created: i64, read_at: i64) -> Result<Gone> {
+    let options = WatchOptions::new()
+        .with_filters([WatchFilterType::NoPut])
+        .with_prev_key()
+        .with_start_revision(read_at + 1);
+    let Some(stream) = open(etcd, key, options).await else {
+        return Ok(Gone::Unsure);
+    };
+    let gone = until(stream, |response| {
+        let event = response
+            .events()
+            .iter()
+            .find(|e| e.event_type() == EventType::Delete)?;
+        Some(held_at(event, created).map_or(Gone::Unsure, |at| Gone::Held { at }))
+    })
+    .await;
+    Ok(gone.unwrap_or(Gone::Unsure))
 }
 
 /// Returns when our key is gone: an operator's `--unlock`, or the lease expired. Only that:
@@ -144,7 +260,7 @@ pub async fn wait_deleted(
 pub async fn wait_released(etcd: &Etcd, ticket: &Ticket, revision: i64) {
     let mut read_at = revision;
     loop {
-        if wait_deleted(etcd, &ticket.key, ticket.revision, read_at, false)
+        if wait_deleted(etcd, &ticket.key, ticket.revision, read_at)
             .await
             .is_ok()
         {

@@ -40,6 +40,17 @@ async fn take(
     name: &str,
     timeout: Option<Duration>,
 ) -> distlock::Result<Held> {
+    take_as(etcd, prefix, name, timeout, Access::Exclusive).await
+}
+
+/// `take`, as `access` says (the record is a plain one: `acquire` makes it say the same).
+async fn take_as(
+    etcd: &distlock::Etcd,
+    prefix: &str,
+    name: &str,
+    timeout: Option<Duration>,
+    access: Access,
+) -> distlock::Result<Held> {
     let name = LockName::parse(name).unwrap();
     let record = Record::new(
         Mode::Run,
@@ -52,7 +63,7 @@ async fn take(
         name: &name,
         ttl: TTL,
         timeout,
-        access: Access::Exclusive,
+        access,
         record: &record,
     };
     acquire(etcd, &request, &mut ()).await
@@ -181,4 +192,36 @@ fn lost_hears_an_unlock_from_another_node() {
     assert!(why.contains("key was removed"), "{why}");
     assert!(heard.duration_since(unlocked) < Duration::from_secs(1));
     assert!(get_prefix(&server.endpoint(), &p).is_empty());
+}
+
+#[test]
+fn the_record_says_what_access_asked_for() {
+    // A reader taken with a plain record: its key must say it is shared, or the others would
+    // take it for an exclusive holder (a shared contender waiting behind it, an exclusive one
+    // taking over from it).
+    let server = Etcd::start();
+    let p = prefix("lib-access");
+    let rt = runtime();
+    let client = rt.block_on(connect(&server.endpoint(), &p));
+    let held = rt
+        .block_on(take_as(&client, &p, "db", None, Access::Shared))
+        .unwrap();
+    let keys = get_prefix(&server.endpoint(), &p);
+    let record: serde_json::Value = serde_json::from_str(&keys[0].value).unwrap();
+    assert_eq!(record["shared"], true, "{record}");
+    assert_eq!(record["max_holders"], 1, "{record}");
+
+    // Another reader joins it; a writer does not.
+    let reader = distlock(&server, &p)
+        .args(["--lock-name=db", "--shared", "--nowait", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(reader.status.code(), Some(0), "{reader:?}");
+    let writer = distlock(&server, &p)
+        .args(["--lock-name=db", "--nowait", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(writer.status.code(), Some(1), "{writer:?}");
+    rt.block_on(held.release()).unwrap();
+    assert_eq!(get_prefix(&server.endpoint(), &p), vec![]);
 }

@@ -20,17 +20,36 @@ pub(super) async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcom
     let held = acquire(config, name, &record, &mut signals).await?;
     // Detach the key from our lease (or move it to one of --ttl that nobody keeps alive), in
     // a transaction guarded by its create revision, so it keeps its place and outlives us.
-    let detached = async {
-        let lease = match config.lock_ttl {
-            Some(ttl) => Some(held.etcd.grant(ttl).await?),
-            None => None,
-        };
-        let record = record
-            .taken_at(held.taken_at, lease.map(|l| l.ttl))
-            .expiring(lease.map(|l| SystemTime::now() + l.ttl));
-        lock::move_to_lease(&held.etcd, &held.ticket, lease.map_or(0, |l| l.id), &record).await
+    let lease = match config.lock_ttl {
+        Some(ttl) => match held.etcd.grant(ttl).await {
+            Ok(lease) => Some(lease),
+            Err(e) => {
+                release(&held).await;
+                return Err(e);
+            }
+        },
+        None => None,
     };
-    let result = detached.await;
+    let record = record
+        .taken_at(held.taken_at, lease.map(|l| l.ttl))
+        .expiring(lease.map(|l| SystemTime::now() + l.ttl));
+    let moved = lock::move_to_lease(&held.etcd, &held.ticket, lease.map_or(0, |l| l.id), &record);
+    let result = moved.await;
+    if let Err(e) = &result {
+        // The move may have landed though its answer did not come: then neither lease holds
+        // the key any more, and only a delete (guarded by its create revision) frees it.
+        if let Err(left) = lock::withdraw(&held.etcd, &held.ticket).await {
+            tracing::debug!("{left}");
+            release(&held).await;
+            return Err(Error::Etcd(format!(
+                "{e}; the lock may be held by {} all the same (see --status; --unlock frees it)",
+                held.ticket.key
+            )));
+        }
+        if let Some(lease) = lease {
+            let _ = held.etcd.revoke(lease.id).await;
+        }
+    }
     release(&held).await;
     match result {
         Ok(true) => {
