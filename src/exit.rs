@@ -42,7 +42,8 @@ pub const TABLE: &[(&str, &str)] = &[
     ),
     (
         "3",
-        "etcd unreachable, refused the request, or rejected the credentials",
+        "etcd unreachable, refused the request, or rejected the credentials; or our key was \
+         deleted by another client while we waited",
     ),
     ("4", "the lock was lost while the command ran"),
     (
