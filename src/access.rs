@@ -23,7 +23,7 @@
 //!
 //! A semaphore contender that takes the lock after waiting writes, with its record, the keys
 //! then ahead of it, in one transaction that checks each still exists with its create revision
-//! (`share::stamp`; without the list if one went). At that revision those keys and it are
+//! (`wait::stamp`; without the list if one went). At that revision those keys and it are
 //! exactly the keys ahead of the waiter just behind it, which has watched its key since a read
 //! that showed it just ahead: no key can come between. All of them held beside it, so they are
 //! of the same semaphore. The list is a field outside `Record`, so no later write of the record

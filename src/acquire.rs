@@ -6,11 +6,11 @@
 use crate::access::{self, Access};
 use crate::error::{duration, wall_clock, Error, Result};
 use crate::etcd::{Etcd, KeepAlive, Lease, LeaseState};
-use crate::lock::{self, Contender, Queue, Ticket, Turn};
 use crate::name::LockName;
+use crate::queue::{self, Contender, Queue, Ticket, Turn};
 use crate::record::{Mode as RecordMode, Record};
-use crate::share;
 use crate::view::describe;
+use crate::wait;
 use crate::watch::{self, Watches};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -114,12 +114,12 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
     let nowait = request.timeout == Some(Duration::ZERO);
     if nowait {
         let head = match me {
-            Access::Exclusive => lock::holder(etcd, &queue).await?,
-            _ => share::would_wait(etcd, &queue, me).await?,
+            Access::Exclusive => queue::holder(etcd, &queue).await?,
+            _ => wait::would_wait(etcd, &queue, me).await?,
         };
         if let Some(head) = head {
             if let Some(theirs) = access::disagreeing(me.max_holders(), [head.value.as_slice()]) {
-                return Err(share::disagree(&queue, me.max_holders(), theirs));
+                return Err(wait::disagree(&queue, me.max_holders(), theirs));
             }
             return Err(busy(name, &head));
         }
@@ -149,15 +149,15 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
         let waiting = async {
             // Before our key exists: the watch then sees whatever happens to it.
             let mut watches = Watches::open(etcd, &queue.key(lease.id), false).await?;
-            let (ticket, turn) = lock::enqueue(etcd, &queue, lease.id, record, me).await?;
+            let (ticket, turn) = queue::enqueue(etcd, &queue, lease.id, record, me).await?;
             joined.set(true);
             if place
                 .replace(Some(ticket.revision))
                 .is_some_and(|r| r != ticket.revision)
             {
                 return match lease_alive() {
-                    true => Ok(Err(lock::removed(&queue, &ticket))),
-                    false => Err(lock::removed(&queue, &ticket)),
+                    true => Ok(Err(queue::removed(&queue, &ticket))),
+                    false => Err(queue::removed(&queue, &ticket)),
                 };
             }
             tracing::debug!(
@@ -166,7 +166,7 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
                 ticket.revision
             );
             let waited = matches!(turn, Turn::Wait { .. });
-            let wait_turn = share::wait_turn(
+            let wait_turn = wait::wait_turn(
                 (etcd, &queue, &ticket),
                 &mut watches,
                 turn,
@@ -201,8 +201,8 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
                 waited && matches!(me, Access::Semaphore(_)) && record.mode == RecordMode::Run;
             if stamp {
                 let stamped = record.taken_at(SystemTime::now(), Some(lease.ttl));
-                if !share::stamp(etcd, &ticket, lease.id, &stamped, &ahead).await? {
-                    return Ok(Err(lock::removed(&queue, &ticket)));
+                if !wait::stamp(etcd, &ticket, lease.id, &stamped, &ahead).await? {
+                    return Ok(Err(queue::removed(&queue, &ticket)));
                 }
             }
             Ok(Ok((ticket, revision, waited && !stamp, watches)))
@@ -340,7 +340,7 @@ impl Held {
                 // Only while our key is still on our lease: --hold-at-least may have moved it
                 // to another one meanwhile, which this must not undo.
                 if let Err(e) =
-                    lock::rewrite(&self.etcd, &self.ticket, self.lease.id, &stamped).await
+                    queue::rewrite(&self.etcd, &self.ticket, self.lease.id, &stamped).await
                 {
                     tracing::debug!("cannot stamp the record: {e}");
                 }

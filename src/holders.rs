@@ -5,8 +5,8 @@
 use crate::access::{self, Access};
 use crate::error::{Error, Result};
 use crate::etcd::Etcd;
-use crate::lock::{self, Contender, Queue};
 use crate::name::LockName;
+use crate::queue::{self, Contender, Queue};
 use crate::record::{Mode, Record};
 use crate::view::{describe, View};
 use etcd_client::{Compare, CompareOp, LeaseTimeToLiveOptions, PutOptions, Txn, TxnOp};
@@ -69,7 +69,7 @@ pub async fn unlock(
     name: &LockName,
     which: Option<&str>,
 ) -> Result<Contender> {
-    let contenders = lock::contenders(etcd, queue).await?;
+    let contenders = queue::contenders(etcd, queue).await?;
     let holder = the_holder(&contenders, name, which, "unlock", "--unlock=KEY")?;
     if !remove(etcd, holder).await? {
         return Err(not_locked(name, "unlock"));
@@ -86,7 +86,7 @@ pub async fn extend_lock(
     which: Option<&str>,
     expiry: Option<Duration>,
 ) -> Result<Contender> {
-    let contenders = lock::contenders(etcd, queue).await?;
+    let contenders = queue::contenders(etcd, queue).await?;
     let holder = the_holder(&contenders, name, which, "extend", "--holder=KEY")?;
     if let Some(why) = cannot_extend(holder) {
         return Err(Error::Usage(why));

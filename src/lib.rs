@@ -12,7 +12,7 @@
 //! - Hold: the [`Held`] lock's lease is kept alive in the background; [`Held::lost`] completes
 //!   when the lock is lost (or may be lost within a margin you choose).
 //! - Release: [`Held::release`]; from any node, [`holders::unlock`].
-//! - Status and list: [`lock::contenders`] and [`lock::all_locks`] read the queues,
+//! - Status and list: [`queue::contenders`] and [`queue::all_locks`] read the queues,
 //!   [`holders::views`] says who holds and who they are ([`view::View`]).
 //!
 //! ```no_run
@@ -60,11 +60,11 @@ pub mod etcd;
 pub mod exit;
 pub mod holders;
 mod lease;
-pub mod lock;
 pub mod name;
+pub mod queue;
 pub mod record;
-mod share;
 pub mod view;
+mod wait;
 mod watch;
 
 pub use access::Access;

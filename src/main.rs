@@ -15,7 +15,7 @@ mod run;
 
 // The lock itself is the library (src/lib.rs); the binary's modules name its parts as if they
 // were their own (`crate::etcd`).
-use distlock::{access, acquire, error, etcd, exit, holders, lock, name, record, view};
+use distlock::{access, acquire, error, etcd, exit, holders, name, queue, record, view};
 
 use std::process::ExitCode;
 

@@ -14,7 +14,7 @@ macro_rules! say {
 }
 
 use crate::config::{Format, LockName, Setting};
-use crate::lock::{Contender, Ticket};
+use crate::queue::{Contender, Ticket};
 use crate::view::{clean, describe};
 use serde_json::json;
 use std::time::Duration;

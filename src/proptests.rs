@@ -9,7 +9,7 @@ use crate::config::values::{
     timeout as parse_timeout, Expiry, MAX_HOLDERS,
 };
 use crate::config::{defs, Config, LockName, Wait};
-use crate::lock::Contender;
+use crate::queue::Contender;
 use crate::record::{Mode, Record};
 use crate::view::View;
 use proptest::prelude::*;

@@ -22,7 +22,7 @@ pub struct Record {
     /// Lease TTL in seconds; `None` for a `--lock` held until unlocked.
     pub ttl: Option<u64>,
     /// Written only by a contender that holds the lock. The waiter behind it relies on this:
-    /// when this key goes, that waiter takes over without asking etcd again (see `lock.rs`).
+    /// when this key goes, that waiter takes over without asking etcd again (see `wait.rs`).
     #[serde(default)]
     pub held: bool,
     /// `--max-holders`: how many may hold the lock at once. Every contender of a lock must

@@ -5,7 +5,7 @@
 //! are escaped and long text is cut.
 
 use crate::access::Access;
-use crate::lock::Contender;
+use crate::queue::Contender;
 use crate::record::{self, Record};
 use serde::Serialize;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

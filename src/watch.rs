@@ -1,5 +1,5 @@
 //! Waiting on etcd's watches: for a key to go (the recipe's wait for the key just ahead, and a
-//! holder's wait for its own key's removal), or for keys to change (`share.rs`). A watch that
+//! holder's wait for its own key's removal), or for keys to change (`wait.rs`). A watch that
 //! ends for another reason (compaction, a broken stream, a member gone) hands back to the
 //! caller, which reads the queue again.
 //!
@@ -8,7 +8,7 @@
 use crate::access::Access;
 use crate::error::{Error, Result};
 use crate::etcd::Etcd;
-use crate::lock::Ticket;
+use crate::queue::Ticket;
 use crate::record::Record;
 use etcd_client::{Event, EventType, WatchFilterType, WatchOptions, WatchResponse, WatchStream};
 use std::time::Duration;

@@ -6,8 +6,8 @@ use crate::config::{Config, Expiry, LockName};
 use crate::error::{Error, Result};
 use crate::etcd::Etcd;
 use crate::holders;
-use crate::lock::{self, Queue};
 use crate::output;
+use crate::queue::{self, Queue};
 use crate::record::{Mode as RecordMode, Record};
 use crate::run::Signals;
 use crate::view::View;
@@ -33,12 +33,12 @@ pub(super) async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcom
     let record = record
         .taken_at(held.taken_at, lease.map(|l| l.ttl))
         .expiring(lease.map(|l| SystemTime::now() + l.ttl));
-    let moved = lock::move_to_lease(&held.etcd, &held.ticket, lease.map_or(0, |l| l.id), &record);
+    let moved = queue::move_to_lease(&held.etcd, &held.ticket, lease.map_or(0, |l| l.id), &record);
     let result = moved.await;
     if let Err(e) = &result {
         // The move may have landed though its answer did not come: then neither lease holds
         // the key any more, and only a delete (guarded by its create revision) frees it.
-        if let Err(left) = lock::withdraw(&held.etcd, &held.ticket).await {
+        if let Err(left) = queue::withdraw(&held.etcd, &held.ticket).await {
             tracing::debug!("{left}");
             release(&held).await;
             return Err(Error::Etcd(format!(
@@ -103,7 +103,7 @@ pub(super) async fn extend_mode(
 pub(super) async fn status_mode(config: &Config, name: &LockName) -> Result<Outcome> {
     let etcd = Etcd::connect(&config.etcd()).await?;
     let queue = Queue::new(&config.prefix, name);
-    let contenders = lock::contenders(&etcd, &queue).await?;
+    let contenders = queue::contenders(&etcd, &queue).await?;
     let mut views = holders::views(&contenders);
     // One request per holder's lease: N of them at most, for a semaphore.
     for (view, c) in views.iter_mut().zip(&contenders) {
@@ -117,7 +117,7 @@ pub(super) async fn status_mode(config: &Config, name: &LockName) -> Result<Outc
 
 pub(super) async fn list_mode(config: &Config) -> Result<Outcome> {
     let etcd = Etcd::connect(&config.etcd()).await?;
-    let locks: Vec<(String, Vec<View>)> = lock::all_locks(&etcd, &config.prefix)
+    let locks: Vec<(String, Vec<View>)> = queue::all_locks(&etcd, &config.prefix)
         .await?
         .into_iter()
         .map(|(name, contenders)| (name, holders::views(&contenders)))

@@ -4,7 +4,7 @@
 use crate::acquire::Held;
 use crate::config::Config;
 use crate::error::{wall_clock, Error};
-use crate::lock;
+use crate::queue;
 use std::time::Duration;
 
 /// Releases the lock, or keeps it as long as `--hold-at-least` says.
@@ -53,7 +53,7 @@ async fn hold_on(held: &Held, min: Duration) {
     let moved = async {
         let lease = held.etcd.grant(Duration::from_secs(secs.max(1))).await?;
         let record = held.record.taken_at(held.taken_at, Some(lease.ttl));
-        lock::move_to_lease(&held.etcd, &held.ticket, lease.id, &record).await
+        queue::move_to_lease(&held.etcd, &held.ticket, lease.id, &record).await
     };
     match moved.await {
         Ok(true) => tracing::info!(

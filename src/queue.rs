@@ -1,8 +1,9 @@
-//! etcd's lock recipe, as in Go's `client/v3/concurrency/mutex.go`, so that distlock and
-//! `etcdctl lock` exclude each other: every contender is one key `<prefix><name>/<lease hex>`
-//! created under its lease; the lowest create revision holds the lock; each waiter watches only
-//! the key just ahead of it. Plus the Go tool's legacy key `<prefix><name>`, which counts as the
-//! holder while it exists.
+//! The bottom of etcd's lock recipe (Go's `client/v3/concurrency/mutex.go`): a lock's keys and
+//! the transactions on them, so that distlock and `etcdctl lock` exclude each other. Every
+//! contender is one key `<prefix><name>/<lease hex>` created under its lease; the lowest create
+//! revision holds the lock. Plus the Go tool's legacy key `<prefix><name>`, which counts as the
+//! holder while it exists. Joining (`enqueue`), claiming (`claim`), reading the queue, and the
+//! writes a holder makes to its own key. Who may hold is `access.rs`; waiting is `wait.rs`.
 //!
 //! Nothing here knows about processes, signals or terminals.
 
@@ -11,23 +12,10 @@ use crate::error::{Error, Result};
 use crate::etcd::Etcd;
 use crate::name::LockName;
 use crate::record::Record;
-use crate::watch::{Gone, Removed, Watches};
 use etcd_client::{
     Compare, CompareOp, GetOptions, KeyValue, PutOptions, SortOrder, SortTarget, Txn, TxnOp,
     TxnOpResponse,
 };
-use std::time::Duration;
-
-/// At most this many revisions between a waiter's last read and its predecessor's removal for
-/// it to take over without asking etcd again (see `wait_turn`): should its stream break while
-/// it holds, its next watch on its own key starts at that read, and etcd replays the
-/// revisions in between to that watch. Beyond this, one read-only transaction is the cheaper
-/// way.
-const TAKEOVER_WINDOW: i64 = 10_000;
-
-/// A waiter with at most this many keys ahead of it may be next within milliseconds (short
-/// commands hand over in a few): its watch must not start in the past (see `wait_deleted`).
-const NEAR_HEAD: i64 = 2;
 
 /// The keys of one lock.
 #[derive(Debug, Clone)]
@@ -181,103 +169,6 @@ pub async fn enqueue(
     Ok((ticket, turn))
 }
 
-/// Waits until we hold the lock. Wakes only when the key ahead of us is deleted. `on_wait`
-/// hears of the holder as we learn of it: from each read of the queue, and, with `refresh`,
-/// from a read of the holder at that interval (for progress messages: one read per waiter per
-/// interval, however often the holder changes; never a watch on the holder, which would wake
-/// every waiter at every hand-over). Returns the revision at which we hold it. `watches`
-/// watches our key, and carries the watch on the key ahead.
-///
-/// When the key ahead of us was an exclusive holder's (its record says `held`, and neither
-/// `shared` nor more than one holder), its removal alone means the lock is ours, and we take
-/// it without asking etcd again. Why that is safe: that key held the lock alone, so every key
-/// created before it was gone then, and none can come back (create revisions only grow);
-/// every key created between it and us was gone when we last read (else it, not this one,
-/// would be just ahead of us). So no key ahead of us is left, exactly what the claim
-/// transaction would check. And our own key is still there: our key's watch, on the same
-/// stream since before we joined, said nothing of its removal (see `Watches`); a removal of
-/// our key is `Error::Removed`, and we never hold without it (a live lease is no proof:
-/// anyone can delete a key). Only distlock writes `held`, and only while it holds the lock
-/// (`Record::taken_at`, or joining an empty queue); etcdctl's keys, a waiter that gave up, or
-/// a legacy key get the claim transaction as before.
-///
-/// The one thing this does not look at again is the legacy key: one that exists when we join
-/// or claim is waited for as before, but one that the Go tool writes while a distlock holds
-/// the lock is not. The Go tool never looks at the queue, so that run already shares the lock
-/// with the holder it ignored; a waiter taking over from that holder starts as it would have
-/// had the Go tool run a moment later.
-pub async fn wait_turn(
-    etcd: &Etcd,
-    queue: &Queue,
-    ticket: &Ticket,
-    watches: &mut Watches,
-    mut turn: Turn,
-    refresh: Option<Duration>,
-    mut on_wait: impl FnMut(&Contender),
-) -> Result<i64> {
-    loop {
-        let (blocker, head, ahead, revision) = match turn {
-            Turn::Mine { revision } => return Ok(revision),
-            Turn::Wait {
-                blocker,
-                head,
-                ahead,
-                revision,
-                ..
-            } => (blocker, head, ahead, revision),
-        };
-        on_wait(&head);
-        if watches.broken() {
-            *watches = Watches::open(etcd, &ticket.key, true).await?;
-        }
-        // Near the head, the key ahead may go any moment: watch it from now, so etcd does not
-        // make us wait for its catch-up loop. Further back it cannot go that soon: watch it
-        // from our read, which costs no extra read when something was written meanwhile.
-        let soon = blocker.key == head.key || ahead <= NEAR_HEAD;
-        let gone = {
-            let gone = watches.deleted(
-                etcd,
-                (&blocker.key, blocker.create_revision),
-                revision,
-                soon,
-            );
-            tokio::pin!(gone);
-            loop {
-                let tick = async {
-                    match refresh {
-                        Some(every) => tokio::time::sleep(every).await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    gone = &mut gone => break gone?,
-                    () = tick => {
-                        if let Some(now) = holder(etcd, queue).await? {
-                            if now.key != ticket.key {
-                                on_wait(&now);
-                            }
-                        }
-                    }
-                }
-            }
-        };
-        let gone = gone.map_err(|Removed| removed(queue, ticket))?;
-        turn = match gone {
-            Gone::Held { at }
-                if blocker.key != queue.legacy && at - revision <= TAKEOVER_WINDOW =>
-            {
-                Turn::Mine { revision }
-            }
-            _ => {
-                // The claim reads our key after the stream was opened: no gap any more.
-                let turn = claim(etcd, queue, ticket).await?;
-                watches.verified();
-                turn
-            }
-        };
-    }
-}
-
 /// Our key was deleted while we waited, by someone else (our lease lives: `acquire` checks).
 pub fn removed(queue: &Queue, ticket: &Ticket) -> Error {
     Error::Removed(format!(
@@ -290,7 +181,7 @@ pub fn removed(queue: &Queue, ticket: &Ticket) -> Error {
 /// One read-only transaction (no write on the hand-over path): if our key is still there,
 /// nobody is ahead of it and there is no legacy key, the lock is ours; otherwise, read who is
 /// ahead now.
-async fn claim(etcd: &Etcd, queue: &Queue, ticket: &Ticket) -> Result<Turn> {
+pub async fn claim(etcd: &Etcd, queue: &Queue, ticket: &Ticket) -> Result<Turn> {
     let txn = Txn::new()
         .when([
             Compare::create_revision(ticket.key.clone(), CompareOp::Equal, ticket.revision),

@@ -1,25 +1,38 @@
-//! etcd's side of `--max-holders` (a semaphore) and `--shared` (readers/writer): the same keys
-//! as etcd's recipe (`lock.rs`), read and watched as `access` says. A contender that has to
-//! wait knows the keys ahead of it from joining (or, later, one read-only transaction), then
-//! watches only what can let it in: the nearest exclusive key ahead (shared), every removal
-//! in the directory (a semaphore's first N+1 contenders, which count the keys ahead out as
-//! they go), or the key just ahead (a semaphore's later waiters, which learn who is ahead from
-//! that key's record when it takes the lock: `stamp`). Every watch starts right after what it
-//! knows, so nothing that happens in between is missed.
+//! Waiting for our turn, above the queue (`queue.rs`) and the rules of who may hold
+//! (`access.rs`). An exclusive contender follows etcd's recipe: it watches only the key just
+//! ahead of it, and takes over from an exclusive holder without asking etcd again (`mutex`).
+//! A `--max-holders` (semaphore) or `--shared` contender that has to wait knows the keys ahead
+//! of it from joining (or, later, one read-only transaction), then watches only what can let it
+//! in: the nearest exclusive key ahead (shared), every removal in the directory (a semaphore's
+//! first N+1 contenders, which count the keys ahead out as they go), or the key just ahead (a
+//! semaphore's later waiters, which learn who is ahead from that key's record when it takes the
+//! lock: `stamp`). Every watch starts right after what it knows, so nothing that happens in
+//! between is missed.
 //!
 //! Nothing here knows about processes, signals or terminals.
 
 use crate::access::{self, Access, Next};
 use crate::error::{Error, Result};
 use crate::etcd::Etcd;
-use crate::lock::{self, Contender, Queue, Ticket, Turn};
+use crate::queue::{self, Contender, Queue, Ticket, Turn};
 use crate::record::Record;
-use crate::watch::{self, wait_for, Watches};
+use crate::watch::{self, wait_for, Gone, Removed, Watches};
 use etcd_client::{
     Compare, CompareOp, Event, EventType, GetOptions, PutOptions, SortOrder, SortTarget, Txn,
     TxnOp, WatchFilterType, WatchOptions,
 };
 use std::time::Duration;
+
+/// At most this many revisions between a waiter's last read and its predecessor's removal for
+/// it to take over without asking etcd again (see `wait_turn`): should its stream break while
+/// it holds, its next watch on its own key starts at that read, and etcd replays the
+/// revisions in between to that watch. Beyond this, one read-only transaction is the cheaper
+/// way.
+const TAKEOVER_WINDOW: i64 = 10_000;
+
+/// A waiter with at most this many keys ahead of it may be next within milliseconds (short
+/// commands hand over in a few): its watch must not start in the past (see `Watches::deleted`).
+const NEAR_HEAD: i64 = 2;
 
 /// The queue ahead of our key, as one read saw it.
 struct Ahead {
@@ -37,7 +50,7 @@ struct Ahead {
 /// Waits until we hold the lock as `me`, from `turn` (what joining the queue said); returns
 /// etcd's revision at that moment, and the keys then ahead of ours (a semaphore's; none
 /// otherwise), for `stamp`. An exclusive waiter waits on `watches`, which watches its key. An exclusive contender follows etcd's recipe
-/// (`lock::wait_turn`, with its hand-over fast path), the others the rules of `access`.
+/// (`queue::wait_turn`, with its hand-over fast path), the others the rules of `access`.
 /// `on_wait` hears of the holder at the head of the queue; `busy` is asked each time we would
 /// wait, and its error (`--nowait`) ends the wait.
 ///
@@ -71,8 +84,7 @@ pub async fn wait_turn(
         if let Some(busy) = busy(head) {
             return Err(busy);
         }
-        let revision =
-            lock::wait_turn(etcd, queue, ticket, watches, turn, refresh, on_wait).await?;
+        let revision = mutex(etcd, queue, ticket, watches, turn, refresh, on_wait).await?;
         return Ok((revision, Vec::new()));
     }
     // What joining read is as good as a look: the first one costs no request.
@@ -127,6 +139,103 @@ pub async fn wait_turn(
     }
 }
 
+/// Waits until we hold the lock exclusively. Wakes only when the key ahead of us is deleted. `on_wait`
+/// hears of the holder as we learn of it: from each read of the queue, and, with `refresh`,
+/// from a read of the holder at that interval (for progress messages: one read per waiter per
+/// interval, however often the holder changes; never a watch on the holder, which would wake
+/// every waiter at every hand-over). Returns the revision at which we hold it. `watches`
+/// watches our key, and carries the watch on the key ahead.
+///
+/// When the key ahead of us was an exclusive holder's (its record says `held`, and neither
+/// `shared` nor more than one holder), its removal alone means the lock is ours, and we take
+/// it without asking etcd again. Why that is safe: that key held the lock alone, so every key
+/// created before it was gone then, and none can come back (create revisions only grow);
+/// every key created between it and us was gone when we last read (else it, not this one,
+/// would be just ahead of us). So no key ahead of us is left, exactly what the claim
+/// transaction would check. And our own key is still there: our key's watch, on the same
+/// stream since before we joined, said nothing of its removal (see `Watches`); a removal of
+/// our key is `Error::Removed`, and we never hold without it (a live lease is no proof:
+/// anyone can delete a key). Only distlock writes `held`, and only while it holds the lock
+/// (`Record::taken_at`, or joining an empty queue); etcdctl's keys, a waiter that gave up, or
+/// a legacy key get the claim transaction as before.
+///
+/// The one thing this does not look at again is the legacy key: one that exists when we join
+/// or claim is waited for as before, but one that the Go tool writes while a distlock holds
+/// the lock is not. The Go tool never looks at the queue, so that run already shares the lock
+/// with the holder it ignored; a waiter taking over from that holder starts as it would have
+/// had the Go tool run a moment later.
+async fn mutex(
+    etcd: &Etcd,
+    queue: &Queue,
+    ticket: &Ticket,
+    watches: &mut Watches,
+    mut turn: Turn,
+    refresh: Option<Duration>,
+    mut on_wait: impl FnMut(&Contender),
+) -> Result<i64> {
+    loop {
+        let (blocker, head, ahead, revision) = match turn {
+            Turn::Mine { revision } => return Ok(revision),
+            Turn::Wait {
+                blocker,
+                head,
+                ahead,
+                revision,
+                ..
+            } => (blocker, head, ahead, revision),
+        };
+        on_wait(&head);
+        if watches.broken() {
+            *watches = Watches::open(etcd, &ticket.key, true).await?;
+        }
+        // Near the head, the key ahead may go any moment: watch it from now, so etcd does not
+        // make us wait for its catch-up loop. Further back it cannot go that soon: watch it
+        // from our read, which costs no extra read when something was written meanwhile.
+        let soon = blocker.key == head.key || ahead <= NEAR_HEAD;
+        let gone = {
+            let gone = watches.deleted(
+                etcd,
+                (&blocker.key, blocker.create_revision),
+                revision,
+                soon,
+            );
+            tokio::pin!(gone);
+            loop {
+                let tick = async {
+                    match refresh {
+                        Some(every) => tokio::time::sleep(every).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    gone = &mut gone => break gone?,
+                    () = tick => {
+                        if let Some(now) = queue::holder(etcd, queue).await? {
+                            if now.key != ticket.key {
+                                on_wait(&now);
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let gone = gone.map_err(|Removed| queue::removed(queue, ticket))?;
+        turn = match gone {
+            Gone::Held { at }
+                if blocker.key != queue.legacy && at - revision <= TAKEOVER_WINDOW =>
+            {
+                Turn::Mine { revision }
+            }
+            _ => {
+                // The claim reads our key after the stream was opened: no gap any more.
+                let turn = queue::claim(etcd, queue, ticket).await?;
+                watches.verified();
+                turn
+            }
+        };
+    }
+}
+
 /// For `--nowait`: whether a contender of `me` (not exclusive) joining now would have to
 /// wait, from one read of the queue and without writing anything; the holder at the head if
 /// so. The join still decides (the queue may change in between).
@@ -142,7 +251,7 @@ pub async fn would_wait(etcd: &Etcd, queue: &Queue, me: Access) -> Result<Option
         TxnOp::get(queue.dir.clone(), Some(oldest)),
     ]);
     let response = etcd.txn("read the lock's queue", txn).await?;
-    let [legacy, oldest] = lock::gets(&response.op_responses());
+    let [legacy, oldest] = queue::gets(&response.op_responses());
     let queued: Vec<Contender> = legacy.into_iter().chain(oldest).collect();
     let values = queued.iter().map(|c| c.value.as_slice());
     if let Some(theirs) = access::disagreeing(me.max_holders(), values) {
@@ -188,9 +297,9 @@ async fn look(etcd: &Etcd, queue: &Queue, ticket: &Ticket, me: Access) -> Result
     ]);
     let response = etcd.txn("read the lock's queue", txn).await?;
     let revision = response.header().map(|h| h.revision()).unwrap_or_default();
-    let [mine, legacy, oldest, mut newest] = lock::gets(&response.op_responses());
+    let [mine, legacy, oldest, mut newest] = queue::gets(&response.op_responses());
     if mine.first().map(|m| m.create_revision) != Some(ticket.revision) {
-        return Err(lock::removed(queue, ticket));
+        return Err(queue::removed(queue, ticket));
     }
     Ok(Ahead {
         revision,
@@ -206,7 +315,7 @@ async fn look(etcd: &Etcd, queue: &Queue, ticket: &Ticket, me: Access) -> Result
 /// not yet seen removed are a superset of those ahead: once `access::next` says a contender
 /// of `me` holds with them, it holds with the real ones. Returns the revision at which that
 /// became so and the keys left; `None` when the caller should look again (our key removed,
-/// the watch ended). Like the recipe's hand-over (`lock::wait_turn`), this does not look at
+/// the watch ended). Like the recipe's hand-over (`queue::wait_turn`), this does not look at
 /// the legacy key again: the Go tool never looks at the queue, so a run of it that starts
 /// meanwhile already shares the lock with the holders it ignored.
 async fn countdown(
@@ -344,5 +453,5 @@ pub async fn stamp(
             return Ok(true);
         }
     }
-    lock::move_to_lease(etcd, ticket, lease, record).await
+    queue::move_to_lease(etcd, ticket, lease, record).await
 }
