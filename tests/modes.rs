@@ -1,13 +1,15 @@
 //! The lock modes, against the real binary, a real etcd and `etcdctl lock` as a peer:
 //! `--max-runtime` (exit 124), `--extend` of a lock taken with `--lock`, `--max-holders N` (a
 //! semaphore) and `--shared` (readers/writer), and the bad values of each (exit 2, nothing
-//! written to etcd). Each test starts its own etcd and uses its own key prefix.
+//! written to etcd); a `--lock` whose detaching write lands unanswered leaves no key held by
+//! nobody. Each test starts its own etcd and uses its own key prefix.
 
 mod common;
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
+use common::h2proxy::{H2Proxy, Step};
 use common::*;
 use nix::sys::signal::Signal;
 
@@ -874,4 +876,137 @@ fn extend_leaves_alone_a_head_waiter_that_has_not_taken_the_lock_yet() {
     run(distlock(&etcd, &p).args(["--lock-name=db", "--extend=1h"])).code(0);
     run(distlock(&etcd, &p).args(["--lock-name=db", "--unlock"])).code(0);
     assert_eq!(get_prefix(&ep, &p), vec![]);
+}
+
+/// How a `--lock` run's record says it holds: the detaching write has it, the waiting key not.
+const HELD: &[u8] = b"\"held\":true";
+
+/// What a `--lock` run left: its etcd and prefix, its key, the run (exited) and its last line,
+/// and the lease of the etcdctl holder it waited for.
+struct Detached {
+    etcd: Etcd,
+    p: String,
+    key: String,
+    run: Bg,
+    line: String,
+    etcdctl_lease: i64,
+    /// What the proxy's rule saw: "detach" (once per try), then maybe "removal".
+    notes: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+/// A `--lock --maxtime=1s` run through a proxy waits behind etcdctl's holder, which then
+/// leaves; the run takes the lock and detaches its key, and etcd's answers from that write on
+/// (which lands) are held back, past maxtime. With `answer_the_removal`, they go again once
+/// the run writes to its key once more without a record (removing it). The run must exit 3.
+fn detach_unanswered(extra: &[&str], answer_the_removal: bool) -> Detached {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("detach-unanswered"));
+    let dir = scratch_dir();
+    let proxy = H2Proxy::start(etcd.client_port());
+    let ctl = etcdctl_lock(&ep, &format!("{p}db"), &[]);
+    let etcdctl_lease = wait_contenders(&ep, &p, "db", 1)[0].lease;
+    let mut cmd = distlock_std(&proxy.endpoint(), &p);
+    cmd.args(["--lock-name=db", "--lock", "--maxtime=1s"])
+        .args(extra);
+    let mut run = Bg::logged(cmd, dir.path(), "lock");
+    let key = wait_contenders(&ep, &p, "db", 2).remove(1).key;
+    // Its key waits with a record that says not held: the first one that says held is the
+    // detach (and its retries).
+    let mine = key.clone().into_bytes();
+    let mut detached = false;
+    proxy.steer(move |frame| {
+        if frame.data_with(&[&mine, HELD]) {
+            detached = true;
+            return vec![
+                Step::Note("detach".into()),
+                Step::HoldAnswers(true),
+                Step::Forward(frame),
+            ];
+        }
+        if answer_the_removal && detached && frame.data_with(&[&mine]) && !frame.has(b"\"held\"") {
+            return vec![
+                Step::Note("removal".into()),
+                Step::Forward(frame),
+                Step::HoldAnswers(false),
+            ];
+        }
+        vec![Step::Forward(frame)]
+    });
+    // SIGTERM makes etcdctl release.
+    ctl.signal(Signal::SIGTERM);
+    assert_eq!(run.wait_code(DEADLINE), 3, "{}", run.report());
+    let notes = proxy.notes();
+    assert_eq!(
+        notes.first().map(String::as_str),
+        Some("detach"),
+        "{notes:?}"
+    );
+    drop(proxy);
+    // Warnings may come first; the error is the last line.
+    let line = run.stderr().lines().last().unwrap_or_default().to_string();
+    assert!(line.starts_with("distlock: "), "{}", run.report());
+    Detached {
+        etcd,
+        p,
+        key,
+        run,
+        line,
+        etcdctl_lease,
+        notes,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn a_lock_whose_detach_lands_unanswered_removes_its_key_and_its_ttl_lease() {
+    // The detach moved the key to a fresh --ttl lease, but no answer said so: left there, the
+    // key would hold the lock for nobody until that lease ran out. distlock removes it
+    // (guarded by its create revision; etcd answers that) and revokes the fresh lease.
+    let d = detach_unanswered(&["--ttl=30"], true);
+    let ep = d.etcd.endpoint();
+    assert_eq!(get_prefix(&ep, &d.p), vec![], "{}", d.run.report());
+    assert_eq!(
+        d.notes.last().map(String::as_str),
+        Some("removal"),
+        "{:?}",
+        d.notes
+    );
+    assert!(
+        !d.line.contains(&d.key),
+        "etcd answered the removal, so the lock is known to be free: {}",
+        d.line
+    );
+    // etcdctl's session lease outlives its lock; any other would be the run's.
+    let leases = etcdctl(&ep, ["lease", "list"]);
+    let others: Vec<&str> = leases
+        .lines()
+        .skip(1)
+        .filter(|l| i64::from_str_radix(l, 16) != Ok(d.etcdctl_lease))
+        .collect();
+    assert_eq!(
+        others,
+        Vec::<&str>::new(),
+        "the --ttl lease and the run's own must be revoked: {}",
+        d.run.report()
+    );
+}
+
+#[test]
+fn a_lock_that_cannot_tell_whether_it_holds_names_its_key() {
+    // Neither the detach (to no lease: held until --unlock) nor the removal that follows gets
+    // an answer: distlock cannot tell whether the lock is held. A key left in etcd that its
+    // one line does not name would hold the lock for nobody, for good.
+    let d = detach_unanswered(&[], false);
+    let left = get_prefix(&d.etcd.endpoint(), &d.p);
+    assert!(
+        d.line.contains(&d.key),
+        "the line must name {} as possibly held (left in etcd: {left:?}): {}",
+        d.key,
+        d.run.report()
+    );
+    assert!(
+        left.iter().all(|kv| kv.key == d.key),
+        "only the run's key may be left: {left:?}"
+    );
 }

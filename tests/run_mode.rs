@@ -3,7 +3,8 @@
 //! the command, SIGKILL of distlock takes the command along, a lost lease or an operator's
 //! `--unlock` stops the command (and its whole process group) before the lock could pass to
 //! someone else, an etcd leader change or a lost member does not, `--hold-at-least` keeps the
-//! lock after a quick command, and a waiter told to stop leaves nothing behind.
+//! lock after a quick command (also when the record rewrite lands late), and a waiter told to
+//! stop leaves nothing behind.
 //!
 //! Every test starts its own etcd and uses its own key prefix. Tests wait for events (a file, a
 //! key, a process state, a lease renewed, a watch re-established) with a deadline, never for a
@@ -14,12 +15,14 @@ mod common;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::h2proxy::{varint, Frame, H2Proxy, Step, DATA};
 use common::*;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
@@ -891,6 +894,132 @@ fn hold_at_least_keeps_the_lock_after_a_quick_command_then_lets_it_expire() {
     assert!(
         held > Duration::from_millis(4500) && held < Duration::from_millis(7000),
         "the lock was held {held:?}; --hold-at-least is 5s"
+    );
+}
+
+/// What a record says once its run holds the lock (while waiting it says not).
+const HELD: &[u8] = b"\"held\":true";
+
+/// A proxy rule: holds back the run's record rewrite (its key, a record that says held, put
+/// on its own lease `mine.lease`) until --hold-at-least's move (the same key put on another
+/// lease) has been handled, then lets the rewrite go and waits for etcd to handle it before
+/// anything else: the revoke of the run's lease comes after both.
+fn rewrite_after_the_move(mine: &Kv) -> impl FnMut(Frame) -> Vec<Step> + Send {
+    let key = mine.key.clone().into_bytes();
+    // PutRequest.lease is field 3, a varint.
+    let mut on_ours = vec![0x18];
+    on_ours.extend(varint(mine.lease));
+    // The rewrite's streams (a retry is one more); the first is waited for.
+    let mut rewrites: Vec<u32> = Vec::new();
+    let mut held = Vec::new();
+    let mut done = false;
+    move |frame: Frame| match rewrites.first().copied() {
+        _ if done => vec![Step::Forward(frame)],
+        first if frame.data_with(&[&key, HELD, &on_ours]) => {
+            rewrites.push(frame.stream);
+            held.push(frame);
+            match first {
+                None => vec![Step::Note("rewrite held".into())],
+                Some(_) => vec![],
+            }
+        }
+        // Its streams' later frames too: the reset distlock sends when it stops waiting for
+        // the answer would make etcd drop the request.
+        Some(_) if rewrites.contains(&frame.stream) => {
+            held.push(frame);
+            vec![]
+        }
+        Some(r) if frame.data_with(&[&key, HELD]) => {
+            done = true;
+            let stream = frame.stream;
+            let mut steps = vec![
+                Step::Forward(frame),
+                Step::AwaitAnswer(stream),
+                Step::Note("move answered".into()),
+            ];
+            steps.extend(held.drain(..).filter(|f| f.kind == DATA).map(Step::Forward));
+            steps.extend([Step::AwaitAnswer(r), Step::Note("rewrite answered".into())]);
+            steps
+        }
+        _ => vec![Step::Forward(frame)],
+    }
+}
+
+#[test]
+fn a_late_record_rewrite_does_not_undo_hold_at_least() {
+    // A run that waited rewrites its record 250 ms after it takes the lock. Its command ends
+    // while that write is on its way, and --hold-at-least moves the key to a fresh lease and
+    // revokes the run's own. etcd serves concurrent requests concurrently, so the rewrite may
+    // land after the move (a proxy makes it so here): it must not put the key back on the
+    // run's lease, whose revoke would free the lock at once.
+    let etcd = Etcd::start();
+    let ep = etcd.endpoint();
+    let p = prefix("hold-rewrite");
+    let (_tmp, dir) = scratch();
+    let proxy = H2Proxy::start(etcd.client_port());
+    let ctl = etcdctl_lock(&ep, &format!("{p}h"), &[]);
+    wait_contenders(&ep, &p, "h", 1);
+    let go = dir.join("go");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let script = format!("read line < '{}'", go.display());
+    let args = [
+        "--hold-at-least=30",
+        "--maxtime=10s",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ];
+    let mut d = Bg::logged(
+        distlock_cmd(&proxy.endpoint(), &p, "h", &args),
+        &dir,
+        "distlock",
+    );
+    let mine = wait_contenders(&ep, &p, "h", 2).remove(1);
+    proxy.steer(rewrite_after_the_move(&mine));
+    // SIGTERM makes etcdctl release.
+    ctl.signal(Signal::SIGTERM);
+    wait_for(DEADLINE, "the rewrite 250 ms after the take", || {
+        proxy.notes().iter().any(|n| n == "rewrite held")
+    });
+    // The command ends once the rewrite is on its way (without a reader, opening fails).
+    let mut fifo = wait_until(DEADLINE, "the command reading its FIFO", || {
+        fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&go)
+            .ok()
+    });
+    fifo.write_all(b"go\n").unwrap();
+    drop(fifo);
+    assert_eq!(d.wait_code(DEADLINE), 0, "{}", d.report());
+    assert_eq!(
+        proxy.notes(),
+        ["rewrite held", "move answered", "rewrite answered"],
+        "{}",
+        d.report()
+    );
+
+    let kv = get_key(&ep, &mine.key)
+        .unwrap_or_else(|| panic!("--hold-at-least=30, but the lock is free: {}", d.report()));
+    assert_eq!(
+        kv.create_revision, mine.create_revision,
+        "same key, same place"
+    );
+    assert!(
+        kv.lease != 0 && kv.lease != mine.lease,
+        "held on a lease of its own, not the run's {:x}: {kv:?}",
+        mine.lease
+    );
+    let (left, granted) = lease_ttl(&ep, kv.lease).expect("the key's lease exists");
+    assert!(
+        (29..=30).contains(&granted) && left >= 25,
+        "lease TTL left {left}s of {granted}s; expected about the 30s of --hold-at-least"
+    );
+    assert_eq!(
+        lease_ttl(&ep, mine.lease),
+        None,
+        "the run's lease is revoked"
     );
 }
 
