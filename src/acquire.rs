@@ -148,7 +148,7 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
         };
         let waiting = async {
             // Before our key exists: the watch then sees whatever happens to it.
-            let mut watches = Watches::open(etcd, &queue.key(lease.id), false).await?;
+            let mut watches = Watches::open(etcd, &queue.key(lease.id)).await?;
             let (ticket, turn) = queue::enqueue(etcd, &queue, lease.id, record, me).await?;
             joined.set(true);
             if place

@@ -152,10 +152,12 @@ pub async fn wait_turn(
 /// created before it was gone then, and none can come back (create revisions only grow);
 /// every key created between it and us was gone when we last read (else it, not this one,
 /// would be just ahead of us). So no key ahead of us is left, exactly what the claim
-/// transaction would check. And our own key is still there: our key's watch, on the same
-/// stream since before we joined, said nothing of its removal (see `Watches`); a removal of
-/// our key is `Error::Removed`, and we never hold without it (a live lease is no proof:
-/// anyone can delete a key). Only distlock writes `held`, and only while it holds the lock
+/// transaction would check. That leaves our own key, which anyone can delete (a live lease
+/// is no proof): like Go's `Mutex.Lock`, we read it, at the removal's revision and from the
+/// member that told us of it (a serializable read, no consensus round); gone, it is
+/// `Error::Removed`, and we never hold without it. (Our key's watch, on the same stream,
+/// reports a removal at an earlier revision before this one, but two at the same revision in
+/// either order: `etcdctl del --prefix`.) Only distlock writes `held`, and only while it holds the lock
 /// (`Record::taken_at`, or joining an empty queue); etcdctl's keys, a waiter that gave up, or
 /// a legacy key get the claim transaction as before.
 ///
@@ -186,7 +188,7 @@ async fn mutex(
         };
         on_wait(&head);
         if watches.broken() {
-            *watches = Watches::open(etcd, &ticket.key, true).await?;
+            *watches = Watches::open(etcd, &ticket.key).await?;
         }
         // Near the head, the key ahead may go any moment: watch it from now, so etcd does not
         // make us wait for its catch-up loop. Further back it cannot go that soon: watch it
@@ -224,14 +226,13 @@ async fn mutex(
             Gone::Held { at }
                 if blocker.key != queue.legacy && at - revision <= TAKEOVER_WINDOW =>
             {
-                Turn::Mine { revision }
+                match queue::mine_at(etcd, ticket, at).await {
+                    Some(true) => Turn::Mine { revision },
+                    Some(false) => return Err(queue::removed(queue, ticket)),
+                    None => queue::claim(etcd, queue, ticket).await?,
+                }
             }
-            _ => {
-                // The claim reads our key after the stream was opened: no gap any more.
-                let turn = queue::claim(etcd, queue, ticket).await?;
-                watches.verified();
-                turn
-            }
+            _ => queue::claim(etcd, queue, ticket).await?,
         };
     }
 }

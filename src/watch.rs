@@ -69,21 +69,17 @@ pub enum Gone {
 }
 
 /// A contender's watch stream: a watch on its own key, opened before the key is created,
-/// and, while it waits, one on the key it waits for, on the same stream. etcd sends a synced
-/// watch's events as each revision commits, and a stream's responses in the order sent, so
-/// a waiter learns that its own key was deleted before it learns of any later removal ahead
-/// of it: it never takes the lock without its key (as Go's `Mutex.Lock` reads its key after
-/// waiting), and this costs no request at the hand-over. The same stream then tells the
-/// holder at once that its key was removed.
+/// and, while it waits, one on the key it waits for, on the same stream. A waiter whose key
+/// is deleted learns of it at once and gives up; the same stream then tells the holder at
+/// once that its key was removed.
 ///
-/// Our key's watch starts "now", before we join: it misses nothing of our key's life. A
-/// stream that broke is opened again, and then misses what happened in between (`gap`): the
-/// next removal ahead is then checked with the claim transaction, which reads our key.
+/// etcd sends a stream's responses in the order of their revisions, so a removal of our key
+/// is read before any removal ahead of us at a later revision; but two removals at the same
+/// revision (`etcdctl del --prefix`) come in either order. So the hand-over still reads our
+/// key at the removal's revision before taking the lock (see `wait::mutex`).
 pub struct Watches {
     stream: WatchStream,
     key: String,
-    /// The stream may have missed a removal of our key: a read must say it is still there.
-    gap: bool,
     /// The stream broke: of no more use.
     ended: bool,
 }
@@ -94,9 +90,8 @@ pub struct Removed;
 
 impl Watches {
     /// Opens the stream with a watch on our key `key` from now, and waits for etcd to say the
-    /// watch exists (so that it sees whatever happens to the key after this returns). `gap`:
-    /// the key may exist already and have been removed before.
-    pub async fn open(etcd: &Etcd, key: &str, gap: bool) -> Result<Watches> {
+    /// watch exists (so that it sees whatever happens to the key after this returns).
+    pub async fn open(etcd: &Etcd, key: &str) -> Result<Watches> {
         let options = WatchOptions::new().with_filters([WatchFilterType::NoPut]);
         let mut stream = etcd.watch("watch the lock", key, options).await?;
         match stream.message().await {
@@ -107,25 +102,18 @@ impl Watches {
         Ok(Watches {
             stream,
             key: key.to_string(),
-            gap,
             ended: false,
         })
     }
 
-    /// Whether the stream broke: the caller opens another (with a gap).
+    /// Whether the stream broke: the caller opens another.
     pub fn broken(&self) -> bool {
         self.ended
     }
 
-    /// A read at a revision after this stream was opened found our key: no gap any more.
-    pub fn verified(&mut self) {
-        self.gap = false;
-    }
-
     /// Returns once the key `key` created at revision `created` is gone, or when its watch
     /// ends for any other reason; `Err(Removed)` as soon as our own key is deleted. `read_at`
-    /// is the revision at which we last saw the key. A removal by an exclusive holder is
-    /// `Gone::Held` only while this stream has no gap.
+    /// is the revision at which we last saw the key.
     ///
     /// The watch starts at `read_at + 1` (nothing is missed, and etcd sends it nothing it has
     /// not seen), unless `soon`: then it starts from "now", because etcd serves a watch that
@@ -186,8 +174,8 @@ impl Watches {
                 .find(|e| e.event_type() == EventType::Delete)
             {
                 return Ok(Ok(match held_at(event, created) {
-                    Some(at) if !self.gap => Gone::Held { at },
-                    _ => Gone::Unsure,
+                    Some(at) => Gone::Held { at },
+                    None => Gone::Unsure,
                 }));
             }
             // Canceled (e.g. the revision was compacted): look again instead of waiting.
