@@ -606,6 +606,37 @@ fn deleting_the_whole_lock_directory_makes_no_second_holder() {
     s.verdict(&all);
 }
 
+/// The holder's key and the next waiter's go in one revision (`etcdctl del --prefix`): etcd
+/// sends the waiter both deletions at once, in no set order between its watches, so a waiter
+/// that acts on the key ahead before looking at its own would take the lock without its key.
+/// Eight rounds, each on a lock of its own, so that either order comes up.
+#[test]
+fn a_waiter_deleted_with_the_holder_in_one_revision_never_runs() {
+    let etcd = Etcd::start();
+    let mut problems = Vec::new();
+    for round in 0..8 {
+        let mut s = Scene::new(&etcd, &format!("del-both-{round}"));
+        let b = s.distlock("B", Hold::Gate, &[]);
+        s.wait_started("B");
+        let w = s.distlock("W", Hold::Work, &[]);
+        s.etcdctl(&["del", "--prefix", "--", &s.lock_dir()]);
+        let mut all = [b, w];
+        s.finish(&mut all);
+        s.expect_no_overlap(&["B"]);
+        s.expect_stopped(&all[0]);
+        s.expect_gave_up(&all[1]);
+        s.expect_nothing_left(&all);
+        if !s.problems.is_empty() {
+            problems.push(format!(
+                "round {round}: {}{}",
+                s.problems.join("; "),
+                s.report(&all)
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
 /// B holds, W (a long TTL, so its own keepalive does not notice for a while) waits, X behind it,
 /// Y (etcdctl) behind X. `etcdctl lease revoke <W's lease>` deletes W's key; then B leaves.
 /// Nobody runs beside anyone, and W does what a waiter whose key was deleted does: it gives up
@@ -739,7 +770,7 @@ fn compaction_and_defrag_during_a_long_wait_keep_the_queue_in_order() {
 #[test]
 fn a_full_backend_quota_is_named_and_the_queue_still_drains() {
     let etcd = Etcd::builder()
-        .flags(&["--quota-backend-bytes=1048576"])
+        .args(&["--quota-backend-bytes=1048576"])
         .start();
     let mut s = Scene::new(&etcd, "quota");
     let b = s.distlock("B", Hold::Gate, &[]);

@@ -654,10 +654,9 @@ impl EtcdBuilder {
         self
     }
 
-    /// Passes `flags` to etcd as well, e.g. `--quota-backend-bytes=...` (they come after the
-    /// harness's own flags, so they also override them).
-    pub fn flags(mut self, flags: &[&str]) -> Self {
-        self.flags.extend(flags.iter().map(|f| f.to_string()));
+    /// Passes more flags to etcd, e.g. `--quota-backend-bytes=1048576`.
+    pub fn args(mut self, args: &[&str]) -> EtcdBuilder {
+        self.flags.extend(args.iter().map(|a| a.to_string()));
         self
     }
 
