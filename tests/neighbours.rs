@@ -702,7 +702,7 @@ fn a_holder_whose_lease_is_revoked_is_stopped_and_the_queue_goes_on() {
 // ---------------------------------------------------------------------------------------------
 // What etcd's operators do
 
-/// The current revision of etcd's key space (from a write that moves it on).
+/// Writes `n` keys outside the prefix, one revision each, and returns the revision after them.
 fn bump_revision(s: &Scene, n: usize) -> i64 {
     let mut revision = 0;
     for i in 0..n {
