@@ -562,7 +562,12 @@ pub fn keepalives_received(port: u16) -> u64 {
 
 /// Starts members (all at once, so a cluster can form) and waits until each serves. When an
 /// etcd lost the race for a port `free_port` picked, starts over with new ports.
-fn start_members(count: usize, timing: (u32, u32), tls: Option<&Path>) -> (TempDir, Vec<Member>) {
+fn start_members(
+    count: usize,
+    timing: (u32, u32),
+    tls: Option<&Path>,
+    extra: &[String],
+) -> (TempDir, Vec<Member>) {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -585,6 +590,7 @@ fn start_members(count: usize, timing: (u32, u32), tls: Option<&Path>) -> (TempD
             .into_owned();
         for m in &mut members {
             m.configure(&initial_cluster, &token, timing);
+            m.args.extend(extra.iter().cloned());
             m.spawn();
         }
         let deadline = Instant::now() + DEADLINE;
@@ -618,6 +624,8 @@ pub struct Etcd {
 pub struct EtcdBuilder {
     tls: Option<PathBuf>,
     auth: Option<Auth>,
+    /// More etcd flags, after the harness's own (`--quota-backend-bytes=...`).
+    flags: Vec<String>,
 }
 
 /// etcd's `root` and one user whose role may read and write one prefix (and nothing else).
@@ -648,8 +656,14 @@ impl EtcdBuilder {
         self
     }
 
+    /// Passes more flags to etcd, e.g. `--quota-backend-bytes=1048576`.
+    pub fn args(mut self, args: &[&str]) -> EtcdBuilder {
+        self.flags.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
     pub fn start(self) -> Etcd {
-        let (dir, mut members) = start_members(1, SINGLE_TIMING, self.tls.as_deref());
+        let (dir, mut members) = start_members(1, SINGLE_TIMING, self.tls.as_deref(), &self.flags);
         let mut etcd = Etcd {
             member: members.pop().unwrap(),
             root_password: None,
@@ -718,6 +732,12 @@ impl Etcd {
             .collect()
     }
 
+    /// Every key under `prefix` (in key order) as `etcdctl_cmd` sees them: as root when
+    /// authentication is on.
+    pub fn kvs(&self, prefix: &str) -> Vec<Kv> {
+        parse_kvs(&self.etcdctl(&["get", "--prefix", "-w", "json", "--", prefix]))
+    }
+
     pub fn endpoint(&self) -> String {
         self.member.endpoint()
     }
@@ -767,7 +787,7 @@ pub struct EtcdCluster {
 
 impl EtcdCluster {
     pub fn start(count: usize) -> EtcdCluster {
-        let (dir, members) = start_members(count, CLUSTER_TIMING, None);
+        let (dir, members) = start_members(count, CLUSTER_TIMING, None, &[]);
         EtcdCluster { members, _dir: dir }
     }
 
