@@ -299,12 +299,21 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
             })
         }
         Err(e) => {
+            let latest = keepalive.stop();
             drop(keepalive);
-            // Best effort: if etcd is unreachable the lease expires by itself within its TTL.
-            if let Err(revoke) = etcd.revoke(lease.id).await {
-                tracing::warn!("{revoke}");
+            // Best effort: if etcd is unreachable the lease expires by itself within its TTL,
+            // and the error says what stays until then.
+            match etcd.revoke(lease.id).await {
+                Ok(()) => Err(e),
+                Err(revoke) if joined.get() => {
+                    tracing::debug!("{revoke}");
+                    Err(e.leaving(&left_behind(&queue.key(lease.id), lease.id, latest)))
+                }
+                Err(revoke) => {
+                    tracing::debug!("{revoke}");
+                    Err(e)
+                }
             }
-            Err(e)
         }
     }
 }
@@ -371,6 +380,19 @@ impl Held {
     pub async fn release_after_loss(&self) -> Result<()> {
         let latest = self.keepalive.stop().unwrap_or_else(Instant::now);
         self.etcd.revoke_until(self.lease.id, latest).await
+    }
+}
+
+/// What stays in etcd when our lease could not be revoked: our key, until etcd expires the
+/// lease (`latest`, from `KeepAlive::stop`; `None`: etcd said it is gone already).
+pub fn left_behind(key: &str, lease: i64, latest: Option<Instant>) -> String {
+    match latest {
+        Some(at) => format!(
+            "could not remove our key {key}: it stays until etcd expires its lease {lease:x}, \
+             by {} at the latest",
+            wall_clock(at)
+        ),
+        None => format!("our key {key} went with its lease {lease:x}"),
     }
 }
 

@@ -25,8 +25,9 @@ pub enum Error {
     CannotExecute(String),
     /// The command was not found.
     NotFound(String),
-    /// distlock was told to stop by signal N before the command ran.
-    Interrupted(i32),
+    /// distlock was told to stop by signal N before the command ran; what it could not
+    /// remove from etcd, if anything.
+    Interrupted(i32, Option<String>),
 }
 
 impl Error {
@@ -41,7 +42,7 @@ impl Error {
             Error::TimedOut(_) => exit::TIMED_OUT,
             Error::CannotExecute(_) => exit::CANNOT_EXECUTE,
             Error::NotFound(_) => exit::NOT_FOUND,
-            Error::Interrupted(signal) => exit::killed_by(*signal),
+            Error::Interrupted(signal, _) => exit::killed_by(*signal),
         }
     }
 }
@@ -57,11 +58,30 @@ impl fmt::Display for Error {
             | Error::TimedOut(m)
             | Error::CannotExecute(m)
             | Error::NotFound(m) => f.write_str(&one_line(m)),
-            Error::Interrupted(signal) => write!(
+            Error::Interrupted(signal, left) => write!(
                 f,
-                "interrupted by {} before the command ran; nothing is left in etcd",
-                signal_name(*signal)
+                "interrupted by {} before the command ran; {}",
+                signal_name(*signal),
+                left.as_deref()
+                    .map_or("nothing is left in etcd".into(), one_line)
             ),
+        }
+    }
+}
+
+impl Error {
+    /// The same error, saying what it leaves behind in etcd (`what`, one clause).
+    pub fn leaving(self, what: &str) -> Error {
+        match self {
+            Error::Interrupted(signal, _) => Error::Interrupted(signal, Some(what.to_string())),
+            Error::Usage(m) => Error::Usage(format!("{m}; {what}")),
+            Error::Conflict(m) => Error::Conflict(format!("{m}; {what}")),
+            Error::Etcd(m) => Error::Etcd(format!("{m}; {what}")),
+            Error::Removed(m) => Error::Removed(format!("{m}; {what}")),
+            Error::Lost(m) => Error::Lost(format!("{m}; {what}")),
+            Error::TimedOut(m) => Error::TimedOut(format!("{m}; {what}")),
+            Error::CannotExecute(m) => Error::CannotExecute(format!("{m}; {what}")),
+            Error::NotFound(m) => Error::NotFound(format!("{m}; {what}")),
         }
     }
 }
@@ -156,8 +176,8 @@ mod tests {
             (Error::TimedOut(String::new()), 124),
             (Error::CannotExecute(String::new()), 126),
             (Error::NotFound(String::new()), 127),
-            (Error::Interrupted(2), 130),
-            (Error::Interrupted(15), 143),
+            (Error::Interrupted(2, None), 130),
+            (Error::Interrupted(15, None), 143),
         ];
         for (error, code) in table {
             assert_eq!(error.exit_code(), code, "{error:?}");

@@ -55,7 +55,7 @@ fn main() -> ExitCode {
         Ok(app::Outcome::Code(code)) => ExitCode::from(code),
         Ok(app::Outcome::Signal(signal)) => die_of(signal),
         // Ctrl-C while waiting: die of SIGINT too, so a calling script stops.
-        Err(e @ error::Error::Interrupted(nix::libc::SIGINT)) => {
+        Err(e @ error::Error::Interrupted(nix::libc::SIGINT, _)) => {
             fail(&e, json_logs, e.exit_code());
             die_of(nix::libc::SIGINT)
         }

@@ -82,7 +82,7 @@ struct Hooks<'a> {
 
 impl Waiting for Hooks<'_> {
     async fn interrupted(&mut self) -> Error {
-        Error::Interrupted(self.signals.recv().await)
+        Error::Interrupted(self.signals.recv().await, None)
     }
     fn refresh(&self) -> Option<Duration> {
         self.progress.refresh()

@@ -38,7 +38,9 @@ fn warn_not_released(held: &Held, e: &Error) {
     match held.keepalive.stop() {
         None => tracing::warn!("{e}; etcd said the lease no longer exists, so the lock is free"),
         Some(latest) => tracing::warn!(
-            "{e}; the lock frees itself when etcd expires the lease, by {} at the latest unless etcd changes leader meanwhile",
+            "{e}; the lock frees itself when etcd expires the lease {:x} of our key {}, by {} at the latest unless etcd changes leader meanwhile",
+            held.lease.id,
+            held.ticket.key,
             wall_clock(latest)
         ),
     }

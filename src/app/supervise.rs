@@ -105,7 +105,7 @@ async fn lease_for_the_command(config: &Config, held: &Held, signals: &mut Signa
         // A renewal may still come until the lease may expire.
         tokio::select! {
             Ok(()) = state.changed() => {}
-            signal = signals.recv() => return Err(Error::Interrupted(signal)),
+            signal = signals.recv() => return Err(Error::Interrupted(signal, None)),
             _ = sleep_until(until) => return Err(Error::Etcd(format!(
                 "did not start the command: {}, and a command started later could not be stopped in time (--kill-grace {} and a margin)",
                 lease_problem(&held.lease, *state.borrow()),
