@@ -265,7 +265,7 @@ def grpc_counts(samples):
 def requests(calls):
     """What this benchmark counts as etcd requests: unary calls handled plus Watch messages
     sent (created, events, canceled). Lease keep-alive messages are counted apart: they go
-    with the time spent waiting, not with hand-overs (see the README, "Capacity")."""
+    with the time spent waiting, not with hand-overs (see docs/benchmark.md, "Capacity")."""
     return calls.get("unary", 0.0) + calls.get("watch_sent", 0.0)
 
 

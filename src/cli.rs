@@ -26,6 +26,8 @@ pub struct Cli {
     pub list: bool,
     pub status: bool,
     pub show_config: bool,
+    /// `--generate=man|bash|zsh|fish`: print the man page or a completion script (packaging).
+    pub generate: Option<String>,
     pub nowait: bool,
     pub config: Option<OsString>,
     pub quiet: u8,
@@ -105,6 +107,18 @@ pub fn command() -> Command {
         )
 }
 
+/// `--generate=WHAT`, for packaging, as ripgrep has it: hidden from `--help`, and not part of
+/// `command()`, which the man page and the completions are made from.
+fn generate_arg() -> Arg {
+    Arg::new("generate")
+        .long("generate")
+        .value_name("WHAT")
+        .value_parser(GENERATE)
+        .require_equals(true)
+        .group("mode")
+        .hide(true)
+}
+
 /// The clap argument of an option, if it has a flag.
 fn option_arg(doc: &'static Doc) -> Option<Arg> {
     let mut arg = Arg::new(doc.name).long(doc.flag?);
@@ -147,38 +161,121 @@ fn option_arg(doc: &'static Doc) -> Option<Arg> {
     })
 }
 
-fn after_help() -> String {
-    let mut text = String::from(
-        "\
+/// What `--generate` can print.
+pub const GENERATE: [&str; 4] = ["man", "bash", "zsh", "fish"];
+
+/// The first paragraph after the options in `--help`; more DESCRIPTION in the man page.
+pub const PRECEDENCE: &str = "\
 Precedence: built-in defaults < YAML file < DISTLOCK_* environment < command-line flags.
 An environment variable set to the empty string counts as unset. Single-dash long flags
-(-lock-name=x -lock) and a command given without `--` are accepted, as the Go tool did.
+(-lock-name=x -lock) and a command given without `--` are accepted, as the Go tool did.";
 
-The command gets DISTLOCK_LOCK_NAME, DISTLOCK_KEY, DISTLOCK_LEASE_ID, DISTLOCK_FENCING_TOKEN,
-ETCD_LOCK_KEY and ETCD_LOCK_REV in its environment.
+/// The variables run mode gives the command (src/app/supervise.rs sets them), and what each
+/// holds.
+pub const COMMAND_ENV: &[(&str, &str)] = &[
+    ("DISTLOCK_LOCK_NAME", "the lock name"),
+    (
+        "DISTLOCK_KEY",
+        "the holder key, e.g. /distlock/percona_prod/694d7e0a1b2c3d4e",
+    ),
+    (
+        "DISTLOCK_LEASE_ID",
+        "the lease id, in lower-case hex (as in the key)",
+    ),
+    (
+        "DISTLOCK_FENCING_TOKEN",
+        "the create revision of the key: it grows with every new holder of the lock",
+    ),
+    ("ETCD_LOCK_KEY", "the holder key, as etcdctl lock names it"),
+    (
+        "ETCD_LOCK_REV",
+        "the create revision of the key (the fencing token)",
+    ),
+];
 
-Exit codes:
-",
-    );
+/// Variables distlock reads that no option stands for: the variable, the option it goes
+/// with, and what it does.
+pub const OTHER_ENV: &[(&str, &str, &str)] = &[
+    (
+        "DISTLOCK_LOG",
+        "verbose",
+        "a tracing filter for the diagnostics, which replaces the level -q and -v choose; \
+         e.g. distlock=debug,etcd_client=debug",
+    ),
+    (
+        "DISTLOCK_KEY",
+        "key",
+        "the client private key, etcdctl's spelling of DISTLOCK_KEY_FILE; ignored under a \
+         distlock that set DISTLOCK_KEY (the lock key) for its command",
+    ),
+];
+
+/// The files distlock reads or the packages install: the path, what it is, and whether only
+/// the .deb and .rpm packages install it (`--help` names the others).
+pub fn files() -> [(&'static str, &'static str, bool); 3] {
+    [
+        (
+            defs::CONFIG.default.unwrap_or_default(),
+            "default --config; missing is fine",
+            false,
+        ),
+        (
+            "/usr/share/doc/distlock/distlock.yaml.example",
+            "Every setting of the YAML file, explained, with example values",
+            true,
+        ),
+        (
+            "/usr/share/doc/distlock/examples/",
+            "cron, Puppet, Salt, systemd and rolling-upgrade examples",
+            true,
+        ),
+    ]
+}
+
+/// `--help`'s text after the options, from the tables above and src/exit.rs's.
+fn after_help() -> String {
+    let (last, rest) = COMMAND_ENV.split_last().unwrap_or((&("", ""), &[]));
+    let names: Vec<&str> = rest.iter().map(|(name, _)| *name).collect();
+    let mut text = format!("{PRECEDENCE}\n\n");
+    text.push_str(&wrap(
+        &format!(
+            "The command gets {} and {} in its environment.",
+            names.join(", "),
+            last.0
+        ),
+        "",
+        "",
+    ));
+    text.push_str("\n\nExit codes:\n");
     for (code, meaning) in crate::exit::TABLE {
-        // Wrapped to the width of the rest of this text, under the meaning's first column.
-        let mut line = format!("  {code:<8}");
-        for word in meaning.split_whitespace() {
-            if line.len() + 1 + word.len() > 92 {
-                text.push_str(&line);
-                line = format!("\n{:10}", "");
-            }
-            line.push(' ');
-            line.push_str(word);
-        }
-        text.push_str(&line);
+        // Under the meaning's first column.
+        text.push_str(&wrap(meaning, &format!("  {code:<8}"), &" ".repeat(10)));
         text.push('\n');
     }
-    let file = defs::CONFIG.default.unwrap_or_default();
-    text.push_str(&format!(
-        "\nFiles: {file} (default --config; missing is fine)"
-    ));
+    for (path, what, _) in files().iter().filter(|(.., packaged)| !packaged) {
+        text.push_str(&format!("\nFiles: {path} ({what})"));
+    }
     text
+}
+
+/// `text` filled into lines of at most 93 characters (the width of `PRECEDENCE`), the first
+/// starting with `first`, the others with `indent`.
+fn wrap(text: &str, first: &str, indent: &str) -> String {
+    let mut out = String::new();
+    let mut line = first.to_string();
+    for word in text.split_whitespace() {
+        if line.len() + 1 + word.len() > 93 && !line.trim().is_empty() {
+            out.push_str(&line);
+            out.push('\n');
+            line = indent.to_string();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out
 }
 
 impl Cli {
@@ -195,7 +292,7 @@ impl Cli {
     }
 
     pub fn parse_from_args(args: Vec<OsString>) -> Result<Cli, ParseError> {
-        let mut cmd = command();
+        let mut cmd = command().arg(generate_arg());
         let args = go_style_to_gnu(&cmd, args).map_err(ParseError::UnknownOption)?;
         let matches = cmd.try_get_matches_from_mut(args)?;
         let flag = |id: &str| matches.get_flag(id);
@@ -212,6 +309,7 @@ impl Cli {
             list: flag("list"),
             status: flag("status"),
             show_config: flag("show-config"),
+            generate: matches.get_one::<String>("generate").cloned(),
             nowait: flag(defs::NOWAIT.name),
             config: matches.get_one::<OsString>(defs::CONFIG.name).cloned(),
             quiet: count(defs::QUIET.name),
@@ -350,10 +448,23 @@ mod tests {
 
     #[test]
     fn definition_is_consistent() {
-        command().debug_assert();
+        command().arg(generate_arg()).debug_assert();
     }
 
-    /// A switch that is a setting, as --shared will be: its text is what YAML would say.
+    #[test]
+    fn generate_is_a_mode_of_its_own() {
+        let cli = Cli::parse_from_args(args(&["distlock", "--generate=man"])).unwrap();
+        assert_eq!(cli.generate.as_deref(), Some("man"));
+        for bad in [
+            &["distlock", "--generate=man", "--lock"][..],
+            &["distlock", "--generate=html"],
+            &["distlock", "--generate", "man"],
+        ] {
+            assert!(Cli::parse_from_args(args(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    /// A switch that is a setting, as --shared is: its text is what YAML would say.
     #[test]
     fn a_switch_can_be_a_setting() {
         static SWITCH: Doc = Doc {

@@ -1,5 +1,5 @@
 //! distlock's exit codes, each named once, with the table `--help`, the man page's EXIT
-//! STATUS and the README document. build.rs compiles this file too: std only.
+//! STATUS and the README document.
 
 /// Done: the lock was taken, released or shown; or the command exited 0.
 pub const OK: u8 = 0;

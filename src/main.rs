@@ -2,12 +2,13 @@
 //! result into an exit code. Every fatal error comes back here and is printed once.
 //!
 //! The binary is the library's command-line user: the CLI and settings (cli.rs, config/),
-//! the modes (app/), running and supervising a command (run.rs), and what it prints
-//! (output.rs).
+//! the modes (app/), running and supervising a command (run.rs), what it prints (output.rs),
+//! and its man page and completions (manual.rs).
 
 mod app;
 mod cli;
 mod config;
+mod manual;
 mod output;
 #[cfg(test)]
 mod proptests;
@@ -29,6 +30,9 @@ fn main() -> ExitCode {
         }
         Err(e) => return fail(&error::Error::Usage(e.to_string()), false, exit::USAGE),
     };
+    if let Some(what) = &cli.generate {
+        return generate(what);
+    }
     // A configuration error comes before logging is set up from the configuration; a log
     // shipper that asked for JSON on the command line or in the environment still gets JSON.
     let log_format = cli.value(config::defs::LOG_FORMAT.doc.name);
@@ -62,6 +66,19 @@ fn main() -> ExitCode {
         // "Not acquired" exits with the code the configuration chose.
         Err(e @ error::Error::Conflict(_)) => fail(&e, json_logs, conflict_exit_code),
         Err(e) => fail(&e, json_logs, e.exit_code()),
+    }
+}
+
+/// `--generate=WHAT`: the man page or a completion script on stdout, for packaging.
+fn generate(what: &str) -> ExitCode {
+    use std::io::Write;
+    match manual::render(what).and_then(|text| std::io::stdout().lock().write_all(&text)) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => fail(
+            &error::Error::Usage(format!("cannot generate {what}: {e}")),
+            false,
+            exit::USAGE,
+        ),
     }
 }
 

@@ -1,8 +1,5 @@
 //! The name of a lock, checked once where it enters (a flag, a variable, a YAML key, a library
 //! caller) so that every key built from it is one path segment under the prefix.
-//!
-//! build.rs compiles this file too (the settings table parses lock names), so it depends on
-//! nothing but std.
 
 use std::fmt;
 

@@ -1,8 +1,8 @@
 //! The core behaviour of `distlock` as a user sees it, against the real binary and a real etcd:
 //! exit codes, what is printed, what lands in etcd (checked with etcdctl), what the command
 //! sees, and how long it takes. Each test starts its own etcd and uses its own key prefix.
-//! docs/CONTRACT.md is the user contract; the README pins the output and key formats it
-//! leaves open.
+//! docs/CONTRACT.md is the user contract; the README and docs/etcd-keys.md pin the output
+//! and key formats it leaves open.
 
 mod common;
 

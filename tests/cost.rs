@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use common::*;
 
-/// The most etcd requests one acquisition in a queue may cost (README, "What lands in etcd").
+/// The most etcd requests one acquisition in a queue may cost (docs/etcd-keys.md, "Round trips").
 const REQUESTS_PER_ACQUISITION: f64 = 7.0;
 
-/// The same for a semaphore of 3 (README, "The semaphore beside the mutex"): a waiter far
-/// back hears of two things, its predecessor taking the lock and then a holder leaving, so
-/// it pays one watch more than in the mutex; never a read of the queue after joining.
+/// The same for a semaphore of 3 (docs/benchmark.md, "The semaphore beside the mutex"): a
+/// waiter far back hears of two things, its predecessor taking the lock and then a holder
+/// leaving, so it pays one watch more than in the mutex; never a read of the queue after
+/// joining.
 const SEMAPHORE_REQUESTS_PER_ACQUISITION: f64 = 9.0;
 const SEMAPHORE_TXNS_PER_ACQUISITION: f64 = 2.2;
 

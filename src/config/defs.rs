@@ -7,8 +7,6 @@
 //! in `OPTIONS`, and the code that reads it
 //! (`config::layers` puts the value into `Config`). Then `DISTLOCK_BLESS=1 cargo test docs`
 //! rewrites the README table and the YAML files.
-//!
-//! build.rs compiles this file too, so it depends on nothing but `values` and std.
 
 use super::values::{self, Expiry, Format, LockName, OnLost, Wait};
 use std::time::Duration;

@@ -1,8 +1,5 @@
 //! The typed values settings hold, and the parsers that make them from text: a flag, a
 //! variable, a YAML scalar and a built-in default all go through the same parser.
-//!
-//! build.rs compiles this file too (with `defs.rs`, for the help text and man page), so it
-//! depends on nothing but std and humantime.
 
 use std::time::Duration;
 
