@@ -10,7 +10,7 @@ use crate::name::LockName;
 use crate::queue::{self, Contender, Queue, Ticket, Turn};
 use crate::record::{Mode as RecordMode, Record};
 use crate::view::describe;
-use crate::wait;
+use crate::wait::{self, Unread};
 use crate::watch::{self, Watches};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -184,7 +184,7 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
                     Err(_) => return Ok(Err(timed_out(name, &holder))),
                 },
             };
-            let (revision, ahead) = match revision {
+            let (revision, ahead, unread) = match revision {
                 Ok(held) => held,
                 // Busy, or another N: final, not a reason to join again.
                 Err(e @ (Error::Conflict(_) | Error::Usage(_))) => return Ok(Err(e)),
@@ -196,12 +196,19 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
             };
             // A semaphore waiter behind us may be watching our key for the moment we take the
             // lock (see access.rs): tell it now, with the time we took it and who is ahead of
-            // us. (--lock writes its key at once anyway, and then says it holds.)
-            let stamp =
+            // us. (--lock writes its key at once anyway, and then says it holds.) A mutex
+            // waiter that took over without reading its key confirms it the same way, with
+            // the write it would make 250 ms later anyway (see `wait::mutex`).
+            let semaphore =
                 waited && matches!(me, Access::Semaphore(_)) && record.mode == RecordMode::Run;
+            let stamp = semaphore || unread == Unread::Yes;
             if stamp {
                 let stamped = record.taken_at(SystemTime::now(), Some(lease.ttl));
-                if !wait::stamp(etcd, &ticket, lease.id, &stamped, &ahead).await? {
+                let still_ours = match semaphore {
+                    true => wait::stamp(etcd, &ticket, lease.id, &stamped, &ahead).await?,
+                    false => queue::rewrite(etcd, &ticket, lease.id, &stamped).await?,
+                };
+                if !still_ours {
                     return Ok(Err(queue::removed(&queue, &ticket)));
                 }
             }

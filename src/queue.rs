@@ -293,28 +293,6 @@ pub async fn rewrite(etcd: &Etcd, ticket: &Ticket, lease: i64, record: &Record) 
     Ok(etcd.txn("keep the lock", txn).await?.succeeded())
 }
 
-/// Whether our key existed at `revision`, read from the member we talk to without a
-/// consensus round (a revision it has not applied yet, or has compacted, is `None`: ask
-/// otherwise). What a key was at a revision never changes, so this is as good as a
-/// linearizable read.
-pub async fn mine_at(etcd: &Etcd, ticket: &Ticket, revision: i64) -> Option<bool> {
-    let options = GetOptions::new()
-        .with_revision(revision)
-        .with_serializable();
-    match etcd.get("check our key", &ticket.key, Some(options)).await {
-        Ok(response) => Some(
-            response
-                .kvs()
-                .first()
-                .is_some_and(|kv| kv.create_revision() == ticket.revision),
-        ),
-        Err(e) => {
-            tracing::debug!("{e}");
-            None
-        }
-    }
-}
-
 /// The holder of the lock, if any.
 pub async fn holder(etcd: &Etcd, queue: &Queue) -> Result<Option<Contender>> {
     let txn = Txn::new().and_then([

@@ -48,9 +48,10 @@ struct Ahead {
 }
 
 /// Waits until we hold the lock as `me`, from `turn` (what joining the queue said); returns
-/// etcd's revision at that moment, and the keys then ahead of ours (a semaphore's; none
-/// otherwise), for `stamp`. An exclusive waiter waits on `watches`, which watches its key. An exclusive contender follows etcd's recipe
-/// (`queue::wait_turn`, with its hand-over fast path), the others the rules of `access`.
+/// etcd's revision at that moment, the keys then ahead of ours (a semaphore's; none
+/// otherwise), for `stamp`, and whether our key is yet to be confirmed (`Unread`). An
+/// exclusive contender follows etcd's recipe (`mutex`, with its hand-over fast path, waiting
+/// on `watches`, which watches our key), the others the rules of `access`.
 /// `on_wait` hears of the holder at the head of the queue; `busy` is asked each time we would
 /// wait, and its error (`--nowait`) ends the wait.
 ///
@@ -65,9 +66,9 @@ pub async fn wait_turn(
     refresh: Option<Duration>,
     busy: impl Fn(&Contender) -> Option<Error>,
     mut on_wait: impl FnMut(&Contender),
-) -> Result<(i64, Vec<Contender>)> {
+) -> Result<(i64, Vec<Contender>, Unread)> {
     let (head, blocker, joined) = match &turn {
-        Turn::Mine { revision } => return Ok((*revision, Vec::new())),
+        Turn::Mine { revision } => return Ok((*revision, Vec::new(), Unread::No)),
         Turn::Wait {
             head,
             blocker,
@@ -84,8 +85,9 @@ pub async fn wait_turn(
         if let Some(busy) = busy(head) {
             return Err(busy);
         }
-        let revision = mutex(etcd, queue, ticket, watches, turn, refresh, on_wait).await?;
-        return Ok((revision, Vec::new()));
+        let (revision, unread) =
+            mutex(etcd, queue, ticket, watches, turn, refresh, on_wait).await?;
+        return Ok((revision, Vec::new(), unread));
     }
     // What joining read is as good as a look: the first one costs no request.
     let mut joined = joined.map(|(first, revision)| Ahead {
@@ -117,7 +119,7 @@ pub async fn wait_turn(
         }
         let from = ahead.revision + 1;
         match next {
-            Next::Hold => return Ok((ahead.revision, ahead.first)),
+            Next::Hold => return Ok((ahead.revision, ahead.first, Unread::No)),
             // The legacy key is not in the directory: wait for it alone, it blocks everyone.
             _ if ahead.first.first().is_some_and(|c| c.key == queue.legacy) => {
                 wait_for(etcd, &queue.legacy, false, true, from).await
@@ -125,8 +127,10 @@ pub async fn wait_turn(
             Next::Deleted(i) => wait_for(etcd, &ahead.first[i].key, false, true, from).await,
             // Everyone ahead is known (fewer than `ahead_needed`): count them out as they go.
             Next::AnyDeleted => {
-                if let Some(held) = countdown(etcd, queue, ticket, me, ahead.first, from).await {
-                    return Ok(held);
+                if let Some((revision, left)) =
+                    countdown(etcd, queue, ticket, me, ahead.first, from).await
+                {
+                    return Ok((revision, left, Unread::No));
                 }
             }
             // It writes its key when it takes the lock (`stamp`), saying who is then ahead of
@@ -153,11 +157,12 @@ pub async fn wait_turn(
 /// every key created between it and us was gone when we last read (else it, not this one,
 /// would be just ahead of us). So no key ahead of us is left, exactly what the claim
 /// transaction would check. That leaves our own key, which anyone can delete (a live lease
-/// is no proof): like Go's `Mutex.Lock`, we read it, at the removal's revision and from the
-/// member that told us of it (a serializable read, no consensus round); gone, it is
-/// `Error::Removed`, and we never hold without it. (Our key's watch, on the same stream,
-/// reports a removal at an earlier revision before this one, but two at the same revision in
-/// either order: `etcdctl del --prefix`.) Only distlock writes `held`, and only while it holds the lock
+/// is no proof): Go's `Mutex.Lock` reads it after waiting. Here the caller writes our record
+/// as `held` before it acts on the lock (`Unread::Yes`), guarded by our key's create
+/// revision: a write it makes anyway (the next waiter's fast path needs it), so checking our
+/// key costs no extra request. Our key's watch, on the same stream, reports a removal at an
+/// earlier revision before this one, but two at the same revision come in either order
+/// (`etcdctl del --prefix`): hence the guarded write. Only distlock writes `held`, and only while it holds the lock
 /// (`Record::taken_at`, or joining an empty queue); etcdctl's keys, a waiter that gave up, or
 /// a legacy key get the claim transaction as before.
 ///
@@ -174,10 +179,11 @@ async fn mutex(
     mut turn: Turn,
     refresh: Option<Duration>,
     mut on_wait: impl FnMut(&Contender),
-) -> Result<i64> {
+) -> Result<(i64, Unread)> {
+    let mut unread = Unread::No;
     loop {
         let (blocker, head, ahead, revision) = match turn {
-            Turn::Mine { revision } => return Ok(revision),
+            Turn::Mine { revision } => return Ok((revision, unread)),
             Turn::Wait {
                 blocker,
                 head,
@@ -226,15 +232,21 @@ async fn mutex(
             Gone::Held { at }
                 if blocker.key != queue.legacy && at - revision <= TAKEOVER_WINDOW =>
             {
-                match queue::mine_at(etcd, ticket, at).await {
-                    Some(true) => Turn::Mine { revision },
-                    Some(false) => return Err(queue::removed(queue, ticket)),
-                    None => queue::claim(etcd, queue, ticket).await?,
-                }
+                unread = Unread::Yes;
+                Turn::Mine { revision }
             }
             _ => queue::claim(etcd, queue, ticket).await?,
         };
     }
+}
+
+/// Whether we took the lock without reading our own key since the removal ahead of us.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Unread {
+    No,
+    /// The caller must confirm our key (with a write guarded by its create revision) before
+    /// it acts on the lock.
+    Yes,
 }
 
 /// For `--nowait`: whether a contender of `me` (not exclusive) joining now would have to
