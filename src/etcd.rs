@@ -4,6 +4,7 @@
 
 use crate::error::{duration, Error, Result};
 pub use crate::lease::{KeepAlive, Lease, LeaseState};
+use crate::tls;
 use etcd_client::{
     Certificate, Client, ConnectOptions, GetOptions, GetResponse, Identity, TlsOptions, Txn,
     TxnResponse, WatchOptions, WatchStream,
@@ -46,6 +47,8 @@ pub struct Etcd {
     endpoints: String,
     /// Who needs which access, for a refusal: `user locker needs readwrite on /distlock/`.
     access: String,
+    /// The TLS files given, to name the one at fault when a handshake fails.
+    tls: tls::Files,
 }
 
 impl Etcd {
@@ -73,8 +76,15 @@ impl Etcd {
             .with_keep_alive(ping, ping)
             .with_require_leader(true);
         let tls_files = [&config.security.cacert, &config.security.cert];
+        let mut tls = tls::Files::default();
         if config.endpoints.iter().any(|e| e.starts_with("https://")) {
             options = options.with_tls(tls_options(config.security)?);
+            let cert = config
+                .security
+                .key
+                .as_ref()
+                .and(config.security.cert.as_deref());
+            tls = tls::Files::new(config.security.cacert.as_deref(), cert);
         } else if tls_files.iter().any(|f| f.is_some()) {
             tracing::warn!("no endpoint is https://, so the TLS certificates given are not used");
         }
@@ -88,13 +98,14 @@ impl Etcd {
         )
         .await
         .map_err(|_| unreachable(&endpoints, &dial))?
-        .map_err(|e| describe(&endpoints, &access, "connect", e))?;
+        .map_err(|e| describe(&endpoints, &access, &tls, "connect", e))?;
         tracing::debug!("connecting to {endpoints}");
         Ok(Etcd {
             client,
             maxtime: config.maxtime,
             endpoints,
             access,
+            tls,
         })
     }
 
@@ -122,6 +133,7 @@ impl Etcd {
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let attempt = (self.maxtime / 3).max(Duration::from_millis(500));
+        let describe = |e| describe(&self.endpoints, &self.access, &self.tls, what, e);
         loop {
             let now = Instant::now();
             let this_try = attempt.min(limit.until.saturating_duration_since(now));
@@ -129,9 +141,9 @@ impl Etcd {
             let error = match timeout(this_try, request(self.client.clone())).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(e)) if !is_transient(&e, self.endpoints.contains("https://")) => {
-                    return Err(describe(&self.endpoints, &self.access, what, e))
+                    return Err(describe(e))
                 }
-                Ok(Err(e)) => describe(&self.endpoints, &self.access, what, e),
+                Ok(Err(e)) => describe(e),
                 Err(_) => unreachable(&self.endpoints, limit),
             };
             if Instant::now() + RETRY_PAUSE >= limit.until {
@@ -313,7 +325,7 @@ fn is_transient(error: &etcd_client::Error, tls: bool) -> bool {
         etcd_client::Error::TransportError(e) => root_cause(e),
         other => other.to_string(),
     };
-    if is_certificate_problem(&cause) {
+    if tls::is_tls_failure(&cause) {
         return false;
     }
     match error {
@@ -340,13 +352,17 @@ fn is_transient(error: &etcd_client::Error, tls: bool) -> bool {
 }
 
 /// One line for an etcd failure: what we were doing, and what etcd or the network said.
-fn describe(endpoints: &str, access: &str, what: &str, error: etcd_client::Error) -> Error {
+fn describe(
+    endpoints: &str,
+    access: &str,
+    tls: &tls::Files,
+    what: &str,
+    error: etcd_client::Error,
+) -> Error {
     use tonic::Code;
     let unreachable = |detail: &str| {
-        if is_certificate_problem(detail) {
-            return Error::Etcd(format!(
-                "cannot {what}: the TLS handshake with etcd at {endpoints} failed ({detail}); check --cacert (the CA that signed etcd's server certificate) and --cert/--key"
-            ));
+        if let Some(error) = tls::explain(tls, endpoints, what, detail) {
+            return error;
         }
         Error::Etcd(format!(
             "cannot reach etcd at {endpoints} ({detail}); check that etcd runs there and the endpoints are right"
@@ -369,13 +385,12 @@ fn describe(endpoints: &str, access: &str, what: &str, error: etcd_client::Error
                 "etcd denied permission ({}); {access}",
                 status.message()
             ),
-            // A server that requires a client certificate (--client-cert-auth) and does not
-            // trust ours closes the connection after the TLS 1.3 handshake: all the request
-            // sees is "operation was canceled".
-            Code::Cancelled if endpoints.contains("https://") => format!(
-                "etcd closed the connection ({}); if it requires client certificates (--client-cert-auth), give --cert and --key signed by a CA it trusts",
-                status_detail(status)
-            ),
+            // etcd 3.4 requires a client certificate (--client-cert-auth) and does not trust
+            // ours (or got none): it closes the connection after the TLS 1.3 handshake, and
+            // all the request sees is "operation was canceled". (3.5 sends a TLS alert.)
+            Code::Cancelled if endpoints.contains("https://") => {
+                return tls::refused_client_certificate(tls, endpoints, what, &status_detail(status))
+            }
             // Asked with "require leader", a member that lost its cluster's leader says so.
             Code::Unavailable if status.message().contains("no leader") => {
                 return Error::Etcd(format!(
@@ -400,11 +415,6 @@ fn describe(endpoints: &str, access: &str, what: &str, error: etcd_client::Error
         other => format!("etcd at {endpoints}: {}", first_line(&other.to_string())),
     };
     Error::Etcd(format!("cannot {what}: {detail}"))
-}
-
-/// A TLS verification failure: no other try or endpoint will do better.
-fn is_certificate_problem(detail: &str) -> bool {
-    detail.contains("certificate") || detail.contains("TLS private key")
 }
 
 fn first_line(text: &str) -> &str {

@@ -64,6 +64,7 @@ pub mod lock;
 pub mod name;
 pub mod record;
 mod share;
+mod tls;
 pub mod view;
 mod watch;
 
