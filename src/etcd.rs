@@ -49,6 +49,8 @@ pub struct Etcd {
     access: String,
     /// The TLS files given, to name the one at fault when a handshake fails.
     tls: tls::Files,
+    /// Whether we authenticate with a user and password (and so hold a token that can expire).
+    password: bool,
 }
 
 impl Etcd {
@@ -88,8 +90,14 @@ impl Etcd {
         } else if tls_files.iter().any(|f| f.is_some()) {
             tracing::warn!("no endpoint is https://, so the TLS certificates given are not used");
         }
-        if let (Some(user), Some(password)) = (&config.security.user, &config.security.password) {
-            options = options.with_user(user, password);
+        let mut password = false;
+        if let (Some(user), Some(pw)) = (&config.security.user, &config.security.password) {
+            // etcd's tokens expire: a simple token after --auth-token-ttl (5 minutes by
+            // default) without a request, a JWT after its own TTL, however busy we are. The
+            // client then authenticates again and repeats the request, once; `call_until` and
+            // the keepalive take care of the rest (see `is_stale_token`).
+            options = options.with_user(user, pw).with_auto_token_refresh(true);
+            password = true;
         }
         let dial = Limit::after(config.maxtime, "maxtime");
         let client = timeout(
@@ -106,6 +114,7 @@ impl Etcd {
             endpoints,
             access,
             tls,
+            password,
         })
     }
 
@@ -140,6 +149,20 @@ impl Etcd {
             tracing::trace!("etcd request: {what} (up to {})", duration(this_try));
             let error = match timeout(this_try, request(self.client.clone())).await {
                 Ok(Ok(value)) => return Ok(value),
+                // Our token is no good any more (see `is_stale_token`): authenticate again,
+                // then repeat the request. A refusal of the password itself is final.
+                Ok(Err(e)) if self.password && is_stale_token(&e) => {
+                    tracing::debug!("{}; authenticating again", describe(e));
+                    let left = limit.until.saturating_duration_since(Instant::now());
+                    match timeout(left, self.client.refresh_token()).await {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(e)) if !is_transient(&e, self.endpoints.contains("https://")) => {
+                            return Err(describe(e))
+                        }
+                        Ok(Err(e)) => describe(e),
+                        Err(_) => unreachable(&self.endpoints, limit),
+                    }
+                }
                 Ok(Err(e)) if !is_transient(&e, self.endpoints.contains("https://")) => {
                     return Err(describe(e))
                 }
@@ -237,7 +260,7 @@ impl Etcd {
 
     /// Keeps `lease` alive from now on, in the background (see `KeepAlive`).
     pub fn keep_alive(&self, lease: Lease) -> KeepAlive {
-        KeepAlive::start(self.client.clone(), lease, self.maxtime)
+        KeepAlive::start(self.client.clone(), lease, self.maxtime, self.password)
     }
 }
 
@@ -347,6 +370,33 @@ fn is_transient(error: &etcd_client::Error, tls: bool) -> bool {
             _ => false,
         },
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        _ => false,
+    }
+}
+
+/// Whether etcd refused a request because of our token rather than our password or rights:
+/// it expired or is unknown to this member ("invalid auth token"), or it was issued before
+/// the last change to users and roles, which any `etcdctl user add` or `role add` causes
+/// (a JWT carries that revision: "revision of auth store is old", or from etcd 3.5's lease
+/// requests "auth: revision in header is old"). Authenticating again mends both, as etcd's
+/// Go client does. The codes vary (Unauthenticated, InvalidArgument; Unknown where etcd
+/// passes on an error of its own), so the messages decide.
+pub(crate) fn is_stale_token(error: &etcd_client::Error) -> bool {
+    use tonic::Code;
+    match error {
+        etcd_client::Error::GRpcStatus(status) => {
+            let message = status.message();
+            matches!(
+                status.code(),
+                Code::Unauthenticated | Code::InvalidArgument | Code::Unknown
+            ) && [
+                "invalid auth token",
+                "auth store is old",
+                "revision in header is old",
+            ]
+            .iter()
+            .any(|m| message.contains(m))
+        }
         _ => false,
     }
 }

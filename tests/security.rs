@@ -697,3 +697,172 @@ fn the_password_stays_secret() {
     }
     assert!(etcd.keys(&p).is_empty());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tokens that expire
+
+/// etcd as `auth_etcd`, with more flags (its token settings).
+fn auth_etcd_with(prefix: &str, args: &[&str]) -> Etcd {
+    Etcd::builder()
+        .auth(ROOT_PASSWORD, "locker", PASSWORD, prefix)
+        .args(args)
+        .start()
+}
+
+/// `--auth-token` for JWTs signed with HS256 and a secret in `dir`, that expire after `ttl`.
+fn jwt_tokens(dir: &std::path::Path, ttl: &str) -> String {
+    let secret = write_file(dir, "jwt-secret", "a shared secret for the test's JWTs\n");
+    format!(
+        "--auth-token=jwt,priv-key={},sign-method=HS256,ttl={ttl}",
+        secret.display()
+    )
+}
+
+/// A holder whose command waits for a line on a FIFO, and a waiter queued behind it, both
+/// idle for `idle` (several token TTLs; `meanwhile` runs then); then the holder's command ends.
+/// The waiter must take the lock and run at once: the holder revokes its lease with a token
+/// it has to renew, and the waiter claims the lock with one. Before, the holder could not
+/// revoke ("invalid auth token") and the waiter waited for the lease to expire, or never took
+/// the lock at all. Returns how long the hand-over took.
+fn idle_holder_hands_over(etcd: &Etcd, p: &str, idle: Duration, meanwhile: impl FnOnce()) {
+    let dir = scratch_dir();
+    let fifo = dir.path().join("go");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let ran = dir.path().join("waiter-ran");
+    // A lease TTL (4 s) that needs keepalives during the idle time, and that the hand-over
+    // must beat by far.
+    let contender = |name: &str, script: String, verbose: bool| {
+        let mut cmd = as_locker(etcd, p);
+        cmd.args(["--lock-name=idle", "--ttl=4s"]);
+        if verbose {
+            cmd.arg("-vv");
+        }
+        cmd.args(["--", "sh", "-c", &script]);
+        Bg::logged(cmd, dir.path(), name)
+    };
+    let mut holder = contender("holder", format!("read line < '{}'", fifo.display()), false);
+    let queued = |n: usize| {
+        wait_for(DEADLINE, &format!("{n} contender(s)"), || {
+            etcd.keys(&format!("{p}idle/")).len() == n
+        })
+    };
+    queued(1);
+    let mut waiter = contender("waiter", format!("touch '{}'", ran.display()), true);
+    queued(2);
+
+    // The point of the test is time passing without a request: nothing to wait for instead.
+    let idle_until = std::time::Instant::now() + idle;
+    meanwhile();
+    std::thread::sleep(idle_until.saturating_duration_since(std::time::Instant::now()));
+    assert!(
+        holder.try_status().is_none() && waiter.try_status().is_none(),
+        "both still hold and wait after {idle:?}:\n{}\n{}",
+        holder.report(),
+        waiter.report()
+    );
+    assert!(!ran.exists(), "the waiter ran while the lock was held");
+
+    let released = std::time::Instant::now();
+    fs::write(&fifo, "go\n").unwrap();
+    let waited = wait_until(
+        Duration::from_secs(15),
+        "the waiter's command to run",
+        || ran.exists().then(|| released.elapsed()),
+    );
+    assert_eq!(holder.wait_code(DEADLINE), 0, "{}", holder.report());
+    assert_eq!(waiter.wait_code(DEADLINE), 0, "{}", waiter.report());
+    eprintln!("the waiter ran {waited:?} after the holder's command ended");
+    assert!(
+        waited < Duration::from_secs(1),
+        "the waiter ran {waited:?} after the holder's command ended, not at once:\n{}\n{}",
+        holder.report(),
+        waiter.report()
+    );
+    assert_eq!(
+        holder.stderr(),
+        "",
+        "the holder released cleanly: {}",
+        holder.report()
+    );
+    assert!(
+        !waiter.stderr().contains(PASSWORD),
+        "-vv shows the password: {}",
+        waiter.report()
+    );
+    assert!(etcd.keys(p).is_empty(), "keys left: {:?}", etcd.keys(p));
+    assert_eq!(etcd.leases(), Vec::<i64>::new(), "leases left in etcd");
+}
+
+/// A lock taken with --lock, then --status, --extend and --unlock once the token of every
+/// earlier run has expired; and a wrong password is still refused at once, exit 3.
+fn lock_outlives_tokens(etcd: &Etcd, p: &str, idle: Duration) {
+    let mut lock = as_locker(etcd, p);
+    lock.args([
+        "--lock-name=kept",
+        "--lock",
+        "--reason=kept past its tokens",
+    ]);
+    let (out, _) = run(lock);
+    assert_code(&out, 0, "--lock");
+    std::thread::sleep(idle);
+    for (args, code) in [
+        (&["--status"][..], 0),
+        (&["--extend=1h"][..], 0),
+        (&["--unlock"][..], 0),
+    ] {
+        let mut cmd = as_locker(etcd, p);
+        cmd.arg("--lock-name=kept").args(args);
+        let (out, _) = run(cmd);
+        assert_code(&out, code, &format!("{args:?}"));
+        assert_no_password(&out, &format!("{args:?}"));
+    }
+    assert!(etcd.keys(p).is_empty(), "keys left: {:?}", etcd.keys(p));
+
+    let mut wrong = distlock_std(&etcd.endpoint(), p);
+    wrong
+        .args(["--user=locker", "--lock-name=x", "--lock"])
+        .env("DISTLOCK_PASSWORD", "not-the-password");
+    let (out, took) = run(wrong);
+    assert_code(&out, 3, "wrong password");
+    let line = one_error_line(&out, "wrong password");
+    assert!(line.contains("credentials"), "{line}");
+    assert!(took < Duration::from_secs(1), "took {took:?}: {line}");
+    assert_eq!(etcd.leases(), Vec::<i64>::new(), "leases left in etcd");
+}
+
+/// Simple tokens that expire after 1 s without a request (`--auth-token-ttl`, 300 s by
+/// default): every wait or command longer than that outlives its token.
+#[test]
+fn simple_tokens_that_expire_strand_no_one() {
+    let p = prefix("token-simple");
+    let etcd = auth_etcd_with(&p, &["--auth-token-ttl=1"]);
+    let idle = Duration::from_secs(4);
+    idle_holder_hands_over(&etcd, &p, idle, || {});
+    lock_outlives_tokens(&etcd, &p, idle);
+}
+
+/// JWTs that expire 2 s after they were issued, however busy the client is.
+#[test]
+fn jwt_tokens_that_expire_strand_no_one() {
+    let p = prefix("token-jwt");
+    let dir = scratch_dir();
+    let etcd = auth_etcd_with(&p, &[&jwt_tokens(dir.path(), "2s")]);
+    let idle = Duration::from_secs(7);
+    idle_holder_hands_over(&etcd, &p, idle, || {});
+    lock_outlives_tokens(&etcd, &p, idle);
+}
+
+/// A JWT names the revision of etcd's users and roles it was issued at; after any change to
+/// them (an operator adds a user) etcd refuses it: "revision of auth store is old". The
+/// holder and the waiter authenticate again, as etcdctl would.
+#[test]
+fn a_change_to_users_and_roles_strands_no_one() {
+    let p = prefix("token-rbac");
+    let dir = scratch_dir();
+    let etcd = auth_etcd_with(&p, &[&jwt_tokens(dir.path(), "5m")]);
+    idle_holder_hands_over(&etcd, &p, Duration::ZERO, || {
+        etcd.etcdctl(&["user", "add", "newcomer:newcomer-pw"]);
+        etcd.etcdctl(&["role", "add", "newcomers"]);
+    });
+    lock_outlives_tokens(&etcd, &p, Duration::ZERO);
+}

@@ -797,6 +797,16 @@ impl Etcd {
             .collect()
     }
 
+    /// The ids of the leases etcd holds (`etcdctl lease list`, as `etcdctl_cmd`).
+    pub fn leases(&self) -> Vec<i64> {
+        let out = self.etcdctl(&["lease", "list", "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["leases"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|l| l["ID"].as_i64()).collect())
+            .unwrap_or_default()
+    }
+
     pub fn endpoint(&self) -> String {
         self.member.endpoint()
     }
