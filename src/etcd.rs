@@ -56,15 +56,24 @@ pub struct Etcd {
 impl Etcd {
     pub async fn connect(config: &Options<'_>) -> Result<Etcd> {
         let endpoints = config.endpoints.join(",");
-        let access = format!(
-            "{} needs readwrite on the prefix {}",
-            config
+        let https = config.endpoints.iter().any(|e| e.starts_with("https://"));
+        let mut tls = tls::Files::default();
+        if https {
+            let cert = config
                 .security
-                .user
-                .as_deref()
-                .map_or("the client".to_string(), |u| format!("user {u}")),
-            config.prefix
-        );
+                .key
+                .as_ref()
+                .and(config.security.cert.as_deref());
+            tls = tls::Files::new(config.security.cacert.as_deref(), cert);
+        }
+        // Without a user, etcd takes the user from the client certificate's Common Name.
+        let cn = tls.cert.as_ref().and_then(|c| c.common_name.as_deref());
+        let who = match (config.security.user.as_deref(), cn) {
+            (Some(user), _) => format!("user {user}"),
+            (None, Some(cn)) => format!("user {cn} (the client certificate's Common Name)"),
+            (None, None) => "the client".to_string(),
+        };
+        let access = format!("{who} needs readwrite on the prefix {}", config.prefix);
         // No client-wide request timeout: it would also cut long watches. Every unary call
         // gets `maxtime` through `call` instead.
         // HTTP/2 pings find a member that stopped answering without closing the connection
@@ -78,15 +87,8 @@ impl Etcd {
             .with_keep_alive(ping, ping)
             .with_require_leader(true);
         let tls_files = [&config.security.cacert, &config.security.cert];
-        let mut tls = tls::Files::default();
-        if config.endpoints.iter().any(|e| e.starts_with("https://")) {
+        if https {
             options = options.with_tls(tls_options(config.security)?);
-            let cert = config
-                .security
-                .key
-                .as_ref()
-                .and(config.security.cert.as_deref());
-            tls = tls::Files::new(config.security.cacert.as_deref(), cert);
         } else if tls_files.iter().any(|f| f.is_some()) {
             tracing::warn!("no endpoint is https://, so the TLS certificates given are not used");
         }

@@ -21,23 +21,30 @@ pub struct Files {
     pub cert: Option<ClientCert>,
 }
 
-/// Our client certificate: its file and, when it could be read, its validity period.
+/// Our client certificate: its file and, when it could be read, its validity period and its
+/// subject's Common Name (etcd's user for it when authentication is on and no password is
+/// given).
 #[derive(Debug, Clone)]
 pub struct ClientCert {
     pub path: PathBuf,
     pub valid: Option<(SystemTime, SystemTime)>,
+    pub common_name: Option<String>,
 }
 
 impl Files {
     pub fn new(cacert: Option<&Path>, cert: Option<&Path>) -> Files {
         Files {
             cacert: cacert.map(Path::to_path_buf),
-            cert: cert.map(|path| ClientCert {
-                path: path.to_path_buf(),
-                valid: std::fs::read(path)
+            cert: cert.map(|path| {
+                let der = std::fs::read(path)
                     .ok()
-                    .and_then(|pem| CertificateDer::from_pem_slice(&pem).ok())
-                    .and_then(|der| validity(&der)),
+                    .and_then(|pem| CertificateDer::from_pem_slice(&pem).ok());
+                let fields = der.as_deref().and_then(fields);
+                ClientCert {
+                    path: path.to_path_buf(),
+                    valid: fields.as_ref().map(|f| f.valid),
+                    common_name: fields.and_then(|f| f.common_name),
+                }
             }),
         }
     }
@@ -154,25 +161,57 @@ pub fn refused_client_certificate(
     ))
 }
 
-/// The validity period (notBefore, notAfter) of a DER-encoded X.509 certificate; `None` if it
-/// cannot be read. Only the few fields before it are walked, not checked.
-fn validity(der: &[u8]) -> Option<(SystemTime, SystemTime)> {
+/// What distlock reads of a certificate.
+struct Fields {
+    /// notBefore, notAfter.
+    valid: (SystemTime, SystemTime),
+    common_name: Option<String>,
+}
+
+/// The validity period and the subject's Common Name of a DER-encoded X.509 certificate;
+/// `None` if it cannot be read. Only the fields up to the subject are walked, not checked.
+fn fields(der: &[u8]) -> Option<Fields> {
     const SEQUENCE: u8 = 0x30;
     let (_, certificate, _) = element(der).filter(|(tag, ..)| *tag == SEQUENCE)?;
     let (_, tbs, _) = element(certificate).filter(|(tag, ..)| *tag == SEQUENCE)?;
     let mut rest = tbs;
-    // [0] version (optional), serialNumber, signature, issuer; then validity.
+    // [0] version (optional), serialNumber, signature, issuer; then validity and subject.
     if rest.first() == Some(&0xa0) {
         rest = element(rest)?.2;
     }
     for _ in 0..3 {
         rest = element(rest)?.2;
     }
-    let (_, validity, _) = element(rest).filter(|(tag, ..)| *tag == SEQUENCE)?;
-    let (tag, not_before, rest) = element(validity)?;
+    let (_, validity, rest) = element(rest).filter(|(tag, ..)| *tag == SEQUENCE)?;
+    let (tag, not_before, after) = element(validity)?;
     let not_before = time(tag, not_before)?;
-    let (tag, not_after, _) = element(rest)?;
-    Some((not_before, time(tag, not_after)?))
+    let (tag, not_after, _) = element(after)?;
+    let common_name = element(rest)
+        .filter(|(tag, ..)| *tag == SEQUENCE)
+        .and_then(|(_, subject, _)| common_name(subject));
+    Some(Fields {
+        valid: (not_before, time(tag, not_after)?),
+        common_name,
+    })
+}
+
+/// The first Common Name (OID 2.5.4.3) in the contents of a Name: a SEQUENCE of SETs of
+/// SEQUENCEs { OID, string }.
+fn common_name(mut name: &[u8]) -> Option<String> {
+    const CN: &[u8] = &[0x55, 0x04, 0x03];
+    while let Some((_, set, rest)) = element(name) {
+        name = rest;
+        let mut attributes = set;
+        while let Some((_, attribute, rest)) = element(attributes) {
+            attributes = rest;
+            let (tag, oid, value) = element(attribute)?;
+            if tag == 0x06 && oid == CN {
+                let (_, text, _) = element(value)?;
+                return std::str::from_utf8(text).ok().map(str::to_string);
+            }
+        }
+    }
+    None
 }
 
 /// One DER element: its tag, its contents and what follows it.
@@ -230,10 +269,17 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rcgen::{date_time_ymd, CertificateParams, KeyPair};
+    use rcgen::{date_time_ymd, CertificateParams, DistinguishedName, DnType, KeyPair};
 
     fn cert_valid(from: (i32, u8, u8), to: (i32, u8, u8)) -> Vec<u8> {
         let mut params = CertificateParams::new(vec!["etcd".to_string()]).unwrap();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "distlock");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "distlock-client");
         params.not_before = date_time_ymd(from.0, from.1, from.2);
         params.not_after = date_time_ymd(to.0, to.1, to.2);
         let key = KeyPair::generate().unwrap();
@@ -248,17 +294,22 @@ mod tests {
     fn reads_the_validity_period_in_both_time_formats() {
         // UTCTime before 2050, GeneralizedTime from 2050 on (RFC 5280).
         let der = cert_valid((2020, 1, 1), (2021, 3, 1));
-        assert_eq!(validity(&der), Some((at(1_577_836_800), at(1_614_556_800))));
+        let read = fields(&der).unwrap();
+        assert_eq!(read.valid, (at(1_577_836_800), at(1_614_556_800)));
+        assert_eq!(read.common_name.as_deref(), Some("distlock-client"));
         let der = cert_valid((1999, 12, 31), (2050, 1, 1));
-        assert_eq!(validity(&der), Some((at(946_598_400), at(2_524_608_000))));
+        assert_eq!(
+            fields(&der).unwrap().valid,
+            (at(946_598_400), at(2_524_608_000))
+        );
     }
 
     #[test]
     fn garbage_has_no_validity() {
-        assert_eq!(validity(b""), None);
-        assert_eq!(validity(&[0x30, 0x82, 0xff]), None);
+        assert!(fields(b"").is_none());
+        assert!(fields(&[0x30, 0x82, 0xff]).is_none());
         let der = cert_valid((2020, 1, 1), (2021, 1, 1));
-        assert_eq!(validity(&der[..40]), None);
+        assert!(fields(&der[..40]).is_none());
     }
 
     #[test]
@@ -268,6 +319,7 @@ mod tests {
             cert: Some(ClientCert {
                 path: "/etc/client.pem".into(),
                 valid: Some((at(1_577_836_800), at(1_609_459_200))),
+                common_name: None,
             }),
         };
         let line = |detail: &str| {

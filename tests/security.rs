@@ -866,3 +866,42 @@ fn a_change_to_users_and_roles_strands_no_one() {
     });
     lock_outlives_tokens(&etcd, &p, Duration::ZERO);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Client certificates as users
+
+/// With authentication on and a client certificate but no user and password, etcd takes the
+/// user from the certificate's Common Name (here `distlock-client`): that user's role decides,
+/// and no password is needed. Outside its prefix it is refused, exit 3, naming permission.
+#[test]
+fn client_certificate_common_name_is_the_user() {
+    let pki = Pki::new();
+    let p = prefix("cn-user");
+    let etcd = Etcd::builder()
+        .tls(&pki)
+        .auth(ROOT_PASSWORD, "distlock-client", "never-used-Pw-1", &p)
+        .start();
+    lock_unlock_and_run(
+        "CN as the user",
+        || {
+            let mut cmd = distlock_std(&etcd.endpoint(), &p);
+            cmd.args(tls_flags(&pki));
+            cmd
+        },
+        || etcd.keys(&p).len(),
+    );
+
+    let other = prefix("cn-theirs");
+    let mut cmd = distlock_std(&etcd.endpoint(), &other);
+    cmd.args(tls_flags(&pki))
+        .args(["--maxtime=2s", "--lock-name=x", "--lock"]);
+    let (out, _) = run(cmd);
+    assert_code(&out, 3, "CN user outside its prefix");
+    let line = one_error_line(&out, "CN user outside its prefix");
+    assert!(
+        line.contains("permission") && line.contains("user distlock-client"),
+        "the line names the permission and the certificate's user: {line}"
+    );
+    eprintln!("{line}");
+    assert!(etcd.keys("").is_empty(), "nothing was written");
+}
