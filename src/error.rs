@@ -12,7 +12,8 @@ pub enum Error {
     /// The lock was busy (`--nowait`, `--timeout`) or `--unlock` found it free. Its exit code
     /// is the `conflict_exit_code` setting, `exit::NOT_ACQUIRED` by default.
     Conflict(String),
-    /// etcd could not be reached, refused the request, or rejected the credentials.
+    /// etcd could not be reached, refused the request, or rejected the credentials or a TLS
+    /// certificate.
     Etcd(String),
     /// The lock was lost while the command ran.
     Lost(String),
