@@ -192,7 +192,8 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
         };
         let why = match attempt {
             Ok(done) => break done,
-            Err(e) if !joined.get() => break Err(e),
+            // A refusal (credentials, permission) is not an etcd worth waiting for.
+            Err(e) if !joined.get() || matches!(e, Error::Denied(_)) => break Err(e),
             Err(e) => e,
         };
         // Wait for etcd to answer about our lease (the keepalive keeps trying), within the

@@ -15,6 +15,9 @@ pub enum Error {
     /// etcd could not be reached, refused the request, or rejected the credentials or a TLS
     /// certificate.
     Etcd(String),
+    /// etcd rejected the credentials or denied the access a request needs: like `Etcd` (exit
+    /// 3), but final, where an unreachable etcd is worth waiting for.
+    Denied(String),
     /// The lock was lost while the command ran.
     Lost(String),
     /// The command ran longer than `--max-runtime` and was stopped.
@@ -34,7 +37,7 @@ impl Error {
         match self {
             Error::Usage(_) => exit::USAGE,
             Error::Conflict(_) => exit::NOT_ACQUIRED,
-            Error::Etcd(_) => exit::ETCD,
+            Error::Etcd(_) | Error::Denied(_) => exit::ETCD,
             Error::Lost(_) => exit::LOST,
             Error::TimedOut(_) => exit::TIMED_OUT,
             Error::CannotExecute(_) => exit::CANNOT_EXECUTE,
@@ -50,6 +53,7 @@ impl fmt::Display for Error {
             Error::Usage(m)
             | Error::Conflict(m)
             | Error::Etcd(m)
+            | Error::Denied(m)
             | Error::Lost(m)
             | Error::TimedOut(m)
             | Error::CannotExecute(m)
@@ -148,6 +152,7 @@ mod tests {
             (Error::Usage(String::new()), 2),
             (Error::Conflict(String::new()), 1),
             (Error::Etcd(String::new()), 3),
+            (Error::Denied(String::new()), 3),
             (Error::Lost(String::new()), 4),
             (Error::TimedOut(String::new()), 124),
             (Error::CannotExecute(String::new()), 126),

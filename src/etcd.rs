@@ -420,23 +420,28 @@ fn describe(
             "cannot reach etcd at {endpoints} ({detail}); check that etcd runs there and the endpoints are right"
         ))
     };
+    let denied = |detail: String| Error::Denied(format!("cannot {what}: {detail}"));
     let detail = match &error {
         etcd_client::Error::GRpcStatus(status) => match status.code() {
-            Code::Unauthenticated => format!(
-                "etcd rejected the credentials ({}); check the user and password",
-                status.message()
-            ),
-            // etcd 3.4 answers a wrong user or password with InvalidArgument.
-            Code::InvalidArgument if status.message().contains("authentication failed") => {
-                format!(
+            Code::Unauthenticated => {
+                return denied(format!(
                     "etcd rejected the credentials ({}); check the user and password",
                     status.message()
-                )
+                ))
             }
-            Code::PermissionDenied => format!(
-                "etcd denied permission ({}); {access}",
-                status.message()
-            ),
+            // etcd 3.4 answers a wrong user or password with InvalidArgument.
+            Code::InvalidArgument if status.message().contains("authentication failed") => {
+                return denied(format!(
+                    "etcd rejected the credentials ({}); check the user and password",
+                    status.message()
+                ))
+            }
+            Code::PermissionDenied => {
+                return denied(format!(
+                    "etcd denied permission ({}); {access}",
+                    status.message()
+                ))
+            }
             // etcd 3.4 requires a client certificate (--client-cert-auth) and does not trust
             // ours (or got none): it closes the connection after the TLS 1.3 handshake, and
             // all the request sees is "operation was canceled". (3.5 sends a TLS alert.)

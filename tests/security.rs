@@ -867,6 +867,56 @@ fn a_change_to_users_and_roles_strands_no_one() {
     lock_outlives_tokens(&etcd, &p, Duration::ZERO);
 }
 
+/// An operator changes the user's password while a waiter waits: etcd drops the user's
+/// tokens, and the waiter's next request cannot authenticate again. That is exit 3 about the
+/// credentials, not a wait for etcd that never ends. (The holder is `etcdctl lock`, whose key
+/// the waiter must look at again when it goes: a request. A distlock holder's key tells the
+/// waiter it is next without one, and it takes the lock.)
+#[test]
+fn a_changed_password_ends_the_wait_with_exit_3() {
+    let p = prefix("token-passwd");
+    let etcd = auth_etcd(&p);
+    let mut holder = etcd.etcdctl_cmd();
+    holder.args(["lock", &format!("{p}pw")]);
+    let holder = Bg::spawn(holder, "etcdctl lock as root");
+    wait_for(DEADLINE, "etcdctl to hold the lock", || {
+        etcd.keys(&format!("{p}pw/")).len() == 1
+    });
+    let dir = scratch_dir();
+    let mut cmd = as_locker(&etcd, &p);
+    cmd.args(["--lock-name=pw", "--", "true"]);
+    let mut waiter = Bg::logged(cmd, dir.path(), "waiter");
+    wait_for(DEADLINE, "the waiter to queue", || {
+        etcd.keys(&format!("{p}pw/")).len() == 2
+    });
+
+    let mut passwd = etcd.etcdctl_cmd();
+    passwd
+        .args(["user", "passwd", "locker", "--interactive=false"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let mut child = passwd.spawn().unwrap();
+    use std::io::Write as _;
+    writeln!(child.stdin.take().unwrap(), "a-new-Password-9").unwrap();
+    assert!(child.wait().unwrap().success(), "etcdctl user passwd");
+    holder.signal(Signal::SIGTERM);
+
+    assert_eq!(waiter.wait_code(DEADLINE), 3, "{}", waiter.report());
+    let last = waiter
+        .stderr()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        last.starts_with("distlock: ") && last.contains("rejected the credentials"),
+        "{}",
+        waiter.report()
+    );
+    assert!(!waiter.stderr().contains(PASSWORD), "{}", waiter.report());
+    eprintln!("{}", waiter.stderr());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Client certificates as users
 
