@@ -48,7 +48,8 @@ impl KeepAlive {
         let task = tokio::spawn(keep_alive_loop(
             client,
             lease,
-            (maxtime, password),
+            maxtime,
+            password,
             tx,
             renew.clone(),
             sent.clone(),
@@ -90,7 +91,8 @@ impl Drop for KeepAlive {
 async fn keep_alive_loop(
     mut client: Client,
     lease: Lease,
-    (maxtime, password): (Duration, bool),
+    maxtime: Duration,
+    password: bool,
     state: watch::Sender<LeaseState>,
     renew: Arc<Notify>,
     last_sent: Arc<Mutex<Instant>>,
