@@ -206,7 +206,18 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
                 let stamped = record.taken_at(SystemTime::now(), Some(lease.ttl));
                 let still_ours = match semaphore {
                     true => wait::stamp(etcd, &ticket, lease.id, &stamped, &ahead).await?,
-                    false => queue::rewrite(etcd, &ticket, lease.id, &stamped).await?,
+                    false => match queue::rewrite(etcd, &ticket, lease.id, &stamped).await {
+                        Ok(written) => written,
+                        // etcd takes no write (its quota is full, say): the read-only claim
+                        // confirms our key instead, so the queue still drains.
+                        Err(e) => {
+                            tracing::debug!("{e}; claiming the lock instead");
+                            match queue::claim(etcd, &queue, &ticket).await? {
+                                Turn::Mine { .. } => true,
+                                Turn::Wait { .. } => return Err(e),
+                            }
+                        }
+                    },
                 };
                 if !still_ours {
                     return Ok(Err(queue::removed(&queue, &ticket)));
@@ -231,7 +242,8 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
         };
         let why = match attempt {
             Ok(done) => break done,
-            Err(e) if !joined.get() => break Err(e),
+            // A refusal (credentials, permission) is not an etcd worth waiting for.
+            Err(e) if !joined.get() || matches!(e, Error::Denied(_)) => break Err(e),
             Err(e) => e,
         };
         // Wait for etcd to answer about our lease (the keepalive keeps trying), within the

@@ -12,11 +12,15 @@ pub enum Error {
     /// The lock was busy (`--nowait`, `--timeout`) or `--unlock` found it free. Its exit code
     /// is the `conflict_exit_code` setting, `exit::NOT_ACQUIRED` by default.
     Conflict(String),
-    /// etcd could not be reached, refused the request, or rejected the credentials.
+    /// etcd could not be reached, refused the request, or rejected the credentials or a TLS
+    /// certificate.
     Etcd(String),
     /// Our key was deleted by another client while we waited (our lease still lived): we
     /// give up rather than hold without it.
     Removed(String),
+    /// etcd rejected the credentials or denied the access a request needs: like `Etcd` (exit
+    /// 3), but final, where an unreachable etcd is worth waiting for.
+    Denied(String),
     /// The lock was lost while the command ran.
     Lost(String),
     /// The command ran longer than `--max-runtime` and was stopped.
@@ -37,7 +41,7 @@ impl Error {
         match self {
             Error::Usage(_) => exit::USAGE,
             Error::Conflict(_) => exit::NOT_ACQUIRED,
-            Error::Etcd(_) | Error::Removed(_) => exit::ETCD,
+            Error::Etcd(_) | Error::Removed(_) | Error::Denied(_) => exit::ETCD,
             Error::Lost(_) => exit::LOST,
             Error::TimedOut(_) => exit::TIMED_OUT,
             Error::CannotExecute(_) => exit::CANNOT_EXECUTE,
@@ -54,6 +58,7 @@ impl fmt::Display for Error {
             | Error::Conflict(m)
             | Error::Etcd(m)
             | Error::Removed(m)
+            | Error::Denied(m)
             | Error::Lost(m)
             | Error::TimedOut(m)
             | Error::CannotExecute(m)
@@ -78,6 +83,7 @@ impl Error {
             Error::Conflict(m) => Error::Conflict(format!("{m}; {what}")),
             Error::Etcd(m) => Error::Etcd(format!("{m}; {what}")),
             Error::Removed(m) => Error::Removed(format!("{m}; {what}")),
+            Error::Denied(m) => Error::Denied(format!("{m}; {what}")),
             Error::Lost(m) => Error::Lost(format!("{m}; {what}")),
             Error::TimedOut(m) => Error::TimedOut(format!("{m}; {what}")),
             Error::CannotExecute(m) => Error::CannotExecute(format!("{m}; {what}")),
@@ -172,6 +178,7 @@ mod tests {
             (Error::Conflict(String::new()), 1),
             (Error::Etcd(String::new()), 3),
             (Error::Removed(String::new()), 3),
+            (Error::Denied(String::new()), 3),
             (Error::Lost(String::new()), 4),
             (Error::TimedOut(String::new()), 124),
             (Error::CannotExecute(String::new()), 126),

@@ -4,6 +4,7 @@
 
 use crate::error::{duration, Error, Result};
 pub use crate::lease::{KeepAlive, Lease, LeaseState};
+use crate::tls;
 use etcd_client::{
     Certificate, Client, ConnectOptions, GetOptions, GetResponse, Identity, TlsOptions, Txn,
     TxnResponse, WatchOptions, WatchStream,
@@ -46,20 +47,33 @@ pub struct Etcd {
     endpoints: String,
     /// Who needs which access, for a refusal: `user locker needs readwrite on /distlock/`.
     access: String,
+    /// The TLS files given, to name the one at fault when a handshake fails.
+    tls: tls::Files,
+    /// Whether we authenticate with a user and password (and so hold a token that can expire).
+    password: bool,
 }
 
 impl Etcd {
     pub async fn connect(config: &Options<'_>) -> Result<Etcd> {
         let endpoints = config.endpoints.join(",");
-        let access = format!(
-            "{} needs readwrite on the prefix {}",
-            config
+        let https = config.endpoints.iter().any(|e| e.starts_with("https://"));
+        let mut tls = tls::Files::default();
+        if https {
+            let cert = config
                 .security
-                .user
-                .as_deref()
-                .map_or("the client".to_string(), |u| format!("user {u}")),
-            config.prefix
-        );
+                .key
+                .as_ref()
+                .and(config.security.cert.as_deref());
+            tls = tls::Files::new(config.security.cacert.as_deref(), cert);
+        }
+        // Without a user, etcd takes the user from the client certificate's Common Name.
+        let cn = tls.cert.as_ref().and_then(|c| c.common_name.as_deref());
+        let who = match (config.security.user.as_deref(), cn) {
+            (Some(user), _) => format!("user {user}"),
+            (None, Some(cn)) => format!("user {cn} (the client certificate's Common Name)"),
+            (None, None) => "the client".to_string(),
+        };
+        let access = format!("{who} needs readwrite on the prefix {}", config.prefix);
         // No client-wide request timeout: it would also cut long watches. Every unary call
         // gets `maxtime` through `call` instead.
         // HTTP/2 pings find a member that stopped answering without closing the connection
@@ -73,13 +87,19 @@ impl Etcd {
             .with_keep_alive(ping, ping)
             .with_require_leader(true);
         let tls_files = [&config.security.cacert, &config.security.cert];
-        if config.endpoints.iter().any(|e| e.starts_with("https://")) {
+        if https {
             options = options.with_tls(tls_options(config.security)?);
         } else if tls_files.iter().any(|f| f.is_some()) {
             tracing::warn!("no endpoint is https://, so the TLS certificates given are not used");
         }
-        if let (Some(user), Some(password)) = (&config.security.user, &config.security.password) {
-            options = options.with_user(user, password);
+        let mut password = false;
+        if let (Some(user), Some(pw)) = (&config.security.user, &config.security.password) {
+            // etcd's tokens expire: a simple token after --auth-token-ttl (5 minutes by
+            // default) without a request, a JWT after its own TTL, however busy we are. The
+            // client then authenticates again and repeats the request, once; `call_until` and
+            // the keepalive take care of the rest (see `is_stale_token`).
+            options = options.with_user(user, pw).with_auto_token_refresh(true);
+            password = true;
         }
         let dial = Limit::after(config.maxtime, "maxtime");
         let client = timeout(
@@ -88,13 +108,15 @@ impl Etcd {
         )
         .await
         .map_err(|_| unreachable(&endpoints, &dial))?
-        .map_err(|e| describe(&endpoints, &access, "connect", e))?;
+        .map_err(|e| describe(&endpoints, &access, &tls, "connect", e))?;
         tracing::debug!("connecting to {endpoints}");
         Ok(Etcd {
             client,
             maxtime: config.maxtime,
             endpoints,
             access,
+            tls,
+            password,
         })
     }
 
@@ -122,16 +144,31 @@ impl Etcd {
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let attempt = (self.maxtime / 3).max(Duration::from_millis(500));
+        let describe = |e| describe(&self.endpoints, &self.access, &self.tls, what, e);
         loop {
             let now = Instant::now();
             let this_try = attempt.min(limit.until.saturating_duration_since(now));
             tracing::trace!("etcd request: {what} (up to {})", duration(this_try));
             let error = match timeout(this_try, request(self.client.clone())).await {
                 Ok(Ok(value)) => return Ok(value),
-                Ok(Err(e)) if !is_transient(&e, self.endpoints.contains("https://")) => {
-                    return Err(describe(&self.endpoints, &self.access, what, e))
+                // Our token is no good any more (see `is_stale_token`): authenticate again,
+                // then repeat the request. A refusal of the password itself is final.
+                Ok(Err(e)) if self.password && is_stale_token(&e) => {
+                    tracing::debug!("{}; authenticating again", describe(e));
+                    let left = limit.until.saturating_duration_since(Instant::now());
+                    match timeout(left, self.client.refresh_token()).await {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(e)) if !is_transient(&e, self.endpoints.contains("https://")) => {
+                            return Err(describe(e))
+                        }
+                        Ok(Err(e)) => describe(e),
+                        Err(_) => unreachable(&self.endpoints, limit),
+                    }
                 }
-                Ok(Err(e)) => describe(&self.endpoints, &self.access, what, e),
+                Ok(Err(e)) if !is_transient(&e, self.endpoints.contains("https://")) => {
+                    return Err(describe(e))
+                }
+                Ok(Err(e)) => describe(e),
                 Err(_) => unreachable(&self.endpoints, limit),
             };
             if Instant::now() + RETRY_PAUSE >= limit.until {
@@ -225,7 +262,7 @@ impl Etcd {
 
     /// Keeps `lease` alive from now on, in the background (see `KeepAlive`).
     pub fn keep_alive(&self, lease: Lease) -> KeepAlive {
-        KeepAlive::start(self.client.clone(), lease, self.maxtime)
+        KeepAlive::start(self.client.clone(), lease, self.maxtime, self.password)
     }
 }
 
@@ -313,7 +350,7 @@ fn is_transient(error: &etcd_client::Error, tls: bool) -> bool {
         etcd_client::Error::TransportError(e) => root_cause(e),
         other => other.to_string(),
     };
-    if is_certificate_problem(&cause) {
+    if tls::is_tls_failure(&cause) {
         return false;
     }
     match error {
@@ -339,43 +376,78 @@ fn is_transient(error: &etcd_client::Error, tls: bool) -> bool {
     }
 }
 
+/// Whether etcd refused a request because of our token rather than our password or rights:
+/// it expired or is unknown to this member ("invalid auth token"), or it was issued before
+/// the last change to users and roles, which any `etcdctl user add` or `role add` causes
+/// (a JWT carries that revision: "revision of auth store is old", or from etcd 3.5's lease
+/// requests "auth: revision in header is old"). Authenticating again mends both, as etcd's
+/// Go client does. The codes vary (Unauthenticated, InvalidArgument; Unknown where etcd
+/// passes on an error of its own), so the messages decide.
+pub(crate) fn is_stale_token(error: &etcd_client::Error) -> bool {
+    use tonic::Code;
+    match error {
+        etcd_client::Error::GRpcStatus(status) => {
+            let message = status.message();
+            matches!(
+                status.code(),
+                Code::Unauthenticated | Code::InvalidArgument | Code::Unknown
+            ) && [
+                "invalid auth token",
+                "auth store is old",
+                "revision in header is old",
+            ]
+            .iter()
+            .any(|m| message.contains(m))
+        }
+        _ => false,
+    }
+}
+
 /// One line for an etcd failure: what we were doing, and what etcd or the network said.
-fn describe(endpoints: &str, access: &str, what: &str, error: etcd_client::Error) -> Error {
+fn describe(
+    endpoints: &str,
+    access: &str,
+    tls: &tls::Files,
+    what: &str,
+    error: etcd_client::Error,
+) -> Error {
     use tonic::Code;
     let unreachable = |detail: &str| {
-        if is_certificate_problem(detail) {
-            return Error::Etcd(format!(
-                "cannot {what}: the TLS handshake with etcd at {endpoints} failed ({detail}); check --cacert (the CA that signed etcd's server certificate) and --cert/--key"
-            ));
+        if let Some(error) = tls::explain(tls, endpoints, what, detail) {
+            return error;
         }
         Error::Etcd(format!(
             "cannot reach etcd at {endpoints} ({detail}); check that etcd runs there and the endpoints are right"
         ))
     };
+    let denied = |detail: String| Error::Denied(format!("cannot {what}: {detail}"));
     let detail = match &error {
         etcd_client::Error::GRpcStatus(status) => match status.code() {
-            Code::Unauthenticated => format!(
-                "etcd rejected the credentials ({}); check the user and password",
-                status.message()
-            ),
-            // etcd 3.4 answers a wrong user or password with InvalidArgument.
-            Code::InvalidArgument if status.message().contains("authentication failed") => {
-                format!(
+            Code::Unauthenticated => {
+                return denied(format!(
                     "etcd rejected the credentials ({}); check the user and password",
                     status.message()
-                )
+                ))
             }
-            Code::PermissionDenied => format!(
-                "etcd denied permission ({}); {access}",
-                status.message()
-            ),
-            // A server that requires a client certificate (--client-cert-auth) and does not
-            // trust ours closes the connection after the TLS 1.3 handshake: all the request
-            // sees is "operation was canceled".
-            Code::Cancelled if endpoints.contains("https://") => format!(
-                "etcd closed the connection ({}); if it requires client certificates (--client-cert-auth), give --cert and --key signed by a CA it trusts",
-                status_detail(status)
-            ),
+            // etcd 3.4 answers a wrong user or password with InvalidArgument.
+            Code::InvalidArgument if status.message().contains("authentication failed") => {
+                return denied(format!(
+                    "etcd rejected the credentials ({}); check the user and password",
+                    status.message()
+                ))
+            }
+            Code::PermissionDenied => {
+                return denied(format!(
+                    "etcd denied permission ({}); {access}",
+                    status.message()
+                ))
+            }
+            // etcd 3.4 requires a client certificate (--client-cert-auth) and does not trust
+            // ours (or got none): it closes the connection after the TLS 1.3 handshake, and
+            // all the request sees is "operation was canceled". (3.5 sends a TLS alert.)
+            Code::Cancelled if endpoints.contains("https://") => {
+                return tls::refused_client_certificate(tls, endpoints, what, &status_detail(status))
+            }
             // Asked with "require leader", a member that lost its cluster's leader says so.
             Code::Unavailable if status.message().contains("no leader") => {
                 return Error::Etcd(format!(
@@ -394,17 +466,22 @@ fn describe(endpoints: &str, access: &str, what: &str, error: etcd_client::Error
                 return unreachable(&status_detail(status))
             }
             Code::Cancelled => return unreachable(&status_detail(status)),
+            // The NOSPACE alarm: etcd takes no write until an operator frees space. Final:
+            // waiting would not help, and every retry would be refused the same way.
+            _ if status.message().contains("database space exceeded") => {
+                return denied(format!(
+                    "etcd's storage quota is full ({}); an operator must compact and defragment \
+                     etcd, or raise --quota-backend-bytes, then disarm the NOSPACE alarm \
+                     (etcdctl alarm disarm)",
+                    first_line(status.message())
+                ))
+            }
             _ => format!("etcd refused the request: {}", first_line(status.message())),
         },
         etcd_client::Error::TransportError(e) => return unreachable(&root_cause(e)),
         other => format!("etcd at {endpoints}: {}", first_line(&other.to_string())),
     };
     Error::Etcd(format!("cannot {what}: {detail}"))
-}
-
-/// A TLS verification failure: no other try or endpoint will do better.
-fn is_certificate_problem(detail: &str) -> bool {
-    detail.contains("certificate") || detail.contains("TLS private key")
 }
 
 fn first_line(text: &str) -> &str {

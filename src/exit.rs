@@ -8,7 +8,8 @@ pub const OK: u8 = 0;
 pub const NOT_ACQUIRED: u8 = 1;
 /// Bad command line, environment or configuration file; nothing was changed in etcd.
 pub const USAGE: u8 = 2;
-/// etcd could not be reached, refused the request, or rejected the credentials.
+/// etcd could not be reached, refused the request, or rejected the credentials; or a TLS
+/// certificate was not accepted (etcd's by us, or ours by etcd).
 pub const ETCD: u8 = 3;
 /// The lock was lost while the command ran.
 pub const LOST: u8 = 4;
@@ -42,8 +43,9 @@ pub const TABLE: &[(&str, &str)] = &[
     ),
     (
         "3",
-        "etcd unreachable, refused the request, or rejected the credentials; or our key was \
-         deleted by another client while we waited",
+        "etcd unreachable, refused the request, or rejected the credentials or a TLS \
+         certificate (etcd's or ours); or our key was deleted by another client while we \
+         waited",
     ),
     ("4", "the lock was lost while the command ran"),
     (

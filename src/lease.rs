@@ -39,7 +39,9 @@ impl KeepAlive {
     /// keepalive at all. Each acknowledged keepalive moves the expiry to its *send* time plus
     /// the TTL: the server may have received it any time after we sent it, so that is the
     /// latest moment we can be sure it has not expired the lease yet.
-    pub fn start(client: Client, lease: Lease, maxtime: Duration) -> KeepAlive {
+    /// `password`: the client authenticates with a user and password, so its token can go
+    /// stale while the keepalive runs.
+    pub fn start(client: Client, lease: Lease, maxtime: Duration, password: bool) -> KeepAlive {
         let (tx, rx) = watch::channel(LeaseState::Alive(lease.expires));
         let renew = Arc::new(Notify::new());
         let sent = Arc::new(Mutex::new(lease.expires - lease.ttl));
@@ -47,6 +49,7 @@ impl KeepAlive {
             client,
             lease,
             maxtime,
+            password,
             tx,
             renew.clone(),
             sent.clone(),
@@ -89,6 +92,7 @@ async fn keep_alive_loop(
     mut client: Client,
     lease: Lease,
     maxtime: Duration,
+    password: bool,
     state: watch::Sender<LeaseState>,
     renew: Arc<Notify>,
     last_sent: Arc<Mutex<Instant>>,
@@ -143,6 +147,14 @@ async fn keep_alive_loop(
             Ok(Ok(None)) | Ok(Err(_)) => {
                 if let Ok(Err(e)) = &answer {
                     tracing::debug!("keepalive of lease {:x} failed ({e}); retrying", lease.id);
+                    // etcd 3.4 and 3.5 do not check the token of a keepalive, but one that
+                    // does would refuse each retry with the same stale token.
+                    if password && crate::etcd::is_stale_token(e) {
+                        let again = timeout(maxtime.min(lease.ttl / 4), client.refresh_token());
+                        if let Ok(Err(e)) = again.await {
+                            tracing::debug!("cannot authenticate again ({e})");
+                        }
+                    }
                 }
                 stream = None;
                 next = Instant::now() + retry;

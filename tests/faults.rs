@@ -60,16 +60,18 @@ fn check_prerequisites() {
         nix::unistd::geteuid().is_root(),
         "the fault suite needs root (network namespaces, veths, tc); CI runs as root"
     );
-    for program in ["ip", "tc", "etcd", "etcdctl"] {
+    for program in ["ip", "tc"] {
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
             .unwrap_or(false);
         assert!(
             found,
-            "the fault suite needs `{program}` on PATH (Debian: iproute2 for ip and tc, \
-             etcd-server and etcd-client for etcd and etcdctl)"
+            "the fault suite needs `{program}` on PATH (Debian: iproute2)"
         );
     }
+    // etcd and etcdctl: from PATH or $DISTLOCK_TEST_ETCD; `tool` says what is missing.
+    tool("etcd");
+    tool("etcdctl");
 }
 
 /// Runs `program args` and returns its stdout; panics with its stderr when it fails.

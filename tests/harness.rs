@@ -100,3 +100,31 @@ fn cluster_of_three_replicates_and_fails_over() {
         || get_key(&cluster.endpoint(victim), "/k3").is_some(),
     );
 }
+
+/// The etcd the tests start is the one `tool` finds (in `$DISTLOCK_TEST_ETCD`, else on PATH):
+/// the server's /version is the release `etcd --version` names, and etcdctl is of the same
+/// release, so a second pass on another etcd really runs on it.
+#[test]
+fn the_etcd_started_is_the_one_asked_for() {
+    let etcd = Etcd::start();
+    let (code, body) = http_get(etcd.client_port(), "/version").expect("GET /version");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let server = v["etcdserver"].as_str().unwrap_or_default().to_string();
+    let (major, minor) = etcd_version();
+    let release = format!("{major}.{minor}.");
+    assert!(
+        server.starts_with(&release),
+        "etcd {server}, not {release}x"
+    );
+    let out = std::process::Command::new(tool("etcdctl"))
+        .arg("version")
+        .output()
+        .unwrap();
+    let etcdctl = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        etcdctl.contains(&format!("etcdctl version: {server}")),
+        "etcdctl of another release than etcd {server}: {etcdctl}"
+    );
+    eprintln!("etcd {server} from {}", tool("etcd").display());
+}

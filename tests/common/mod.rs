@@ -35,8 +35,24 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 // ---------------------------------------------------------------------------------------------
 // Tools and scratch space
 
-/// The full path of `etcd` or `etcdctl` on PATH, or a panic that says how to get them.
+/// The variable that names the directory of the `etcd` and `etcdctl` under test (scripts/test
+/// sets it to etcd 3.5's for its second pass); unset, both come from PATH.
+pub const ETCD_VAR: &str = "DISTLOCK_TEST_ETCD";
+
+/// The full path of `etcd` or `etcdctl` (or `etcdutl`): from the directory `$DISTLOCK_TEST_ETCD`
+/// when that is set, so that the server and the client an operator would use come from the
+/// same release, else from PATH; a panic says how to get them.
 pub fn tool(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os(ETCD_VAR).filter(|d| !d.is_empty()) {
+        let path = Path::new(&dir).join(name);
+        assert!(
+            path.is_file(),
+            "{ETCD_VAR}={} has no `{name}`: it must name a directory with etcd and etcdctl \
+             (scripts/setup installs etcd 3.5 and says where, as DISTLOCK_ETCD35_DIR)",
+            Path::new(&dir).display()
+        );
+        return path;
+    }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
@@ -48,6 +64,28 @@ pub fn tool(name: &str) -> PathBuf {
                  apt-get install etcd-server etcd-client"
             )
         })
+}
+
+/// The (major, minor) version of the etcd under test, from `etcd --version`: for the few tests
+/// and settings that differ between releases, which say so where they ask.
+pub fn etcd_version() -> (u32, u32) {
+    static VERSION: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    *VERSION.get_or_init(|| {
+        let etcd = tool("etcd");
+        let out = Command::new(&etcd)
+            .arg("--version")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {} --version: {e}", etcd.display()));
+        let text = String::from_utf8_lossy(&out.stdout);
+        // "etcd Version: 3.5.1"
+        text.lines()
+            .find_map(|l| l.strip_prefix("etcd Version: "))
+            .and_then(|v| {
+                let mut parts = v.trim().split('.').map(|n| n.parse::<u32>().ok());
+                Some((parts.next()??, parts.next()??))
+            })
+            .unwrap_or_else(|| panic!("no version in `{} --version`: {text}", etcd.display()))
+    })
 }
 
 /// A fresh directory on tmpfs when there is one: etcd 3.4 fsyncs every write and has no
@@ -315,6 +353,20 @@ pub struct Member {
     child: Option<Child>,
     /// The PKI's directory when it serves https with client certificates (`Pki`'s files).
     tls: Option<PathBuf>,
+    /// Which of the PKI's server certificates it serves (`server`, or a bad one).
+    server_cert: String,
+    /// More etcd flags (authentication tokens, ...), after the harness's own.
+    extra_args: Vec<String>,
+}
+
+/// What the members of one start have beyond the harness's defaults.
+#[derive(Clone, Default)]
+struct Setup {
+    /// The PKI's directory: https, with `--client-cert-auth`.
+    tls: Option<PathBuf>,
+    /// The PKI's server certificate to serve; `server` when None.
+    server_cert: Option<String>,
+    extra_args: Vec<String>,
 }
 
 /// etcd timing for a lone member: it elects itself after one election timeout, so keep that
@@ -326,7 +378,7 @@ const SINGLE_TIMING: (u32, u32) = (10, 100);
 const CLUSTER_TIMING: (u32, u32) = (50, 500);
 
 impl Member {
-    fn new(dir: &Path, name: &str, tls: Option<&Path>) -> Member {
+    fn new(dir: &Path, name: &str, setup: &Setup) -> Member {
         Member {
             name: name.to_string(),
             client_port: free_port(),
@@ -335,7 +387,9 @@ impl Member {
             log: dir.join(format!("{name}.log")),
             args: Vec::new(),
             child: None,
-            tls: tls.map(Path::to_path_buf),
+            tls: setup.tls.clone(),
+            server_cert: setup.server_cert.as_deref().unwrap_or("server").to_string(),
+            extra_args: setup.extra_args.clone(),
         }
     }
 
@@ -351,6 +405,11 @@ impl Member {
             cmd.arg(format!("--cacert={}", pki.join("ca.pem").display()))
                 .arg(format!("--cert={}", pki.join("client.pem").display()))
                 .arg(format!("--key={}", pki.join("client-key.pem").display()));
+            // A test that serves a bad server certificate on purpose still needs its own
+            // etcdctl (the health check) to get through.
+            if self.server_cert != "server" {
+                cmd.arg("--insecure-skip-tls-verify");
+            }
         }
         cmd
     }
@@ -401,15 +460,22 @@ impl Member {
             "--logger=zap".into(),
             "--log-outputs=stderr".into(),
         ];
+        // Tests need no durability: 3.5 can skip fsync (3.4 has no such flag; on tmpfs, where
+        // scratch_dir puts the data, fsync costs nothing anyway).
+        if etcd_version() >= (3, 5) {
+            self.args.push("--unsafe-no-fsync".into());
+        }
         if let Some(pki) = &self.tls {
             let file = |name: &str| pki.join(name).display().to_string();
+            let cert = &self.server_cert;
             self.args.extend([
-                format!("--cert-file={}", file("server.pem")),
-                format!("--key-file={}", file("server-key.pem")),
+                format!("--cert-file={}", file(&format!("{cert}.pem"))),
+                format!("--key-file={}", file(&format!("{cert}-key.pem"))),
                 "--client-cert-auth".into(),
                 format!("--trusted-ca-file={}", file("ca.pem")),
             ]);
         }
+        self.args.extend(self.extra_args.iter().cloned());
     }
 
     /// Starts the process (appending to its log). Restarting after a kill reuses the data dir,
@@ -562,18 +628,13 @@ pub fn keepalives_received(port: u16) -> u64 {
 
 /// Starts members (all at once, so a cluster can form) and waits until each serves. When an
 /// etcd lost the race for a port `free_port` picked, starts over with new ports.
-fn start_members(
-    count: usize,
-    timing: (u32, u32),
-    tls: Option<&Path>,
-    extra: &[String],
-) -> (TempDir, Vec<Member>) {
+fn start_members(count: usize, timing: (u32, u32), setup: &Setup) -> (TempDir, Vec<Member>) {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let dir = scratch_dir();
         let mut members: Vec<Member> = (0..count)
-            .map(|i| Member::new(dir.path(), &format!("m{i}"), tls))
+            .map(|i| Member::new(dir.path(), &format!("m{i}"), setup))
             .collect();
         let initial_cluster = members
             .iter()
@@ -590,7 +651,6 @@ fn start_members(
             .into_owned();
         for m in &mut members {
             m.configure(&initial_cluster, &token, timing);
-            m.args.extend(extra.iter().cloned());
             m.spawn();
         }
         let deadline = Instant::now() + DEADLINE;
@@ -622,10 +682,8 @@ pub struct Etcd {
 /// and with users and roles.
 #[derive(Default)]
 pub struct EtcdBuilder {
-    tls: Option<PathBuf>,
+    setup: Setup,
     auth: Option<Auth>,
-    /// More etcd flags, after the harness's own (`--quota-backend-bytes=...`).
-    flags: Vec<String>,
 }
 
 /// etcd's `root` and one user whose role may read and write one prefix (and nothing else).
@@ -640,7 +698,22 @@ impl EtcdBuilder {
     /// Serves https with `pki`'s server certificate and requires a client certificate signed
     /// by its CA (`--client-cert-auth`).
     pub fn tls(mut self, pki: &Pki) -> EtcdBuilder {
-        self.tls = Some(pki.dir());
+        self.setup.tls = Some(pki.dir());
+        self
+    }
+
+    /// With `tls`: serves the PKI's certificate `name` (`<name>.pem`, `<name>-key.pem`, e.g.
+    /// `expired-server`) instead of `server`.
+    pub fn server_cert(mut self, name: &str) -> EtcdBuilder {
+        self.setup.server_cert = Some(name.to_string());
+        self
+    }
+
+    /// Passes more flags to etcd, e.g. `--auth-token-ttl=1`.
+    pub fn args(mut self, args: &[&str]) -> EtcdBuilder {
+        self.setup
+            .extra_args
+            .extend(args.iter().map(|a| a.to_string()));
         self
     }
 
@@ -656,14 +729,8 @@ impl EtcdBuilder {
         self
     }
 
-    /// Passes more flags to etcd, e.g. `--quota-backend-bytes=1048576`.
-    pub fn args(mut self, args: &[&str]) -> EtcdBuilder {
-        self.flags.extend(args.iter().map(|a| a.to_string()));
-        self
-    }
-
     pub fn start(self) -> Etcd {
-        let (dir, mut members) = start_members(1, SINGLE_TIMING, self.tls.as_deref(), &self.flags);
+        let (dir, mut members) = start_members(1, SINGLE_TIMING, &self.setup);
         let mut etcd = Etcd {
             member: members.pop().unwrap(),
             root_password: None,
@@ -738,6 +805,16 @@ impl Etcd {
         parse_kvs(&self.etcdctl(&["get", "--prefix", "-w", "json", "--", prefix]))
     }
 
+    /// The ids of the leases etcd holds (`etcdctl lease list`, as `etcdctl_cmd`).
+    pub fn leases(&self) -> Vec<i64> {
+        let out = self.etcdctl(&["lease", "list", "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["leases"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|l| l["ID"].as_i64()).collect())
+            .unwrap_or_default()
+    }
+
     pub fn endpoint(&self) -> String {
         self.member.endpoint()
     }
@@ -787,7 +864,7 @@ pub struct EtcdCluster {
 
 impl EtcdCluster {
     pub fn start(count: usize) -> EtcdCluster {
-        let (dir, members) = start_members(count, CLUSTER_TIMING, None, &[]);
+        let (dir, members) = start_members(count, CLUSTER_TIMING, &Setup::default());
         EtcdCluster { members, _dir: dir }
     }
 

@@ -1,14 +1,15 @@
 //! A private PKI for the TLS tests, made with rcgen (no openssl needed): a CA, a server
-//! certificate for 127.0.0.1 and localhost, a client certificate, and a second, unrelated CA
-//! with a client certificate of its own.
+//! certificate for 127.0.0.1 and localhost, a client certificate, a second, unrelated CA with a
+//! client certificate of its own, and the certificates operators get wrong: expired ones and a
+//! server certificate for another name.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    date_time_ymd, BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 use tempfile::TempDir;
 
@@ -16,7 +17,9 @@ use super::scratch_dir;
 
 /// PEM files of one test's PKI: a CA, a server certificate for 127.0.0.1 and localhost signed
 /// by it, a client certificate signed by it, and a second, unrelated CA with its own client
-/// certificate (what an attacker or a misconfigured host would present).
+/// certificate (what an attacker or a misconfigured host would present). Beside them, signed
+/// by the CA: `expired-client`, `expired-server` (valid names, but only during 2020) and
+/// `misnamed-server` (for `etcd.invalid` only), each `<name>.pem` with `<name>-key.pem`.
 pub struct Pki {
     dir: TempDir,
 }
@@ -39,16 +42,26 @@ impl Pki {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        let (cert, key) = new_leaf(&ca, "etcd", &["127.0.0.1", "localhost"], &both);
-        write("server.pem", &cert);
-        write("server-key.pem", &key);
+        let server_names = ["127.0.0.1", "localhost"];
         let client = [ExtendedKeyUsagePurpose::ClientAuth];
-        let (cert, key) = new_leaf(&ca, "distlock-client", &[], &client);
-        write("client.pem", &cert);
-        write("client-key.pem", &key);
-        let (cert, key) = new_leaf(&other, "intruder", &[], &client);
-        write("other-client.pem", &cert);
-        write("other-client-key.pem", &key);
+        let leaf = |file: &str, issuer, cn, names: &[&str], usages: &[_], expired| {
+            let (cert, key) = new_leaf(issuer, cn, names, usages, expired);
+            write(&format!("{file}.pem"), &cert);
+            write(&format!("{file}-key.pem"), &key);
+        };
+        leaf("server", &ca, "etcd", &server_names, &both, false);
+        leaf("client", &ca, "distlock-client", &[], &client, false);
+        leaf("other-client", &other, "intruder", &[], &client, false);
+        leaf("expired-client", &ca, "distlock-client", &[], &client, true);
+        leaf("expired-server", &ca, "etcd", &server_names, &both, true);
+        leaf(
+            "misnamed-server",
+            &ca,
+            "etcd",
+            &["etcd.invalid"],
+            &both,
+            false,
+        );
         Pki { dir }
     }
 
@@ -87,15 +100,21 @@ fn new_ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
     (cert.pem(), Issuer::new(params, key))
 }
 
-/// A certificate and its key (both PEM) for `cn` with the given IP/DNS names, signed by `ca`.
+/// A certificate and its key (both PEM) for `cn` with the given IP/DNS names, signed by `ca`;
+/// if `expired`, valid only during 2020.
 fn new_leaf(
     ca: &Issuer<'static, KeyPair>,
     cn: &str,
     names: &[&str],
     usages: &[ExtendedKeyUsagePurpose],
+    expired: bool,
 ) -> (String, String) {
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let mut params = CertificateParams::new(names).unwrap();
+    if expired {
+        params.not_before = date_time_ymd(2020, 1, 1);
+        params.not_after = date_time_ymd(2021, 1, 1);
+    }
     params.distinguished_name.push(DnType::CommonName, cn);
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
