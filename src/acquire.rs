@@ -68,18 +68,18 @@ impl Waiting for () {
 /// The lock, once we hold it. Its lease is kept alive until `release` (or until the value is
 /// dropped, after which etcd expires it within its TTL).
 pub struct Held {
-    pub etcd: Etcd,
-    pub lease: Lease,
+    etcd: Etcd,
+    lease: Lease,
     /// Renews the lease, and tells until when it is known to live (`keepalive.state`).
-    pub keepalive: KeepAlive,
+    keepalive: KeepAlive,
     /// Our key and its create revision: the fencing token.
-    pub ticket: Ticket,
+    ticket: Ticket,
     /// When we took it.
-    pub taken: Instant,
+    taken: Instant,
     /// Wall-clock time we took it, for the record.
-    pub taken_at: SystemTime,
+    taken_at: SystemTime,
     /// What our key says.
-    pub record: Record,
+    record: Record,
     /// etcd's revision when we took it: watching our key from there misses no unlock.
     revision: i64,
     /// The stream that has watched our key since before we joined, taken by `lost`.
@@ -96,7 +96,7 @@ pub struct Held {
 /// etcd stays unreachable for a whole TTL after that.
 ///
 /// A busy lock (with a timeout) is `Error::Conflict`; a contender that disagrees with the
-/// holders about N is `Error::Usage`.
+/// holders about N is `Error::Invalid`.
 pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waiting) -> Result<Held> {
     let started = Instant::now();
     let me = request.access;
@@ -187,7 +187,7 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
             let (revision, ahead, unread) = match revision {
                 Ok(held) => held,
                 // Busy, or another N: final, not a reason to join again.
-                Err(e @ (Error::Conflict(_) | Error::Usage(_))) => return Ok(Err(e)),
+                Err(e @ (Error::Conflict(_) | Error::Invalid(_))) => return Ok(Err(e)),
                 // Our key deleted while our lease lives: someone removed us on purpose, so we
                 // go (joining again would put us back behind their back). A key that went
                 // with a lease that ran out is joined again, as below.
@@ -394,6 +394,116 @@ impl Held {
         self.etcd.revoke(self.lease.id).await
     }
 
+    /// Our key, `<prefix><name>/<lease hex>`.
+    pub fn key(&self) -> &str {
+        &self.ticket.key
+    }
+
+    /// The id of the lease our key is on.
+    pub fn lease_id(&self) -> i64 {
+        self.lease.id
+    }
+
+    /// The lease's TTL, as etcd granted it.
+    pub fn ttl(&self) -> Duration {
+        self.lease.ttl
+    }
+
+    /// When we took the lock.
+    pub fn taken(&self) -> Instant {
+        self.taken
+    }
+
+    /// What etcd last confirmed about our lease; `changes` hears of every new confirmation.
+    pub fn lease_state(&self) -> LeaseState {
+        *self.keepalive.state.borrow()
+    }
+
+    /// The lease's state as it changes (see `lease_state`).
+    pub fn lease_changes(&self) -> tokio::sync::watch::Receiver<LeaseState> {
+        self.keepalive.state.clone()
+    }
+
+    /// Renews the lease now rather than at the next period.
+    pub fn renew_now(&self) {
+        self.keepalive.renew_now()
+    }
+
+    /// Why the lease is in doubt in `state`, in words.
+    pub fn lease_problem(&self, state: LeaseState) -> String {
+        lease_problem(&self.lease, state)
+    }
+
+    /// Stops renewing the lease; returns the latest moment etcd may still hold it (`None`:
+    /// etcd said it is gone).
+    pub fn stop_renewing(&self) -> Option<Instant> {
+        self.keepalive.stop()
+    }
+
+    /// Keeps the lock after we let go of our lease, for `ttl` from now (`None`: until someone
+    /// unlocks it): our key moves onto a lease of that TTL that nobody keeps alive (or onto
+    /// none), keeping its create revision, so its place and fencing token, and its record says
+    /// when it expires. Then our own lease is revoked. `Ok(false)`: our key was removed first.
+    ///
+    /// If etcd's answer to the move does not come, the move may have landed all the same,
+    /// leaving the key on no lease we know of: the key is then removed (guarded by its create
+    /// revision), or, if that cannot be done either, the error names it as possibly held.
+    pub async fn keep(&self, ttl: Option<Duration>) -> Result<bool> {
+        let lease = match ttl {
+            Some(ttl) => match self.etcd.grant(ttl).await {
+                Ok(lease) => Some(lease),
+                Err(e) => {
+                    self.release_quietly().await;
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        let record = self
+            .record
+            .taken_at(self.taken_at, lease.map(|l| l.ttl))
+            .expiring(lease.map(|l| SystemTime::now() + l.ttl));
+        let moved =
+            queue::move_to_lease(&self.etcd, &self.ticket, lease.map_or(0, |l| l.id), &record)
+                .await;
+        if let Err(e) = moved {
+            let withdrawn = queue::withdraw(&self.etcd, &self.ticket).await;
+            self.release_quietly().await;
+            if let Err(left) = withdrawn {
+                tracing::debug!("{left}");
+                return Err(e.leaving(&format!(
+                    "the lock may be held by {} all the same (see --status; --unlock frees it)",
+                    self.ticket.key
+                )));
+            }
+            if let Some(lease) = lease {
+                let _ = self.etcd.revoke(lease.id).await;
+            }
+            return Err(e);
+        }
+        self.release_quietly().await;
+        moved
+    }
+
+    /// `--hold-at-least`: keeps the lock until `min` after we took it, on a fresh lease of the
+    /// time left (same key, same place) that nobody keeps alive, and lets our own lease go.
+    /// Returns the whole seconds it is kept for, or `None` if it was not (the key was gone).
+    pub async fn keep_until(&self, min: Duration) -> Result<Option<u64>> {
+        let left = min.saturating_sub(self.taken.elapsed());
+        // etcd counts whole seconds; round up so the lock is never held shorter than asked.
+        let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        let lease = self.etcd.grant(Duration::from_secs(secs.max(1))).await?;
+        let record = self.record.taken_at(self.taken_at, Some(lease.ttl));
+        let moved = queue::move_to_lease(&self.etcd, &self.ticket, lease.id, &record).await?;
+        Ok(moved.then_some(secs))
+    }
+
+    async fn release_quietly(&self) {
+        if let Err(e) = self.release().await {
+            tracing::debug!("{e}");
+        }
+    }
+
     /// After a lost lock etcd is often unreachable: stops renewing, and keeps trying to revoke
     /// for as long as etcd may still hold the lease (after that there is nothing to release).
     pub async fn release_after_loss(&self) -> Result<()> {
@@ -404,7 +514,7 @@ impl Held {
 
 /// What stays in etcd when our lease could not be revoked: our key, until etcd expires the
 /// lease (`latest`, from `KeepAlive::stop`; `None`: etcd said it is gone already).
-pub fn left_behind(key: &str, lease: i64, latest: Option<Instant>) -> String {
+fn left_behind(key: &str, lease: i64, latest: Option<Instant>) -> String {
     match latest {
         Some(at) => format!(
             "could not remove our key {key}: it stays until etcd expires its lease {lease:x}, \
@@ -436,7 +546,7 @@ async fn sleep_until_some(at: Option<Instant>) {
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// Why a lease is in doubt, in words: what etcd said, or what it did not confirm.
-pub fn lease_problem(lease: &Lease, state: LeaseState) -> String {
+fn lease_problem(lease: &Lease, state: LeaseState) -> String {
     match state {
         LeaseState::Gone => "etcd says our lease no longer exists".to_string(),
         LeaseState::Alive(until) => {

@@ -247,7 +247,7 @@ fn after_help() -> String {
         "",
     ));
     text.push_str("\n\nExit codes:\n");
-    for (code, meaning) in crate::exit::TABLE {
+    for (code, meaning) in crate::exit::table() {
         // Under the meaning's first column.
         text.push_str(&wrap(meaning, &format!("  {code:<8}"), &" ".repeat(10)));
         text.push('\n');

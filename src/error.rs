@@ -1,71 +1,44 @@
-//! The one error type: every way distlock can fail, each mapped to its exit code in
-//! docs/CONTRACT.md. Every message is one line, ready for a log or a cron mail.
+//! The library's error: every way taking, holding or looking at a lock can fail, each a
+//! one-line message ready for a log or a cron mail. The binary maps them to its exit codes
+//! (src/exit.rs); here they carry no code.
 
-use crate::exit;
 use std::fmt;
 use std::time::Duration;
 
 #[derive(Debug)]
 pub enum Error {
-    /// Bad command line, environment, or configuration file; nothing was changed in etcd.
-    Usage(String),
-    /// The lock was busy (`--nowait`, `--timeout`) or `--unlock` found it free. Its exit code
-    /// is the `conflict_exit_code` setting, `exit::NOT_ACQUIRED` by default.
+    /// The request cannot be carried out as asked, and nothing was written: an endpoint or TLS
+    /// file that is not usable, a number of holders that differs from the lock's, several
+    /// holders and none named, a holder that cannot be extended.
+    Invalid(String),
+    /// The lock is not as the request needs: busy (when not waiting, or the timeout passed),
+    /// or free, or not held by the key named (nothing to unlock or extend).
     Conflict(String),
-    /// etcd could not be reached, refused the request, or rejected the credentials or a TLS
-    /// certificate.
+    /// etcd could not be reached, or refused the request; worth trying again later.
     Etcd(String),
+    /// etcd rejected the credentials or a TLS certificate, denied the access a request needs,
+    /// or takes no more writes (its quota is full): final, where an unreachable etcd is worth
+    /// waiting for.
+    Denied(String),
     /// Our key was deleted by another client while we waited (our lease still lived): we
     /// give up rather than hold without it.
     Removed(String),
-    /// etcd rejected the credentials or denied the access a request needs: like `Etcd` (exit
-    /// 3), but final, where an unreachable etcd is worth waiting for.
-    Denied(String),
-    /// The lock was lost while the command ran.
-    Lost(String),
-    /// The command ran longer than `--max-runtime` and was stopped.
-    TimedOut(String),
-    /// The command exists but could not be executed (permissions, bad format).
-    CannotExecute(String),
-    /// The command was not found.
-    NotFound(String),
-    /// distlock was told to stop by signal N before the command ran; what it could not
-    /// remove from etcd, if anything.
+    /// `Waiting::interrupted` ended the wait, with the caller's number (a signal's, for the
+    /// binary); what stays in etcd, if anything could not be removed.
     Interrupted(i32, Option<String>),
-}
-
-impl Error {
-    /// The exit code of docs/CONTRACT.md's table. Exhaustive on purpose: a new variant does not
-    /// compile until it has a code.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Error::Usage(_) => exit::USAGE,
-            Error::Conflict(_) => exit::NOT_ACQUIRED,
-            Error::Etcd(_) | Error::Removed(_) | Error::Denied(_) => exit::ETCD,
-            Error::Lost(_) => exit::LOST,
-            Error::TimedOut(_) => exit::TIMED_OUT,
-            Error::CannotExecute(_) => exit::CANNOT_EXECUTE,
-            Error::NotFound(_) => exit::NOT_FOUND,
-            Error::Interrupted(signal, _) => exit::killed_by(*signal),
-        }
-    }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Usage(m)
+            Error::Invalid(m)
             | Error::Conflict(m)
             | Error::Etcd(m)
-            | Error::Removed(m)
             | Error::Denied(m)
-            | Error::Lost(m)
-            | Error::TimedOut(m)
-            | Error::CannotExecute(m)
-            | Error::NotFound(m) => f.write_str(&one_line(m)),
+            | Error::Removed(m) => f.write_str(&one_line(m)),
             Error::Interrupted(signal, left) => write!(
                 f,
-                "interrupted by {} before the command ran; {}",
+                "interrupted by {} while waiting; {}",
                 signal_name(*signal),
                 left.as_deref()
                     .map_or("nothing is left in etcd".into(), one_line)
@@ -79,15 +52,11 @@ impl Error {
     pub fn leaving(self, what: &str) -> Error {
         match self {
             Error::Interrupted(signal, _) => Error::Interrupted(signal, Some(what.to_string())),
-            Error::Usage(m) => Error::Usage(format!("{m}; {what}")),
+            Error::Invalid(m) => Error::Invalid(format!("{m}; {what}")),
             Error::Conflict(m) => Error::Conflict(format!("{m}; {what}")),
             Error::Etcd(m) => Error::Etcd(format!("{m}; {what}")),
             Error::Removed(m) => Error::Removed(format!("{m}; {what}")),
             Error::Denied(m) => Error::Denied(format!("{m}; {what}")),
-            Error::Lost(m) => Error::Lost(format!("{m}; {what}")),
-            Error::TimedOut(m) => Error::TimedOut(format!("{m}; {what}")),
-            Error::CannotExecute(m) => Error::CannotExecute(format!("{m}; {what}")),
-            Error::NotFound(m) => Error::NotFound(format!("{m}; {what}")),
         }
     }
 }
@@ -168,26 +137,6 @@ mod tests {
         ];
         for (d, text) in cases {
             assert_eq!(duration(d), text, "{d:?}");
-        }
-    }
-
-    #[test]
-    fn exit_codes_follow_the_spec_table() {
-        let table = [
-            (Error::Usage(String::new()), 2),
-            (Error::Conflict(String::new()), 1),
-            (Error::Etcd(String::new()), 3),
-            (Error::Removed(String::new()), 3),
-            (Error::Denied(String::new()), 3),
-            (Error::Lost(String::new()), 4),
-            (Error::TimedOut(String::new()), 124),
-            (Error::CannotExecute(String::new()), 126),
-            (Error::NotFound(String::new()), 127),
-            (Error::Interrupted(2, None), 130),
-            (Error::Interrupted(15, None), 143),
-        ];
-        for (error, code) in table {
-            assert_eq!(error.exit_code(), code, "{error:?}");
         }
     }
 }

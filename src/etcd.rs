@@ -3,7 +3,8 @@
 //! (docs/CONTRACT.md).
 
 use crate::error::{duration, Error, Result};
-pub use crate::lease::{KeepAlive, Lease, LeaseState};
+pub use crate::lease::LeaseState;
+pub(crate) use crate::lease::{KeepAlive, Lease};
 use crate::tls;
 use etcd_client::{
     Certificate, Client, ConnectOptions, GetOptions, GetResponse, Identity, TlsOptions, Txn,
@@ -128,7 +129,7 @@ impl Etcd {
     /// unreachable member or an election is retried on the next attempt, which the balancer
     /// may send elsewhere. Every request distlock makes is safe to repeat: writes are guarded
     /// by revisions or idempotent, and a revoked lease is a success.
-    pub async fn call<T, F, Fut>(&self, what: &str, request: F) -> Result<T>
+    pub(crate) async fn call<T, F, Fut>(&self, what: &str, request: F) -> Result<T>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
@@ -179,7 +180,7 @@ impl Etcd {
         }
     }
 
-    pub async fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse> {
+    pub(crate) async fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse> {
         self.call(what, |c| {
             let txn = txn.clone();
             async move { kv(&c).txn(txn).await }
@@ -187,7 +188,7 @@ impl Etcd {
         .await
     }
 
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         what: &str,
         key: &str,
@@ -200,7 +201,12 @@ impl Etcd {
         .await
     }
 
-    pub async fn watch(&self, what: &str, key: &str, options: WatchOptions) -> Result<WatchStream> {
+    pub(crate) async fn watch(
+        &self,
+        what: &str,
+        key: &str,
+        options: WatchOptions,
+    ) -> Result<WatchStream> {
         self.call(what, |mut c| {
             let options = options.clone();
             async move { c.watch(key, Some(options)).await }
@@ -210,7 +216,7 @@ impl Etcd {
 
     /// Grants a lease and returns its id, its TTL as granted (etcd may round a short one up),
     /// and the latest moment the server may expire it.
-    pub async fn grant(&self, ttl: Duration) -> Result<Lease> {
+    pub(crate) async fn grant(&self, ttl: Duration) -> Result<Lease> {
         let sent = Instant::now();
         let secs = ttl.as_secs() as i64;
         let granted = self
@@ -228,7 +234,7 @@ impl Etcd {
 
     /// Revokes a lease, deleting every key attached to it. A lease that is already gone is
     /// fine: what we wanted is done.
-    pub async fn revoke(&self, lease: i64) -> Result<()> {
+    pub(crate) async fn revoke(&self, lease: i64) -> Result<()> {
         self.call("revoke the lease", |mut c| async move {
             revoked(c.lease_revoke(lease).await)
         })
@@ -237,7 +243,7 @@ impl Etcd {
 
     /// Like `revoke`, but trying until `until` (the latest moment the lease may live) rather
     /// than `maxtime`: after a lost lock etcd is likely unreachable for a while.
-    pub async fn revoke_until(&self, lease: i64, until: Instant) -> Result<()> {
+    pub(crate) async fn revoke_until(&self, lease: i64, until: Instant) -> Result<()> {
         // At least maxtime, so etcd gets its chance to say the lease is gone.
         let left = until.saturating_duration_since(Instant::now());
         let limit = match left > self.maxtime {
@@ -251,7 +257,7 @@ impl Etcd {
     }
 
     /// Seconds left on a lease, or `None` if it is gone.
-    pub async fn time_to_live(&self, lease: i64) -> Result<Option<i64>> {
+    pub(crate) async fn time_to_live(&self, lease: i64) -> Result<Option<i64>> {
         let answer = self
             .call("read the lease", |mut c| async move {
                 c.lease_time_to_live(lease, None).await
@@ -261,7 +267,7 @@ impl Etcd {
     }
 
     /// Keeps `lease` alive from now on, in the background (see `KeepAlive`).
-    pub fn keep_alive(&self, lease: Lease) -> KeepAlive {
+    pub(crate) fn keep_alive(&self, lease: Lease) -> KeepAlive {
         KeepAlive::start(self.client.clone(), lease, self.maxtime, self.password)
     }
 }
@@ -303,11 +309,12 @@ fn tls_options(security: &Security) -> Result<TlsOptions> {
     // A file that is not the PEM it should be is a configuration error (exit 2), found before
     // anything is sent; left to the TLS library it would look like an unreachable etcd.
     let read = |path: &std::path::Path, what: &str, label: &str| {
-        let pem = std::fs::read(path)
-            .map_err(|e| Error::Usage(format!("cannot read the {what} {}: {e}", path.display())))?;
+        let pem = std::fs::read(path).map_err(|e| {
+            Error::Invalid(format!("cannot read the {what} {}: {e}", path.display()))
+        })?;
         let text = String::from_utf8_lossy(&pem);
         if !text.contains("-----BEGIN ") || !text.contains(&format!("{label}-----")) {
-            return Err(Error::Usage(format!(
+            return Err(Error::Invalid(format!(
                 "the {what} {} is not a PEM file with a {label}",
                 path.display()
             )));

@@ -1,78 +1,187 @@
-//! distlock's exit codes, each named once, with the table `--help`, the man page's EXIT
-//! STATUS and the README document.
+//! How a run of distlock ends when it fails: every failure, its exit code and what that code
+//! means. The exit-code table that `--help`, the man page and the README show is made from
+//! `Failure::code` and `Failure::meaning`, so they cannot disagree with what `main` returns.
+
+use distlock::error::{one_line, signal_name};
+use std::fmt;
 
 /// Done: the lock was taken, released or shown; or the command exited 0.
 pub const OK: u8 = 0;
-/// Not acquired (busy), or nothing to unlock: the default of the `conflict_exit_code`
-/// setting, which can change it.
-pub const NOT_ACQUIRED: u8 = 1;
-/// Bad command line, environment or configuration file; nothing was changed in etcd.
-pub const USAGE: u8 = 2;
-/// etcd could not be reached, refused the request, or rejected the credentials; or a TLS
-/// certificate was not accepted (etcd's by us, or ours by etcd).
-pub const ETCD: u8 = 3;
-/// The lock was lost while the command ran.
-pub const LOST: u8 = 4;
-/// The command ran longer than `--max-runtime` and was stopped, as `timeout(1)` reports it.
-pub const TIMED_OUT: u8 = 124;
-/// The command exists but could not be executed.
-pub const CANNOT_EXECUTE: u8 = 126;
-/// The command was not found.
-pub const NOT_FOUND: u8 = 127;
+
+/// Every way a run fails. `code` is exhaustive on purpose: a new variant does not compile
+/// until it has a code and a meaning.
+#[derive(Debug)]
+pub enum Failure {
+    /// Busy (`--nowait`, `--timeout`), or nothing to unlock. Its code is the
+    /// `conflict_exit_code` setting; `NotAcquired::code` is its default.
+    NotAcquired(String),
+    /// Bad command line, environment or configuration file; nothing was changed in etcd.
+    Usage(String),
+    /// etcd could not be reached, refused the request, rejected the credentials or a TLS
+    /// certificate; or our key was deleted while we waited.
+    Etcd(String),
+    /// The lock was lost while the command ran.
+    Lost(String),
+    /// The command ran longer than `--max-runtime` and was stopped, as `timeout(1)` reports it.
+    TimedOut(String),
+    /// The command exists but could not be executed.
+    CannotExecute(String),
+    /// The command was not found.
+    NotFound(String),
+    /// distlock was told to stop by signal N before the command ran; what stays in etcd, if
+    /// anything could not be removed.
+    Interrupted(i32, Option<String>),
+}
+
+pub type Result<T, E = Failure> = std::result::Result<T, E>;
+
+impl Failure {
+    pub fn code(&self) -> u8 {
+        match self {
+            Failure::NotAcquired(_) => 1,
+            Failure::Usage(_) => 2,
+            Failure::Etcd(_) => 3,
+            Failure::Lost(_) => 4,
+            Failure::TimedOut(_) => 124,
+            Failure::CannotExecute(_) => 126,
+            Failure::NotFound(_) => 127,
+            Failure::Interrupted(signal, _) => killed_by(*signal),
+        }
+    }
+
+    /// What the code means, as the documentation says it.
+    pub fn meaning(&self) -> &'static str {
+        match self {
+            Failure::NotAcquired(_) => {
+                "not acquired (busy with --nowait, --timeout passed); --unlock of a free lock \
+                 (--conflict-exit-code changes it)"
+            }
+            Failure::Usage(_) => "usage or configuration error; nothing was changed in etcd",
+            Failure::Etcd(_) => {
+                "etcd unreachable, refused the request, or rejected the credentials or a TLS \
+                 certificate (etcd's or ours); or our key was deleted by another client while \
+                 we waited"
+            }
+            Failure::Lost(_) => "the lock was lost while the command ran",
+            Failure::TimedOut(_) => {
+                "the command ran longer than --max-runtime and was stopped (as timeout(1))"
+            }
+            Failure::CannotExecute(_) | Failure::NotFound(_) => {
+                "the command could not be executed / was not found (the lock was released)"
+            }
+            Failure::Interrupted(..) => {
+                "distlock was stopped by signal N before the command ran, or the command was \
+                 killed by signal N"
+            }
+        }
+    }
+}
+
+/// The exit-code table, as `--help`, the man page and the README show it: code and meaning,
+/// codes of the same meaning on one row (`126/127`).
+pub fn table() -> Vec<(String, &'static str)> {
+    let every = [
+        Failure::NotAcquired(String::new()),
+        Failure::Usage(String::new()),
+        Failure::Etcd(String::new()),
+        Failure::Lost(String::new()),
+        Failure::TimedOut(String::new()),
+        Failure::CannotExecute(String::new()),
+        Failure::NotFound(String::new()),
+    ];
+    let mut rows = vec![(
+        OK.to_string(),
+        "done: lock taken (--lock), released (--unlock), listed; or the command exited 0",
+    )];
+    for failure in &every {
+        match rows.last_mut() {
+            Some((codes, meaning)) if *meaning == failure.meaning() => {
+                codes.push_str(&format!("/{}", failure.code()))
+            }
+            _ => rows.push((failure.code().to_string(), failure.meaning())),
+        }
+    }
+    rows.push(("128+N".into(), Failure::Interrupted(0, None).meaning()));
+    rows.push(("other".into(), "the command's own exit status"));
+    rows
+}
 
 /// The status of a process killed by `signal`, as a shell reports it: 128+N.
 pub fn killed_by(signal: i32) -> u8 {
     (128 + signal).clamp(0, 255) as u8
 }
 
-/// Code and meaning, as documented. "Not acquired" is the `conflict_exit_code` setting, whose
-/// default (1) the settings table holds.
-pub const TABLE: &[(&str, &str)] = &[
-    (
-        "0",
-        "done: lock taken (--lock), released (--unlock), listed; or the command exited 0",
-    ),
-    (
-        "1",
-        "not acquired (busy with --nowait, --timeout passed); --unlock of a free lock \
-         (--conflict-exit-code changes it)",
-    ),
-    (
-        "2",
-        "usage or configuration error; nothing was changed in etcd",
-    ),
-    (
-        "3",
-        "etcd unreachable, refused the request, or rejected the credentials or a TLS \
-         certificate (etcd's or ours); or our key was deleted by another client while we \
-         waited",
-    ),
-    ("4", "the lock was lost while the command ran"),
-    (
-        "124",
-        "the command ran longer than --max-runtime and was stopped (as timeout(1))",
-    ),
-    (
-        "126/127",
-        "the command could not be executed / was not found (the lock was released)",
-    ),
-    ("128+N", "the command was killed by signal N"),
-    ("other", "the command's own exit status"),
-];
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::NotAcquired(m)
+            | Failure::Usage(m)
+            | Failure::Etcd(m)
+            | Failure::Lost(m)
+            | Failure::TimedOut(m)
+            | Failure::CannotExecute(m)
+            | Failure::NotFound(m) => f.write_str(&one_line(m)),
+            Failure::Interrupted(signal, left) => write!(
+                f,
+                "interrupted by {} before the command ran; {}",
+                signal_name(*signal),
+                left.as_deref()
+                    .map_or("nothing is left in etcd".into(), one_line)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// The library's errors, as the run's failures.
+impl From<distlock::Error> for Failure {
+    fn from(e: distlock::Error) -> Failure {
+        use distlock::Error;
+        match e {
+            Error::Invalid(m) => Failure::Usage(m),
+            Error::Conflict(m) => Failure::NotAcquired(m),
+            Error::Etcd(m) | Error::Denied(m) | Error::Removed(m) => Failure::Etcd(m),
+            Error::Interrupted(signal, left) => Failure::Interrupted(signal, left),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_table_documents_every_code() {
-        let codes: Vec<&str> = TABLE.iter().map(|(code, _)| *code).collect();
-        let named = [OK, USAGE, ETCD, LOST, TIMED_OUT].map(|c| c.to_string());
-        for code in &named {
-            assert!(codes.contains(&code.as_str()), "{code} is not documented");
+    fn every_failure_has_its_documented_code() {
+        let codes = [
+            (Failure::NotAcquired(String::new()), 1),
+            (Failure::Usage(String::new()), 2),
+            (Failure::Etcd(String::new()), 3),
+            (Failure::Lost(String::new()), 4),
+            (Failure::TimedOut(String::new()), 124),
+            (Failure::CannotExecute(String::new()), 126),
+            (Failure::NotFound(String::new()), 127),
+            (Failure::Interrupted(2, None), 130),
+            (Failure::Interrupted(15, None), 143),
+        ];
+        for (failure, code) in codes {
+            assert_eq!(failure.code(), code, "{failure:?}");
         }
-        assert!(codes.contains(&format!("{CANNOT_EXECUTE}/{NOT_FOUND}").as_str()));
-        assert_eq!(killed_by(2), 130);
-        assert_eq!(killed_by(15), 143);
+        let documented: Vec<String> = table().into_iter().map(|(code, _)| code).collect();
+        for code in ["0", "1", "2", "3", "4", "124", "126/127", "128+N", "other"] {
+            assert!(
+                documented.iter().any(|c| c == code),
+                "{code} is not documented"
+            );
+        }
+    }
+
+    #[test]
+    fn a_library_error_keeps_its_message() {
+        let e = Failure::from(distlock::Error::Removed(
+            "our key /d/x/1 was deleted".into(),
+        ));
+        assert_eq!(e.code(), 3);
+        assert_eq!(e.to_string(), "our key /d/x/1 was deleted");
     }
 }

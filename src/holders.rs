@@ -13,7 +13,7 @@ use etcd_client::{Compare, CompareOp, LeaseTimeToLiveOptions, PutOptions, Txn, T
 use std::time::{Duration, SystemTime};
 
 /// Whether each contender of a queue (oldest first, the legacy key first) holds the lock.
-pub fn holding(queue: &[Contender]) -> Vec<bool> {
+pub(crate) fn holding(queue: &[Contender]) -> Vec<bool> {
     let accesses: Vec<Access> = queue.iter().map(|c| Access::of_value(&c.value)).collect();
     access::holders(&accesses)
 }
@@ -31,9 +31,22 @@ pub fn views(contenders: &[Contender]) -> Vec<View> {
         .collect()
 }
 
+/// A lock's contenders as `--status` shows them, oldest first: who holds it, and how long each
+/// holder's lease has left (one request per holder: N at most, for a semaphore).
+pub async fn status(etcd: &Etcd, queue: &Queue) -> Result<Vec<View>> {
+    let contenders = queue::contenders(etcd, queue).await?;
+    let mut views = views(&contenders);
+    for (view, c) in views.iter_mut().zip(&contenders) {
+        if view.holds && c.lease != 0 {
+            view.ttl_left = etcd.time_to_live(c.lease).await?;
+        }
+    }
+    Ok(views)
+}
+
 /// The holder `--unlock` or `--extend` acts on.
 #[derive(Debug)]
-pub enum Pick<'a> {
+pub(crate) enum Pick<'a> {
     One(&'a Contender),
     /// Nobody holds the lock.
     Free,
@@ -44,7 +57,7 @@ pub enum Pick<'a> {
 }
 
 /// The holder named by `which` (its key, or the lease id in hex it ends with), or the only one.
-pub fn pick<'a>(queue: &'a [Contender], which: Option<&str>) -> Pick<'a> {
+pub(crate) fn pick<'a>(queue: &'a [Contender], which: Option<&str>) -> Pick<'a> {
     let held: Vec<&Contender> = queue
         .iter()
         .zip(holding(queue))
@@ -89,7 +102,7 @@ pub async fn extend_lock(
     let contenders = queue::contenders(etcd, queue).await?;
     let holder = the_holder(&contenders, name, which, "extend", "--holder=KEY")?;
     if let Some(why) = cannot_extend(holder) {
-        return Err(Error::Usage(why));
+        return Err(Error::Invalid(why));
     }
     // The head waiter counts as holder by rule a moment before it takes the lock and says
     // so: moving its key then would leave the key on a lease nobody watches, held by nobody.
@@ -107,7 +120,7 @@ pub async fn extend_lock(
 }
 
 /// The holder `verb` acts on, or why there is none: free (`Error::Conflict`), a key that does
-/// not hold it (the same), or several holders and none named (`Error::Usage`, saying how to
+/// not hold it (the same), or several holders and none named (`Error::Invalid`, saying how to
 /// name one).
 fn the_holder<'a>(
     contenders: &'a [Contender],
@@ -118,7 +131,7 @@ fn the_holder<'a>(
 ) -> Result<&'a Contender> {
     match pick(contenders, which) {
         Pick::One(holder) => Ok(holder),
-        Pick::Several(holders) => Err(Error::Usage(format!(
+        Pick::Several(holders) => Err(Error::Invalid(format!(
             "{name} has {} holders ({}); say which one to {verb} with {how_to_name}",
             holders.len(),
             keys(&holders)
@@ -152,7 +165,7 @@ fn keys(holders: &[&Contender]) -> String {
 /// holds this key alone (a distlock holder then learns of it from both). A lease that holds
 /// other keys too (a Go `concurrency.Session` puts all its locks on one) is left alone: its
 /// other locks are not ours to free. Returns whether the key was still there.
-pub async fn remove(etcd: &Etcd, holder: &Contender) -> Result<bool> {
+pub(crate) async fn remove(etcd: &Etcd, holder: &Contender) -> Result<bool> {
     let alone = holder.lease != 0 && holds_alone(etcd, holder).await;
     let txn = Txn::new()
         .when([Compare::create_revision(
@@ -191,7 +204,7 @@ async fn holds_alone(etcd: &Etcd, holder: &Contender) -> bool {
 
 /// Why a holder cannot be extended, if it cannot: only a lock taken with `--lock` can. A
 /// running holder keeps its own lease alive; etcdctl's and the Go tool's keys are theirs.
-pub fn cannot_extend(holder: &Contender) -> Option<String> {
+pub(crate) fn cannot_extend(holder: &Contender) -> Option<String> {
     match Record::from_json(&holder.value).map(|r| r.mode) {
         Some(Mode::Lock) => None,
         Some(Mode::Run) => Some(format!(
@@ -212,7 +225,11 @@ pub fn cannot_extend(holder: &Contender) -> Option<String> {
 /// lease of that TTL that nobody keeps alive (or onto none: never), in a transaction guarded by
 /// its create revision, so its place in the queue and its fencing token stay. Its old lease,
 /// which held nothing else, is revoked. Returns whether the holder was still there.
-pub async fn extend(etcd: &Etcd, holder: &Contender, expiry: Option<Duration>) -> Result<bool> {
+pub(crate) async fn extend(
+    etcd: &Etcd,
+    holder: &Contender,
+    expiry: Option<Duration>,
+) -> Result<bool> {
     let Some(record) = Record::from_json(&holder.value) else {
         return Ok(false);
     };

@@ -9,7 +9,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::{sleep_until, timeout, Instant};
 
 #[derive(Debug, Clone, Copy)]
-pub struct Lease {
+pub(crate) struct Lease {
     pub id: i64,
     pub ttl: Duration,
     pub expires: Instant,
@@ -23,7 +23,7 @@ pub enum LeaseState {
     Gone,
 }
 
-pub struct KeepAlive {
+pub(crate) struct KeepAlive {
     pub state: watch::Receiver<LeaseState>,
     renew: Arc<Notify>,
     /// When the last keepalive (answered or not) was sent: it may have reached etcd.

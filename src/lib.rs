@@ -32,7 +32,7 @@
 //!     security: &etcd::Security::default(),
 //! })
 //! .await?;
-//! let name = LockName::parse("report").map_err(distlock::Error::Usage)?;
+//! let name = LockName::parse("report").map_err(distlock::Error::Invalid)?;
 //! let record = Record::new(Mode::Run, Some("report".into()), "nightly report", Some(ttl));
 //! let request = Request {
 //!     prefix: "/distlock/",
@@ -57,7 +57,6 @@ pub mod access;
 pub mod acquire;
 pub mod error;
 pub mod etcd;
-pub mod exit;
 pub mod holders;
 mod lease;
 pub mod name;

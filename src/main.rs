@@ -8,6 +8,7 @@
 mod app;
 mod cli;
 mod config;
+mod exit;
 mod manual;
 mod output;
 #[cfg(test)]
@@ -16,8 +17,9 @@ mod run;
 
 // The lock itself is the library (src/lib.rs); the binary's modules name its parts as if they
 // were their own (`crate::etcd`).
-use distlock::{access, acquire, error, etcd, exit, holders, name, queue, record, view};
+use distlock::{access, acquire, error, etcd, holders, name, queue, record, view};
 
+use exit::Failure;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -28,7 +30,7 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::from(exit::OK);
         }
-        Err(e) => return fail(&error::Error::Usage(e.to_string()), false, exit::USAGE),
+        Err(e) => return fail(&Failure::Usage(e.to_string()), false),
     };
     if let Some(what) = &cli.generate {
         return generate(what);
@@ -43,7 +45,7 @@ fn main() -> ExitCode {
             if json_asked {
                 output::init_logging(config::Format::Json, false, 0);
             }
-            return fail(&e, json_asked, e.exit_code());
+            return fail(&e, json_asked);
         }
     };
     output::init_logging(config.log_format, config.quiet, config.verbose);
@@ -53,19 +55,19 @@ fn main() -> ExitCode {
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| error::Error::Usage(format!("cannot start: {e}")))
+        .map_err(|e| Failure::Usage(format!("cannot start: {e}")))
         .and_then(|runtime| runtime.block_on(app::main(config)));
     match result {
         Ok(app::Outcome::Code(code)) => ExitCode::from(code),
         Ok(app::Outcome::Signal(signal)) => die_of(signal),
         // Ctrl-C while waiting: die of SIGINT too, so a calling script stops.
-        Err(e @ error::Error::Interrupted(nix::libc::SIGINT, _)) => {
-            fail(&e, json_logs, e.exit_code());
+        Err(e @ Failure::Interrupted(nix::libc::SIGINT, _)) => {
+            fail(&e, json_logs);
             die_of(nix::libc::SIGINT)
         }
         // "Not acquired" exits with the code the configuration chose.
-        Err(e @ error::Error::Conflict(_)) => fail(&e, json_logs, conflict_exit_code),
-        Err(e) => fail(&e, json_logs, e.exit_code()),
+        Err(e @ Failure::NotAcquired(_)) => fail_with(&e, json_logs, conflict_exit_code),
+        Err(e) => fail(&e, json_logs),
     }
 }
 
@@ -75,15 +77,19 @@ fn generate(what: &str) -> ExitCode {
     match manual::render(what).and_then(|text| std::io::stdout().lock().write_all(&text)) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => fail(
-            &error::Error::Usage(format!("cannot generate {what}: {e}")),
+            &Failure::Usage(format!("cannot generate {what}: {e}")),
             false,
-            exit::USAGE,
         ),
     }
 }
 
+/// Prints the one line of a fatal error and returns its exit code.
+fn fail(e: &Failure, json_logs: bool) -> ExitCode {
+    fail_with(e, json_logs, e.code())
+}
+
 /// Prints the one line of a fatal error and returns `code`.
-fn fail(e: &error::Error, json_logs: bool, code: u8) -> ExitCode {
+fn fail_with(e: &Failure, json_logs: bool, code: u8) -> ExitCode {
     if json_logs {
         tracing::error!(exit_code = code, "{e}");
     } else {

@@ -55,8 +55,8 @@ fn man_page(cmd: &Command, date: Option<&str>) -> io::Result<Vec<u8>> {
     let mut roff = Roff::new();
     environment_section(&mut roff, cmd);
     roff.control("SH", ["EXIT STATUS"]);
-    for (code, text) in exit::TABLE {
-        entry(&mut roff, code, [roman(*text)]);
+    for (code, text) in exit::table() {
+        entry(&mut roff, &code, [roman(text)]);
     }
     roff.control("SH", ["FILES"]);
     for (path, text, packaged) in cli::files() {

@@ -14,7 +14,7 @@ macro_rules! say {
 }
 
 use crate::config::{Format, LockName, Setting};
-use crate::queue::{Contender, Ticket};
+use crate::queue::Contender;
 use crate::view::{clean, describe};
 use serde_json::json;
 use std::time::Duration;
@@ -32,16 +32,16 @@ fn print_json(value: &serde_json::Value) {
 }
 
 /// `--lock`'s result: as text, lines ready for `eval` in a shell script.
-pub fn print_locked(format: Format, name: &LockName, ticket: &Ticket, ttl: Option<Duration>) {
+pub fn print_locked(format: Format, name: &LockName, key: &str, token: i64, ttl: Option<Duration>) {
     match format {
         Format::Text => {
-            say!("DISTLOCK_KEY={}", ticket.key);
-            say!("DISTLOCK_FENCING_TOKEN={}", ticket.revision);
+            say!("DISTLOCK_KEY={key}");
+            say!("DISTLOCK_FENCING_TOKEN={token}");
         }
         Format::Json => print_json(&json!({
             "lock": name.to_string(),
-            "key": ticket.key,
-            "fencing_token": ticket.revision,
+            "key": key,
+            "fencing_token": token,
             "expires_in_seconds": ttl.map(|t| t.as_secs()),
         })),
     }

@@ -399,7 +399,7 @@ proptest! {
         let resolved = cli(&words).map(Config::resolve);
         prop_assert!(matches!(resolved, Some(Err(_))), "{words:?} was accepted");
         if let Some(Err(e)) = resolved {
-            prop_assert_eq!(e.exit_code(), crate::exit::USAGE);
+            prop_assert_eq!(e.code(), 2);
             prop_assert!(e.to_string().contains(flag), "{e}");
         }
     }

@@ -28,7 +28,7 @@ pub struct Queue {
 
 impl Queue {
     /// The key of the contender on `lease`.
-    pub fn key(&self, lease: i64) -> String {
+    pub(crate) fn key(&self, lease: i64) -> String {
         format!("{}{lease:x}", self.dir)
     }
 
@@ -63,17 +63,15 @@ impl From<&KeyValue> for Contender {
 
 /// Our own place in the queue.
 #[derive(Debug, Clone)]
-pub struct Ticket {
+pub(crate) struct Ticket {
     pub key: String,
     /// Create revision of our key: our place in line, and the fencing token once we hold it.
     pub revision: i64,
-    /// The revision of our last write to our key (joining the queue).
-    pub written: i64,
 }
 
 /// Whose turn it is, from our point of view.
 #[derive(Debug)]
-pub enum Turn {
+pub(crate) enum Turn {
     /// We hold the lock; `revision` is one at which our key existed (when we took it, or our
     /// last read before a holder ahead of us went): watching our key from there misses no
     /// removal.
@@ -98,7 +96,7 @@ pub enum Turn {
 /// are ours and the one just ahead of us: if there is no second one, nobody is ahead. The
 /// oldest keys are read as far as `me` needs to decide (`Access::ahead_needed`), so that a
 /// semaphore waiter knows where it stands without asking again.
-pub async fn enqueue(
+pub(crate) async fn enqueue(
     etcd: &Etcd,
     queue: &Queue,
     lease: i64,
@@ -145,7 +143,6 @@ pub async fn enqueue(
         // record then says `held: false` even if we hold the lock: the waiter behind us
         // merely asks etcd once more.)
         revision: mine.first().map_or(revision, |m| m.create_revision),
-        written: revision,
         key,
     };
     if response.succeeded() {
@@ -170,7 +167,7 @@ pub async fn enqueue(
 }
 
 /// Our key was deleted while we waited, by someone else (our lease lives: `acquire` checks).
-pub fn removed(queue: &Queue, ticket: &Ticket) -> Error {
+pub(crate) fn removed(queue: &Queue, ticket: &Ticket) -> Error {
     Error::Removed(format!(
         "gave up waiting for {}: our key {} in its queue was deleted by another client \
          (etcdctl del, a lease revoke, or --unlock)",
@@ -181,7 +178,7 @@ pub fn removed(queue: &Queue, ticket: &Ticket) -> Error {
 /// One read-only transaction (no write on the hand-over path): if our key is still there,
 /// nobody is ahead of it and there is no legacy key, the lock is ours; otherwise, read who is
 /// ahead now.
-pub async fn claim(etcd: &Etcd, queue: &Queue, ticket: &Ticket) -> Result<Turn> {
+pub(crate) async fn claim(etcd: &Etcd, queue: &Queue, ticket: &Ticket) -> Result<Turn> {
     let txn = Txn::new()
         .when([
             Compare::create_revision(ticket.key.clone(), CompareOp::Equal, ticket.revision),
@@ -246,7 +243,7 @@ fn turn(
 
 /// Moves our key to another lease (0: none), keeping its create revision and so its place.
 /// Guarded by that revision: a key that was unlocked meanwhile is not brought back.
-pub async fn move_to_lease(
+pub(crate) async fn move_to_lease(
     etcd: &Etcd,
     ticket: &Ticket,
     lease: i64,
@@ -266,7 +263,7 @@ pub async fn move_to_lease(
 
 /// Removes our key, guarded by its create revision: whichever lease it is on, and only if it
 /// is still ours.
-pub async fn withdraw(etcd: &Etcd, ticket: &Ticket) -> Result<()> {
+pub(crate) async fn withdraw(etcd: &Etcd, ticket: &Ticket) -> Result<()> {
     let txn = Txn::new()
         .when([Compare::create_revision(
             ticket.key.clone(),
@@ -279,7 +276,12 @@ pub async fn withdraw(etcd: &Etcd, ticket: &Ticket) -> Result<()> {
 
 /// Rewrites our record, only while our key is still ours and still on `lease`: a key moved
 /// to another lease meanwhile (`--hold-at-least`) stays where it is. Returns whether it wrote.
-pub async fn rewrite(etcd: &Etcd, ticket: &Ticket, lease: i64, record: &Record) -> Result<bool> {
+pub(crate) async fn rewrite(
+    etcd: &Etcd,
+    ticket: &Ticket,
+    lease: i64,
+    record: &Record,
+) -> Result<bool> {
     let txn = Txn::new()
         .when([
             Compare::create_revision(ticket.key.clone(), CompareOp::Equal, ticket.revision),
@@ -294,7 +296,7 @@ pub async fn rewrite(etcd: &Etcd, ticket: &Ticket, lease: i64, record: &Record) 
 }
 
 /// The holder of the lock, if any.
-pub async fn holder(etcd: &Etcd, queue: &Queue) -> Result<Option<Contender>> {
+pub(crate) async fn holder(etcd: &Etcd, queue: &Queue) -> Result<Option<Contender>> {
     let txn = Txn::new().and_then([
         TxnOp::get(queue.legacy.clone(), None),
         TxnOp::get(queue.dir.clone(), Some(oldest(Some(1)))),
@@ -348,7 +350,7 @@ fn oldest(limit: Option<i64>) -> GetOptions {
 }
 
 /// The keys each get of a transaction returned, in order.
-pub fn gets<const N: usize>(responses: &[TxnOpResponse]) -> [Vec<Contender>; N] {
+pub(crate) fn gets<const N: usize>(responses: &[TxnOpResponse]) -> [Vec<Contender>; N] {
     let mut found = responses.iter().filter_map(|r| match r {
         TxnOpResponse::Get(get) => Some(get.kvs().iter().map(Contender::from).collect()),
         _ => None,

@@ -5,7 +5,8 @@
 //!
 //! Nothing here knows about etcd.
 
-use crate::error::{duration, signal_name, Error, Result};
+use crate::error::{duration, signal_name};
+use crate::exit::{Failure, Result};
 use nix::sys::signal::{killpg, SigSet, SigmaskHow, Signal};
 use nix::unistd::{getpgrp, getpid, tcgetpgrp, tcsetpgrp, Pid};
 use std::ffi::OsString;
@@ -38,7 +39,7 @@ impl Signals {
             .map(|&n| {
                 signal(SignalKind::from_raw(n))
                     .map(|s| (n, s))
-                    .map_err(|e| Error::Usage(format!("cannot handle {}: {e}", signal_name(n))))
+                    .map_err(|e| Failure::Usage(format!("cannot handle {}: {e}", signal_name(n))))
             })
             .collect::<Result<_>>()
             .map(Signals)
@@ -70,7 +71,7 @@ impl Command {
     pub fn spawn(argv: &[OsString], env: &[(&str, String)], group: Group) -> Result<Command> {
         let (program, args) = argv
             .split_first()
-            .ok_or_else(|| Error::Usage("no command given".into()))?;
+            .ok_or_else(|| Failure::Usage("no command given".into()))?;
         let mut command = tokio::process::Command::new(program);
         command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
         // The command needs the lock, not our etcd password.
@@ -116,7 +117,7 @@ impl Command {
             .child
             .wait()
             .await
-            .map_err(|e| Error::CannotExecute(format!("cannot wait for the command: {e}")));
+            .map_err(|e| Failure::CannotExecute(format!("cannot wait for the command: {e}")));
         self.take_back_terminal();
         status
     }
@@ -137,7 +138,7 @@ impl Command {
             // The leader is gone; anything it left in its group gets no grace.
             self.signal(nix::libc::SIGKILL);
             self.take_back_terminal();
-            return status.map_err(|e| Error::CannotExecute(e.to_string()));
+            return status.map_err(|e| Failure::CannotExecute(e.to_string()));
         }
         tracing::warn!(
             "the command did not stop within {} of SIGTERM; killing it",
@@ -187,7 +188,7 @@ impl Watchdog {
         use nix::unistd::{fork, setpgid, ForkResult};
         use std::os::fd::AsRawFd;
         let failed = |e: nix::errno::Errno| {
-            Error::CannotExecute(format!("cannot start the command's watchdog process: {e}"))
+            Failure::CannotExecute(format!("cannot start the command's watchdog process: {e}"))
         };
         let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(failed)?;
         // SAFETY: after fork, in a process that may have other threads, the child only makes
@@ -270,16 +271,16 @@ fn give_terminal_to(group: Pid) {
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
 }
 
-fn spawn_error(program: &OsString, e: &io::Error) -> Error {
+fn spawn_error(program: &OsString, e: &io::Error) -> Failure {
     let name = program.to_string_lossy();
     match e.kind() {
-        io::ErrorKind::NotFound => Error::NotFound(format!(
+        io::ErrorKind::NotFound => Failure::NotFound(format!(
             "command not found: {name}; check its name and PATH"
         )),
-        io::ErrorKind::PermissionDenied => Error::CannotExecute(format!(
+        io::ErrorKind::PermissionDenied => Failure::CannotExecute(format!(
             "cannot execute {name}: permission denied; is it executable?"
         )),
-        _ => Error::CannotExecute(format!("cannot execute {name}: {e}")),
+        _ => Failure::CannotExecute(format!("cannot execute {name}: {e}")),
     }
 }
 

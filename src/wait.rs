@@ -279,7 +279,7 @@ pub async fn would_wait(etcd: &Etcd, queue: &Queue, me: Access) -> Result<Option
 
 /// A run whose number of holders differs from the lock's: exit 2, naming both.
 pub fn disagree(queue: &Queue, ours: u32, theirs: u32) -> Error {
-    Error::Usage(format!(
+    Error::Invalid(format!(
         "the contenders of {} use --max-holders={theirs}, but this run asked for \
          --max-holders={ours}; every contender of a lock must use the same number",
         queue.legacy

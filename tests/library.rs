@@ -80,7 +80,7 @@ fn a_library_holder_excludes_the_binary_and_releases_without_a_trace() {
     // What etcd holds is the recipe's key, and the token is its create revision.
     let keys = get_prefix(&server.endpoint(), &p);
     assert_eq!(keys.len(), 1, "{keys:?}");
-    assert_eq!(keys[0].key, held.ticket.key);
+    assert_eq!(keys[0].key, held.key());
     assert_eq!(keys[0].create_revision, held.token());
     assert!(keys[0].value.contains("from Rust"), "{}", keys[0].value);
 
@@ -170,7 +170,7 @@ fn lost_hears_an_unlock_from_another_node() {
     let rt = runtime();
     let client = rt.block_on(connect(&server.endpoint(), &p));
     let held = rt.block_on(take(&client, &p, "job", None)).unwrap();
-    let key = held.ticket.key.clone();
+    let key = held.key().to_string();
     let endpoint = server.endpoint();
     let prefix = p.clone();
     // Whenever it comes: `lost` watches our key from the revision we took it at.

@@ -5,8 +5,9 @@
 use crate::access::Access;
 use crate::acquire::{self, Held, Request, Waiting};
 use crate::config::{Config, LockName, Mode, Wait};
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::etcd::Etcd;
+use crate::exit::Result;
 use crate::output::{self, Progress};
 use crate::queue::Contender;
 use crate::record::Record;
@@ -71,7 +72,7 @@ async fn acquire(
         progress: Progress::new(name, config.quiet),
         signals,
     };
-    acquire::acquire(&etcd, &request, &mut hooks).await
+    Ok(acquire::acquire(&etcd, &request, &mut hooks).await?)
 }
 
 /// The binary's side of a wait: progress lines, and signals that end it.

@@ -1,67 +1,37 @@
 //! The modes that take, give back, extend or look at a lock without running a command.
 
-use super::release::release;
 use super::{acquire, Outcome};
 use crate::config::{Config, Expiry, LockName};
-use crate::error::{Error, Result};
 use crate::etcd::Etcd;
+use crate::exit::{Failure, Result};
 use crate::holders;
 use crate::output;
 use crate::queue::{self, Queue};
 use crate::record::{Mode as RecordMode, Record};
 use crate::run::Signals;
 use crate::view::View;
-use std::time::SystemTime;
 
 pub(super) async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcome> {
     let mut signals = Signals::catch()?;
     let record = Record::new(RecordMode::Lock, None, &config.reason, Some(config.ttl))
         .sharing(config.max_holders, config.shared);
     let held = acquire(config, name, &record, &mut signals).await?;
-    // Detach the key from our lease (or move it to one of --ttl that nobody keeps alive), in
-    // a transaction guarded by its create revision, so it keeps its place and outlives us.
-    let lease = match config.lock_ttl {
-        Some(ttl) => match held.etcd.grant(ttl).await {
-            Ok(lease) => Some(lease),
-            Err(e) => {
-                release(&held).await;
-                return Err(e);
-            }
-        },
-        None => None,
-    };
-    let record = record
-        .taken_at(held.taken_at, lease.map(|l| l.ttl))
-        .expiring(lease.map(|l| SystemTime::now() + l.ttl));
-    let moved = queue::move_to_lease(&held.etcd, &held.ticket, lease.map_or(0, |l| l.id), &record);
-    let result = moved.await;
-    if let Err(e) = &result {
-        // The move may have landed though its answer did not come: then neither lease holds
-        // the key any more, and only a delete (guarded by its create revision) frees it.
-        if let Err(left) = queue::withdraw(&held.etcd, &held.ticket).await {
-            tracing::debug!("{left}");
-            release(&held).await;
-            return Err(Error::Etcd(format!(
-                "{e}; the lock may be held by {} all the same (see --status; --unlock frees it)",
-                held.ticket.key
-            )));
-        }
-        if let Some(lease) = lease {
-            let _ = held.etcd.revoke(lease.id).await;
-        }
-    }
-    release(&held).await;
-    match result {
-        Ok(true) => {
-            output::print_locked(config.output, name, &held.ticket, config.lock_ttl);
-            Ok(Outcome::Code(0))
-        }
-        Ok(false) => Err(Error::Etcd(format!(
+    // The key leaves our lease (for one of --ttl that nobody keeps alive, or none), keeping its
+    // place, so the lock outlives us.
+    if !held.keep(config.lock_ttl).await? {
+        return Err(Failure::Etcd(format!(
             "the lock {} was removed right after we took it; try again",
-            held.ticket.key
-        ))),
-        Err(e) => Err(e),
+            held.key()
+        )));
     }
+    output::print_locked(
+        config.output,
+        name,
+        held.key(),
+        held.token(),
+        config.lock_ttl,
+    );
+    Ok(Outcome::Code(0))
 }
 
 pub(super) async fn unlock_mode(
@@ -102,15 +72,7 @@ pub(super) async fn extend_mode(
 
 pub(super) async fn status_mode(config: &Config, name: &LockName) -> Result<Outcome> {
     let etcd = Etcd::connect(&config.etcd()).await?;
-    let queue = Queue::new(&config.prefix, name);
-    let contenders = queue::contenders(&etcd, &queue).await?;
-    let mut views = holders::views(&contenders);
-    // One request per holder's lease: N of them at most, for a semaphore.
-    for (view, c) in views.iter_mut().zip(&contenders) {
-        if view.holds && c.lease != 0 {
-            view.ttl_left = etcd.time_to_live(c.lease).await?;
-        }
-    }
+    let views = holders::status(&etcd, &Queue::new(&config.prefix, name)).await?;
     output::print_status(config.output, name, &views);
     Ok(Outcome::Code(0))
 }

@@ -4,13 +4,12 @@
 use crate::acquire::Held;
 use crate::config::Config;
 use crate::error::{wall_clock, Error};
-use crate::queue;
 use std::time::Duration;
 
 /// Releases the lock, or keeps it as long as `--hold-at-least` says.
 pub(super) async fn release_or_hold(config: &Config, held: &Held) {
     match config.hold_at_least {
-        Some(min) if held.taken.elapsed() < min => hold_on(held, min).await,
+        Some(min) if held.taken().elapsed() < min => hold_on(held, min).await,
         _ => release(held).await,
     }
 }
@@ -18,7 +17,7 @@ pub(super) async fn release_or_hold(config: &Config, held: &Held) {
 /// Releases the lock with one revoke. If etcd cannot be reached, the lease expires by itself.
 pub(super) async fn release(held: &Held) {
     match held.release().await {
-        Ok(()) => tracing::debug!("released {}", held.ticket.key),
+        Ok(()) => tracing::debug!("released {}", held.key()),
         Err(e) => warn_not_released(held, &e),
     }
 }
@@ -27,7 +26,7 @@ pub(super) async fn release(held: &Held) {
 /// as long as etcd may still hold the lease (after that there is nothing left to release).
 pub(super) async fn release_after_loss(held: &Held) {
     match held.release_after_loss().await {
-        Ok(()) => tracing::debug!("revoked the lease of {}", held.ticket.key),
+        Ok(()) => tracing::debug!("revoked the lease of {}", held.key()),
         Err(e) => warn_not_released(held, &e),
     }
 }
@@ -35,12 +34,12 @@ pub(super) async fn release_after_loss(held: &Held) {
 /// The lock could not be released: say what is known about when it frees itself. Only etcd
 /// can say that it is free.
 fn warn_not_released(held: &Held, e: &Error) {
-    match held.keepalive.stop() {
+    match held.stop_renewing() {
         None => tracing::warn!("{e}; etcd said the lease no longer exists, so the lock is free"),
         Some(latest) => tracing::warn!(
             "{e}; the lock frees itself when etcd expires the lease {:x} of our key {}, by {} at the latest unless etcd changes leader meanwhile",
-            held.lease.id,
-            held.ticket.key,
+            held.lease_id(),
+            held.key(),
             wall_clock(latest)
         ),
     }
@@ -49,20 +48,11 @@ fn warn_not_released(held: &Held, e: &Error) {
 /// `--hold-at-least`: moves our key to a fresh lease of the remaining time (same key, same
 /// place) that nobody keeps alive, and lets our own lease go.
 async fn hold_on(held: &Held, min: Duration) {
-    let left = min.saturating_sub(held.taken.elapsed());
-    // etcd counts whole seconds; round up so the lock is never held shorter than asked.
-    let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-    let moved = async {
-        let lease = held.etcd.grant(Duration::from_secs(secs.max(1))).await?;
-        let record = held.record.taken_at(held.taken_at, Some(lease.ttl));
-        queue::move_to_lease(&held.etcd, &held.ticket, lease.id, &record).await
-    };
-    match moved.await {
-        Ok(true) => tracing::info!(
-            "holding {} for {secs}s more (--hold-at-least)",
-            held.ticket.key
-        ),
-        Ok(false) => {}
+    match held.keep_until(min).await {
+        Ok(Some(secs)) => {
+            tracing::info!("holding {} for {secs}s more (--hold-at-least)", held.key())
+        }
+        Ok(None) => {}
         Err(e) => tracing::warn!("cannot keep the lock for --hold-at-least: {e}"),
     }
     release(held).await;

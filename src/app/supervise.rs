@@ -4,10 +4,11 @@
 
 use super::release::{release, release_after_loss, release_or_hold};
 use super::{acquire, Outcome};
-use crate::acquire::{lease_problem, Held};
+use crate::acquire::Held;
 use crate::config::{Config, LockName, OnLost};
-use crate::error::{duration, signal_name, Error, Result};
+use crate::error::{duration, signal_name};
 use crate::etcd::LeaseState;
+use crate::exit::{Failure, Result};
 use crate::record::{Mode as RecordMode, Record};
 use crate::run::{self, Command, Signals};
 use std::ffi::OsString;
@@ -35,13 +36,13 @@ pub(super) async fn run_mode(
     let watchdog = run::Watchdog::start()?;
     let held = acquire(config, name, &record, &mut signals).await?;
 
-    let token = held.ticket.revision.to_string();
+    let token = held.token().to_string();
     let env = [
         ("DISTLOCK_LOCK_NAME", name.to_string()),
-        ("DISTLOCK_KEY", held.ticket.key.clone()),
-        ("DISTLOCK_LEASE_ID", format!("{:x}", held.lease.id)),
+        ("DISTLOCK_KEY", held.key().to_string()),
+        ("DISTLOCK_LEASE_ID", format!("{:x}", held.lease_id())),
         ("DISTLOCK_FENCING_TOKEN", token.clone()),
-        ("ETCD_LOCK_KEY", held.ticket.key.clone()),
+        ("ETCD_LOCK_KEY", held.key().to_string()),
         ("ETCD_LOCK_REV", token),
     ];
     if let Err(e) = lease_for_the_command(config, &held, &mut signals).await {
@@ -59,7 +60,7 @@ pub(super) async fn run_mode(
     // The lock first: the next holder is waiting for it, the clean-up is not. Stopped for
     // --max-runtime, the lock is still ours, to release or keep as usual.
     match &ended {
-        Ok(_) | Err(Error::TimedOut(_)) => release_or_hold(config, &held).await,
+        Ok(_) | Err(Failure::TimedOut(_)) => release_or_hold(config, &held).await,
         Err(_) => release_after_loss(&held).await,
     }
     drop(watchdog);
@@ -80,17 +81,17 @@ fn stop_margin(ttl: Duration) -> Duration {
 /// margin, with a margin to spare) before it starts: renews it first if not. A command started
 /// on a lease about to run out would be stopped at once, or outlive it.
 async fn lease_for_the_command(config: &Config, held: &Held, signals: &mut Signals) -> Result<()> {
-    let need = config.kill_grace + 2 * stop_margin(held.lease.ttl);
-    let mut state = held.keepalive.state.clone();
+    let need = config.kill_grace + 2 * stop_margin(held.ttl());
+    let mut state = held.lease_changes();
     let mut asked = false;
     loop {
         let until = match *state.borrow_and_update() {
             LeaseState::Alive(until) => until,
             LeaseState::Gone => {
-                return Err(Error::Lost(format!(
+                return Err(Failure::Lost(format!(
                     "lost the lock {} before the command started: {}",
-                    held.ticket.key,
-                    lease_problem(&held.lease, LeaseState::Gone)
+                    held.key(),
+                    held.lease_problem(LeaseState::Gone)
                 )))
             }
         };
@@ -99,16 +100,16 @@ async fn lease_for_the_command(config: &Config, held: &Held, signals: &mut Signa
         }
         if !asked {
             tracing::debug!("renewing the lease before starting the command");
-            held.keepalive.renew_now();
+            held.renew_now();
             asked = true;
         }
         // A renewal may still come until the lease may expire.
         tokio::select! {
             Ok(()) = state.changed() => {}
-            signal = signals.recv() => return Err(Error::Interrupted(signal, None)),
-            _ = sleep_until(until) => return Err(Error::Etcd(format!(
+            signal = signals.recv() => return Err(Failure::Interrupted(signal, None)),
+            _ = sleep_until(until) => return Err(Failure::Etcd(format!(
                 "did not start the command: {}, and a command started later could not be stopped in time (--kill-grace {} and a margin)",
-                lease_problem(&held.lease, *state.borrow()),
+                held.lease_problem(*state.borrow()),
                 duration(config.kill_grace)
             ))),
         }
@@ -117,7 +118,7 @@ async fn lease_for_the_command(config: &Config, held: &Held, signals: &mut Signa
 
 /// Waits for the command while keeping watch on the lock. Signals go on to the command. If the
 /// lock is lost, the command is stopped (or, with `--on-lost=warn`, left to finish) and the
-/// result is `Error::Lost`.
+/// result is `Failure::Lost`.
 async fn supervise(
     config: &Config,
     held: &Held,
@@ -125,7 +126,7 @@ async fn supervise(
     signals: &mut Signals,
 ) -> Result<std::process::ExitStatus> {
     // Lost, for us, is when the command must be stopped to be gone before the lease may expire.
-    let lost = held.lost(config.kill_grace + stop_margin(held.lease.ttl));
+    let lost = held.lost(config.kill_grace + stop_margin(held.ttl()));
     tokio::pin!(lost);
     // --max-runtime counts from the command's start, not from joining the queue.
     let too_long = async {
@@ -152,10 +153,7 @@ async fn supervise(
     if let Some(status) = command.try_wait() {
         return Ok(status);
     }
-    let message = format!(
-        "lost the lock {} while the command ran: {why}",
-        held.ticket.key
-    );
+    let message = format!("lost the lock {} while the command ran: {why}", held.key());
     // The reason goes into the one error line at the end; here only what happens meanwhile.
     match config.on_lost {
         OnLost::Kill => {
@@ -177,7 +175,7 @@ async fn supervise(
             }
         }
     }
-    Err(Error::Lost(message))
+    Err(Failure::Lost(message))
 }
 
 /// `--max-runtime` passed: SIGTERM to the command's group, SIGKILL after the kill grace, and
@@ -191,7 +189,7 @@ async fn stop_too_long(
     let limit = duration(config.max_runtime.unwrap_or_default());
     tracing::debug!("the command ran longer than {limit}");
     stop(command, signals, kill_deadline(config, held)).await;
-    Err(Error::TimedOut(format!(
+    Err(Failure::TimedOut(format!(
         "the command ran longer than --max-runtime ({limit}) and was stopped (SIGTERM, then \
          SIGKILL after {})",
         duration(config.kill_grace)
@@ -202,13 +200,9 @@ async fn stop_too_long(
 /// whatever the grace period says (distlock may have been paused, or etcd's answers late).
 fn kill_deadline(config: &Config, held: &Held) -> Instant {
     let now = Instant::now();
-    match *held.keepalive.state.borrow() {
+    match held.lease_state() {
         LeaseState::Alive(until) => (now + config.kill_grace)
-            .min(
-                until
-                    .checked_sub(stop_margin(held.lease.ttl))
-                    .unwrap_or(now),
-            )
+            .min(until.checked_sub(stop_margin(held.ttl())).unwrap_or(now))
             .max(now),
         LeaseState::Gone => now + config.kill_grace,
     }

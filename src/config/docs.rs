@@ -158,7 +158,7 @@ pub fn readme_settings() -> String {
 /// The README's exit code table.
 pub fn readme_exit_codes() -> String {
     let mut out = String::from("| code | meaning |\n|---|---|\n");
-    for (code, meaning) in crate::exit::TABLE {
+    for (code, meaning) in crate::exit::table() {
         out.push_str(&format!("| {code} | {meaning} |\n"));
     }
     out
@@ -228,8 +228,9 @@ mod tests {
     #[test]
     fn the_conflict_exit_code_default_is_the_documented_one() {
         let default = defs::CONFLICT_EXIT_CODE.doc.default.unwrap_or_default();
-        assert_eq!(default, crate::exit::NOT_ACQUIRED.to_string());
-        assert!(crate::exit::TABLE
+        let not_acquired = crate::exit::Failure::NotAcquired(String::new());
+        assert_eq!(default, not_acquired.code().to_string());
+        assert!(crate::exit::table()
             .iter()
             .any(|(code, meaning)| *code == default && meaning.contains("not acquired")));
     }

@@ -4,7 +4,7 @@
 
 use super::defs::{self, Doc, Yaml};
 use crate::cli::Cli;
-use crate::error::{Error, Result};
+use crate::exit::{Failure, Result};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
@@ -41,7 +41,7 @@ impl File {
                 return Ok(File::default())
             }
             Err(e) => {
-                return Err(Error::Usage(format!(
+                return Err(Failure::Usage(format!(
                     "cannot read config file {}: {}",
                     path.display(),
                     io_reason(&e)
@@ -60,9 +60,9 @@ impl File {
     }
 
     /// An error about the value of `key` on `line`.
-    pub fn error(&self, line: usize, key: &str, what: &str) -> Error {
+    pub fn error(&self, line: usize, key: &str, what: &str) -> Failure {
         let path = self.path.clone().unwrap_or_default();
-        Error::Usage(format!(
+        Failure::Usage(format!(
             "config file {}: line {line}: {key}: {what}",
             path.display()
         ))
@@ -70,7 +70,7 @@ impl File {
 }
 
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<File> {
-    let bad = |what: String| Error::Usage(format!("config file {}: {what}", path.display()));
+    let bad = |what: String| Failure::Usage(format!("config file {}: {what}", path.display()));
     let text =
         std::str::from_utf8(bytes).map_err(|_| bad("not a text file (invalid UTF-8)".into()))?;
     // An empty or all-comment file (the packaged default) is an empty configuration.

@@ -7,7 +7,7 @@ use super::file::File;
 use super::values::Show;
 use super::{Setting, Source};
 use crate::cli::{Cli, Given};
-use crate::error::{Error, Result};
+use crate::exit::{Failure, Result};
 
 pub struct Layers<'a> {
     cli: &'a Cli,
@@ -31,7 +31,7 @@ impl<'a> Layers<'a> {
         let name = def.doc.name;
         // A definition left out of the table would have no flag, variable or YAML key.
         if !OPTIONS.iter().any(|d| d.name == name) {
-            return Err(Error::Usage(format!(
+            return Err(Failure::Usage(format!(
                 "{name} is missing from defs::OPTIONS"
             )));
         }
@@ -43,7 +43,7 @@ impl<'a> Layers<'a> {
         };
         if let Some((text, given)) = self.cli.value(name) {
             let value = (def.parse)(text)
-                .map_err(|e| Error::Usage(format!("{}={text:?}: {e}", given.name())))?;
+                .map_err(|e| Failure::Usage(format!("{}={text:?}: {e}", given.name())))?;
             let source = match given {
                 Given::Flag(flag) => Source::Flag(flag.clone()),
                 Given::Env(var) => Source::Env(var.clone()),
@@ -61,8 +61,9 @@ impl<'a> Layers<'a> {
         def.doc
             .default
             .map(|text| {
-                (def.parse)(text)
-                    .map_err(|e| Error::Usage(format!("built-in default of {}: {e}", def.doc.name)))
+                (def.parse)(text).map_err(|e| {
+                    Failure::Usage(format!("built-in default of {}: {e}", def.doc.name))
+                })
             })
             .transpose()
     }
@@ -125,6 +126,6 @@ impl<'a> Layers<'a> {
     }
 }
 
-fn no_default(doc: &Doc) -> Error {
-    Error::Usage(format!("{} has no built-in default", doc.name))
+fn no_default(doc: &Doc) -> Failure {
+    Failure::Usage(format!("{} has no built-in default", doc.name))
 }

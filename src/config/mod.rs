@@ -14,8 +14,8 @@ mod mode;
 pub mod values;
 
 use crate::cli::Cli;
-use crate::error::{Error, Result};
 use crate::etcd::{self, Security};
+use crate::exit::{Failure, Result};
 use defs::{KILL_GRACE_DEFAULT_DIVISOR, KILL_GRACE_MAX_DIVISOR};
 use layers::Layers;
 pub use mode::Mode;
@@ -104,7 +104,7 @@ impl Config {
         let (max_holders, shared) = sharing(&mut l)?;
         let reason = l.value(&defs::REASON)?;
         if reason.len() > MAX_REASON {
-            return Err(Error::Usage(format!(
+            return Err(Failure::Usage(format!(
                 "the reason (from {}) is {} bytes long; at most {MAX_REASON} are allowed",
                 l.source_of(&defs::REASON.doc),
                 reason.len()
@@ -160,7 +160,7 @@ fn sharing(l: &mut Layers) -> Result<(u32, bool)> {
     let max_holders = l.value(&defs::MAX_HOLDERS)?;
     let shared = l.value(&defs::SHARED)?;
     if shared && max_holders != 1 {
-        return Err(Error::Usage(format!(
+        return Err(Failure::Usage(format!(
             "{} and {}={max_holders} cannot be combined: a shared lock already lets any \
              number of shared holders in",
             l.source_of(&defs::SHARED.doc),
@@ -177,7 +177,7 @@ fn wait(cli: &Cli, l: &mut Layers) -> Result<Wait> {
     let timeout = l.layer(def, Layers::default(def)?)?;
     let (wait, source) = match timeout {
         Some((Wait::Upto(d), Source::Flag(_))) if cli.nowait && !d.is_zero() => {
-            return Err(Error::Usage(
+            return Err(Failure::Usage(
                 "--nowait and a positive --timeout contradict each other: give one of them".into(),
             ))
         }
@@ -198,7 +198,7 @@ fn kill_grace(l: &mut Layers, ttl: Duration) -> Result<Duration> {
     let default = Layers::default(def)?.map(|d| d.min(ttl / KILL_GRACE_DEFAULT_DIVISOR));
     let kill_grace = l.get_or(def, default)?.unwrap_or_default();
     if kill_grace > ttl / KILL_GRACE_MAX_DIVISOR {
-        return Err(Error::Usage(format!(
+        return Err(Failure::Usage(format!(
             "the kill grace period ({}, from {}) must be at most half the TTL ({}) so that the \
              command is gone before etcd can expire the lock",
             kill_grace.show(),
@@ -225,7 +225,7 @@ fn security(cli: &Cli, l: &mut Layers) -> Result<Security> {
         } else {
             (&defs::KEY.doc, &defs::CERT.doc)
         };
-        return Err(Error::Usage(format!(
+        return Err(Failure::Usage(format!(
             "a client certificate needs both cert and key: {} is set (by {}) but {} is not",
             given.name,
             l.source_of(given),
@@ -235,7 +235,7 @@ fn security(cli: &Cli, l: &mut Layers) -> Result<Security> {
     let user = l.get(&defs::USER)?;
     let password_file = l.get(&defs::PASSWORD_FILE)?;
     let password = read_password(password_file.as_deref()).map_err(|e| {
-        Error::Usage(format!(
+        Failure::Usage(format!(
             "{e} (from {})",
             l.source_of(&defs::PASSWORD_FILE.doc)
         ))
@@ -255,7 +255,7 @@ fn security(cli: &Cli, l: &mut Layers) -> Result<Security> {
     };
     l.show(&defs::PASSWORD, shown.into(), source);
     if password.is_some() && user.is_none() {
-        return Err(Error::Usage(
+        return Err(Failure::Usage(
             "a password was given but no --user (DISTLOCK_USER, user)".into(),
         ));
     }
@@ -287,7 +287,7 @@ fn etcdctl_style_key() -> Option<String> {
 fn read_password(file: Option<&str>) -> Result<Option<String>> {
     if let Some(file) = file {
         let text = std::fs::read_to_string(file).map_err(|e| {
-            Error::Usage(format!(
+            Failure::Usage(format!(
                 "cannot read password file {file}: {}",
                 file::io_reason(&e)
             ))
@@ -308,7 +308,7 @@ mod tests {
         let mut words = vec!["distlock", "--config=/dev/null"];
         words.extend(args);
         let cli = Cli::parse_from_args(words.iter().map(Into::into).collect())
-            .map_err(|e| Error::Usage(e.to_string()))?;
+            .map_err(|e| Failure::Usage(e.to_string()))?;
         Config::resolve(cli)
     }
 

@@ -5,7 +5,7 @@
 use super::defs;
 use super::values::{Expiry, LockName};
 use crate::cli::{Cli, Given};
-use crate::error::{Error, Result};
+use crate::exit::{Failure, Result};
 use std::ffi::OsString;
 
 /// What distlock was asked to do, with the lock it needs (so code past this point never
@@ -29,10 +29,10 @@ pub enum Mode {
 fn holder(cli: &Cli, extend: bool) -> Result<Option<String>> {
     let flag = defs::HOLDER.name;
     match (&cli.holder, &cli.unlock_key) {
-        (Some(_), _) if !(cli.unlock || extend) => Err(Error::Usage(format!(
+        (Some(_), _) if !(cli.unlock || extend) => Err(Failure::Usage(format!(
             "--{flag} names the holder --unlock or --extend acts on; give one of them"
         ))),
-        (Some(a), Some(b)) if a != b => Err(Error::Usage(format!(
+        (Some(a), Some(b)) if a != b => Err(Failure::Usage(format!(
             "--unlock={b:?} and --{flag}={a:?} name different holders: give one of them"
         ))),
         (Some(key), _) | (None, Some(key)) => Ok(Some(key.clone())),
@@ -46,14 +46,14 @@ pub(super) fn choose(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
         .as_deref()
         .map(|text| {
             (defs::EXTEND.parse)(text)
-                .map_err(|e| Error::Usage(format!("--{}={text:?}: {e}", defs::EXTEND.doc.name)))
+                .map_err(|e| Failure::Usage(format!("--{}={text:?}: {e}", defs::EXTEND.doc.name)))
         })
         .transpose()?;
     let which = holder(cli, extend.is_some())?;
     if !cli.command.is_empty()
         && (cli.lock || cli.unlock || extend.is_some() || cli.status || cli.list || cli.show_config)
     {
-        return Err(Error::Usage(format!(
+        return Err(Failure::Usage(format!(
             "a command ({}) cannot be combined with --lock, --unlock, --extend, --status, --list or --show-config",
             cli.command[0].to_string_lossy()
         )));
@@ -65,14 +65,14 @@ pub(super) fn choose(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
         return Ok(Mode::ShowConfig);
     }
     if !(cli.lock || cli.unlock || cli.status || extend.is_some()) && cli.command.is_empty() {
-        return Err(Error::Usage(
+        return Err(Failure::Usage(
             "nothing to do: give a command to run (distlock --lock-name=NAME -- CMD ...) \
              or one of --lock, --unlock, --extend, --status, --list"
                 .into(),
         ));
     }
     let name = name.ok_or_else(|| {
-        Error::Usage(
+        Failure::Usage(
             "no lock name: give --lock-name=NAME (or DISTLOCK_LOCKNAME, or lockname in the config file)"
                 .into(),
         )
@@ -111,7 +111,7 @@ pub(super) fn check_run_flags(cli: &Cli, mode: &Mode) -> Result<()> {
                 Mode::Lock(_) => "; to make a --lock expire, give --ttl",
                 _ => "",
             };
-            return Err(Error::Usage(format!(
+            return Err(Failure::Usage(format!(
                 "{flag} applies to running a command, and {} runs none{hint}",
                 mode.flag()
             )));
