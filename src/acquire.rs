@@ -100,29 +100,14 @@ pub struct Held {
 pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waiting) -> Result<Held> {
     let started = Instant::now();
     let me = request.access;
-    let name = request.name;
-    let record = &request
+    let record = request
         .record
         .clone()
         .sharing(me.max_holders(), me == Access::Shared);
-    let queue = Queue::new(request.prefix, name);
-    // A run that will not wait first looks: a busy lock costs it one read and no write (no
-    // lease, no key), so a fleet-wide cron line is cheap for etcd. A free-looking lock is
-    // joined as usual, and the joining transaction still decides who wins.
-    // A shared or semaphore contender reads the queue as far as its rules need. A holder of
-    // another N is refused here too.
+    let queue = Queue::new(request.prefix, request.name);
     let nowait = request.timeout == Some(Duration::ZERO);
     if nowait {
-        let head = match me {
-            Access::Exclusive => queue::holder(etcd, &queue).await?,
-            _ => wait::would_wait(etcd, &queue, me).await?,
-        };
-        if let Some(head) = head {
-            if let Some(theirs) = access::disagreeing(me.max_holders(), [head.value.as_slice()]) {
-                return Err(wait::disagree(&queue, me.max_holders(), theirs));
-            }
-            return Err(busy(name, &head));
-        }
+        look_before_joining(etcd, &queue, me, request.name).await?;
     }
     let mut lease = etcd.grant(request.ttl).await?;
     tracing::debug!(
@@ -131,207 +116,350 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
         duration(lease.ttl)
     );
     let mut keepalive = etcd.keep_alive(lease);
-    let wait_until = request.timeout.map(|d| started + d);
-
-    let holder = RefCell::new(None::<Contender>);
-    let refresh = hooks.refresh();
+    let turn = Turns {
+        etcd,
+        queue: &queue,
+        name: request.name,
+        record: &record,
+        me,
+        nowait,
+        until: request.timeout.map(|d| started + d),
+        refresh: hooks.refresh(),
+        holder: RefCell::new(None),
+    };
     // Once we have been in the queue, an etcd failure while waiting is a reason to join
     // again, not to give up: the first join fails at once (exit 3) when etcd is down.
-    let joined = Cell::new(false);
+    let mut joined = false;
     // Our key's create revision, once we joined with this lease: joining again with it must
     // find the same key, or someone deleted it meanwhile.
-    let place = Cell::new(None::<i64>);
-    let result = loop {
+    let mut place = None;
+    let outcome = loop {
+        let why = match turn.pass(lease, &keepalive, &mut place, hooks).await {
+            Ok(outcome) => break outcome,
+            // A refusal (credentials, permission, a full quota) is not an etcd worth waiting for.
+            Err(e) if place.is_none() && !joined || matches!(e, Error::Denied(_)) => {
+                break Outcome::GaveUp(e)
+            }
+            Err(e) => e,
+        };
+        joined = true;
+        match turn.etcd_again(&why, lease, &keepalive, hooks).await {
+            Ok(Again::SameLease) => {}
+            // etcd says the lease is gone, and with it our key: join again at the back.
+            Ok(Again::LeaseGone) => {
+                lease = match etcd.grant(request.ttl).await {
+                    Ok(fresh) => fresh,
+                    Err(e) => break Outcome::GaveUp(e),
+                };
+                keepalive = etcd.keep_alive(lease);
+                place = None;
+                tracing::warn!(
+                    "lost our place in the queue for {} (our lease expired while etcd was unreachable); joining it again at the back",
+                    request.name
+                );
+            }
+            Err(e) => break Outcome::GaveUp(e),
+        }
+    };
+    match outcome {
+        Outcome::Took(taken) => {
+            tracing::debug!(
+                "took {} after {}",
+                taken.ticket.key,
+                duration(started.elapsed())
+            );
+            Ok(Held {
+                etcd: etcd.clone(),
+                lease,
+                keepalive,
+                ticket: taken.ticket,
+                taken: Instant::now(),
+                taken_at: SystemTime::now(),
+                record,
+                revision: taken.revision,
+                waited: taken.unstamped,
+                watches: Cell::new(Some(taken.watches)),
+            })
+        }
+        Outcome::GaveUp(e) => {
+            let joined = joined || place.is_some();
+            Err(give_up(etcd, &queue, lease, keepalive, joined, e).await)
+        }
+    }
+}
+
+/// A run that will not wait first looks: a busy lock costs it one read and no write (no lease,
+/// no key), so a fleet-wide cron line is cheap for etcd. A free-looking lock is joined as usual,
+/// and the joining transaction still decides who wins. A shared or semaphore contender reads
+/// the queue as far as its rules need. A holder of another N is refused here too.
+async fn look_before_joining(
+    etcd: &Etcd,
+    queue: &Queue,
+    me: Access,
+    name: &LockName,
+) -> Result<()> {
+    let head = match me {
+        Access::Exclusive => queue::holder(etcd, queue).await?,
+        _ => wait::would_wait(etcd, queue, me).await?,
+    };
+    let Some(head) = head else { return Ok(()) };
+    if let Some(theirs) = access::disagreeing(me.max_holders(), [head.value.as_slice()]) {
+        return Err(wait::disagree(queue, me.max_holders(), theirs));
+    }
+    Err(busy(name, &head))
+}
+
+/// How a pass through the queue ended, short of etcd failing us (which is `Err`: wait for
+/// etcd, then join again).
+enum Outcome {
+    Took(Box<Taken>),
+    /// Final: busy, another N, our key removed, a refusal, interrupted, timed out.
+    GaveUp(Error),
+}
+
+/// The lock, as a pass took it.
+struct Taken {
+    ticket: Ticket,
+    /// A revision at which our key existed (see `Held::lost`).
+    revision: i64,
+    /// Whether we waited and our record still says so (it is rewritten 250 ms into the hold).
+    unstamped: bool,
+    watches: Watches,
+}
+
+/// What to do once etcd answers again.
+enum Again {
+    /// Our lease lives on the server: join with it, which keeps our key and our place.
+    SameLease,
+    /// etcd says it is gone, and our key with it: a new lease, at the back of the queue.
+    LeaseGone,
+}
+
+/// What every pass through the queue shares.
+struct Turns<'a> {
+    etcd: &'a Etcd,
+    queue: &'a Queue,
+    name: &'a LockName,
+    record: &'a Record,
+    me: Access,
+    nowait: bool,
+    /// When the wait in the queue ends (the timeout); reaching etcd is bounded by maxtime.
+    until: Option<Instant>,
+    refresh: Option<Duration>,
+    /// The holder as far as the wait knows it, for progress lines and the busy error.
+    holder: RefCell<Option<Contender>>,
+}
+
+impl Turns<'_> {
+    /// One pass: join the queue, wait for our turn, make sure our key is still there; all
+    /// while the caller may interrupt and our lease may run out.
+    async fn pass(
+        &self,
+        lease: Lease,
+        keepalive: &KeepAlive,
+        place: &mut Option<i64>,
+        hooks: &mut impl Waiting,
+    ) -> Result<Outcome> {
         let lease_alive = || {
             let state = *keepalive.state.borrow();
             matches!(state, LeaseState::Alive(until) if until > Instant::now())
         };
-        let waiting = async {
-            // Before our key exists: the watch then sees whatever happens to it.
-            let mut watches = Watches::open(etcd, &queue.key(lease.id)).await?;
-            let (ticket, turn) = queue::enqueue(etcd, &queue, lease.id, record, me).await?;
-            joined.set(true);
-            if place
-                .replace(Some(ticket.revision))
-                .is_some_and(|r| r != ticket.revision)
-            {
-                return match lease_alive() {
-                    true => Ok(Err(queue::removed(&queue, &ticket))),
-                    false => Err(queue::removed(&queue, &ticket)),
-                };
+        let waiting = self.join_and_wait(lease, place, &lease_alive);
+        tokio::pin!(waiting);
+        let mut lease_state = keepalive.state.clone();
+        loop {
+            let lease_lost = at_risk(*lease_state.borrow(), Duration::ZERO);
+            let due = hooks.report_due();
+            tokio::select! {
+                result = &mut waiting => return result,
+                e = hooks.interrupted() => return Ok(Outcome::GaveUp(e)),
+                _ = sleep_until(lease_lost) => return Err(Error::Etcd(lease_problem(&lease, *lease_state.borrow()))),
+                Ok(()) = lease_state.changed() => {}
+                () = sleep_until_some(due) => hooks.report(self.holder.borrow().as_ref()),
             }
-            tracing::debug!(
-                "queued as {} (create revision {})",
-                ticket.key,
-                ticket.revision
-            );
-            let waited = matches!(turn, Turn::Wait { .. });
-            let wait_turn = wait::wait_turn(
-                (etcd, &queue, &ticket),
-                &mut watches,
-                turn,
-                me,
-                refresh,
-                |head| nowait.then(|| busy(name, head)),
-                |head| *holder.borrow_mut() = Some(head.clone()),
-            );
-            // The timeout bounds the wait in the queue; reaching etcd is bounded by maxtime.
-            // --nowait is decided by the wait itself, not by a timer that may beat etcd.
-            let revision = match wait_until.filter(|_| !nowait) {
-                None => wait_turn.await,
-                Some(at) => match tokio::time::timeout_at(at, wait_turn).await {
-                    Ok(revision) => revision,
-                    Err(_) => return Ok(Err(timed_out(name, &holder))),
-                },
+        }
+    }
+
+    async fn join_and_wait(
+        &self,
+        lease: Lease,
+        place: &mut Option<i64>,
+        lease_alive: &impl Fn() -> bool,
+    ) -> Result<Outcome> {
+        let (etcd, queue, me) = (self.etcd, self.queue, self.me);
+        // Before our key exists: the watch then sees whatever happens to it.
+        let mut watches = Watches::open(etcd, &queue.key(lease.id)).await?;
+        let (ticket, turn) = queue::enqueue(etcd, queue, lease.id, self.record, me).await?;
+        if place
+            .replace(ticket.revision)
+            .is_some_and(|r| r != ticket.revision)
+        {
+            return match lease_alive() {
+                true => Ok(Outcome::GaveUp(queue::removed(queue, &ticket))),
+                false => Err(queue::removed(queue, &ticket)),
             };
-            let (revision, ahead, unread) = match revision {
-                Ok(held) => held,
-                // Busy, or another N: final, not a reason to join again.
-                Err(e @ (Error::Conflict(_) | Error::Invalid(_))) => return Ok(Err(e)),
-                // Our key deleted while our lease lives: someone removed us on purpose, so we
-                // go (joining again would put us back behind their back). A key that went
-                // with a lease that ran out is joined again, as below.
-                Err(e @ Error::Removed(_)) if lease_alive() => return Ok(Err(e)),
-                Err(e) => return Err(e),
-            };
-            // A semaphore waiter behind us may be watching our key for the moment we take the
-            // lock (see access.rs): tell it now, with the time we took it and who is ahead of
-            // us. (--lock writes its key at once anyway, and then says it holds.) A mutex
-            // waiter that took over without reading its key confirms it the same way, with
-            // the write it would make 250 ms later anyway (see `wait::mutex`).
-            let semaphore =
-                waited && matches!(me, Access::Semaphore(_)) && record.mode == RecordMode::Run;
-            let stamp = semaphore || unread == Unread::Yes;
-            if stamp {
-                let stamped = record.taken_at(SystemTime::now(), Some(lease.ttl));
-                let still_ours = match semaphore {
-                    true => wait::stamp(etcd, &ticket, lease.id, &stamped, &ahead).await?,
-                    false => match queue::rewrite(etcd, &ticket, lease.id, &stamped).await {
-                        Ok(written) => written,
-                        // etcd takes no write (its quota is full, say): the read-only claim
-                        // confirms our key instead, so the queue still drains.
-                        Err(e) => {
-                            tracing::debug!("{e}; claiming the lock instead");
-                            match queue::claim(etcd, &queue, &ticket).await? {
-                                Turn::Mine { .. } => true,
-                                Turn::Wait { .. } => return Err(e),
-                            }
-                        }
-                    },
-                };
-                if !still_ours {
-                    return Ok(Err(queue::removed(&queue, &ticket)));
+        }
+        tracing::debug!(
+            "queued as {} (create revision {})",
+            ticket.key,
+            ticket.revision
+        );
+        let waited = matches!(turn, Turn::Wait { .. });
+        let wait_turn = wait::wait_turn(
+            (etcd, queue, &ticket),
+            &mut watches,
+            turn,
+            me,
+            self.refresh,
+            |head| self.nowait.then(|| busy(self.name, head)),
+            |head| *self.holder.borrow_mut() = Some(head.clone()),
+        );
+        // --nowait is decided by the wait itself, not by a timer that may beat etcd.
+        let turned = match self.until.filter(|_| !self.nowait) {
+            None => wait_turn.await,
+            Some(at) => match tokio::time::timeout_at(at, wait_turn).await {
+                Ok(turned) => turned,
+                Err(_) => return Ok(Outcome::GaveUp(self.timed_out())),
+            },
+        };
+        let (revision, ahead, unread) = match turned {
+            Ok(turned) => turned,
+            // Busy, or another N: final, not a reason to join again.
+            Err(e @ (Error::Conflict(_) | Error::Invalid(_))) => return Ok(Outcome::GaveUp(e)),
+            // Our key deleted while our lease lives: someone removed us on purpose, so we go
+            // (joining again would put us back behind their back). A key that went with a
+            // lease that ran out is joined again.
+            Err(e @ Error::Removed(_)) if lease_alive() => return Ok(Outcome::GaveUp(e)),
+            Err(e) => return Err(e),
+        };
+        let stamped = self.confirm(lease, &ticket, waited, unread, &ahead).await?;
+        if stamped == Some(false) {
+            return Ok(Outcome::GaveUp(queue::removed(queue, &ticket)));
+        }
+        Ok(Outcome::Took(Box::new(Taken {
+            ticket,
+            revision,
+            unstamped: waited && stamped.is_none(),
+            watches,
+        })))
+    }
+
+    /// Writes our record as taken at the hand-over where that is needed: a semaphore waiter
+    /// behind us may be watching our key for the moment we take the lock (see access.rs), and
+    /// a mutex waiter that took over without reading its key confirms it the same way, with
+    /// the write it would make 250 ms later anyway (see `wait::mutex`). (--lock writes its key
+    /// at once anyway, and then says it holds.) `None`: nothing written; `Some(false)`: our
+    /// key is gone.
+    async fn confirm(
+        &self,
+        lease: Lease,
+        ticket: &Ticket,
+        waited: bool,
+        unread: Unread,
+        ahead: &[Contender],
+    ) -> Result<Option<bool>> {
+        let (etcd, queue) = (self.etcd, self.queue);
+        let semaphore = waited
+            && matches!(self.me, Access::Semaphore(_))
+            && self.record.mode == RecordMode::Run;
+        if !semaphore && unread == Unread::No {
+            return Ok(None);
+        }
+        let stamped = self.record.taken_at(SystemTime::now(), Some(lease.ttl));
+        if semaphore {
+            return wait::stamp(etcd, ticket, lease.id, &stamped, ahead)
+                .await
+                .map(Some);
+        }
+        match queue::rewrite(etcd, ticket, lease.id, &stamped).await {
+            Ok(written) => Ok(Some(written)),
+            // etcd takes no write (its quota is full, say): the read-only claim confirms our
+            // key instead, so the queue still drains.
+            Err(e) => {
+                tracing::debug!("{e}; claiming the lock instead");
+                match queue::claim(etcd, queue, ticket).await? {
+                    Turn::Mine { .. } => Ok(Some(true)),
+                    Turn::Wait { .. } => Err(e),
                 }
             }
-            Ok(Ok((ticket, revision, waited && !stamp, watches)))
-        };
-        let attempt = {
-            tokio::pin!(waiting);
-            let mut lease_state = keepalive.state.clone();
-            loop {
-                let lease_lost = at_risk(*lease_state.borrow(), Duration::ZERO);
-                let due = hooks.report_due();
-                tokio::select! {
-                    result = &mut waiting => break result,
-                    e = hooks.interrupted() => break Ok(Err(e)),
-                    _ = sleep_until(lease_lost) => break Err(Error::Etcd(lease_problem(&lease, *lease_state.borrow()))),
-                    Ok(()) = lease_state.changed() => {}
-                    () = sleep_until_some(due) => hooks.report(holder.borrow().as_ref()),
-                }
-            }
-        };
-        let why = match attempt {
-            Ok(done) => break done,
-            // A refusal (credentials, permission) is not an etcd worth waiting for.
-            Err(e) if !joined.get() || matches!(e, Error::Denied(_)) => break Err(e),
-            Err(e) => e,
-        };
-        // Wait for etcd to answer about our lease (the keepalive keeps trying), within the
-        // wait's timeout, and for at most one TTL after the lease may have run out.
+        }
+    }
+
+    /// Waits for etcd to answer about our lease (the keepalive keeps trying), within the wait's
+    /// timeout, and for at most one TTL after the lease may have run out.
+    async fn etcd_again(
+        &self,
+        why: &Error,
+        lease: Lease,
+        keepalive: &KeepAlive,
+        hooks: &mut impl Waiting,
+    ) -> Result<Again> {
         tracing::debug!("{why}; waiting for etcd to answer again");
         let give_up = match *keepalive.state.borrow() {
             LeaseState::Alive(until) => until.max(Instant::now()) + lease.ttl,
             LeaseState::Gone => Instant::now() + lease.ttl,
         };
+        let give_up_at = self.until.map_or(give_up, |at| at.min(give_up));
         let mut lease_state = keepalive.state.clone();
-        let answer = loop {
+        loop {
             // Copied out: a `watch::Ref` kept over the `sleep` below would block the keepalive
             // task's next send, and with it the only thread (clippy.toml forbids it).
             let state = *lease_state.borrow_and_update();
-            if let LeaseState::Alive(until) = state {
-                if until > Instant::now() + RETRY_PAUSE {
-                    // Still ours on the server: join with the same lease, which keeps our key
-                    // and so our place in line.
+            match state {
+                LeaseState::Alive(until) if until > Instant::now() + RETRY_PAUSE => {
                     sleep(RETRY_PAUSE).await;
-                    break Ok(false);
+                    return Ok(Again::SameLease);
                 }
-            } else {
-                break Ok(true);
+                LeaseState::Alive(_) => {}
+                LeaseState::Gone => return Ok(Again::LeaseGone),
             }
-            let give_up_at = wait_until.map_or(give_up, |at| at.min(give_up));
             let due = hooks.report_due();
             tokio::select! {
-                e = hooks.interrupted() => break Err(e),
+                e = hooks.interrupted() => return Err(e),
                 Ok(()) = lease_state.changed() => {}
-                _ = sleep_until(give_up_at) => break Err(match wait_until {
-                    Some(at) if at <= give_up => timed_out(name, &holder),
+                _ = sleep_until(give_up_at) => return Err(match self.until {
+                    Some(at) if at <= give_up => self.timed_out(),
                     _ => Error::Etcd(format!(
-                        "lost our place in the queue for {name}: {why}, and etcd did not answer again within the lease's TTL ({})",
+                        "lost our place in the queue for {}: {why}, and etcd did not answer again within the lease's TTL ({})",
+                        self.name,
                         duration(lease.ttl)
                     )),
                 }),
-                () = sleep_until_some(due) => hooks.report(holder.borrow().as_ref()),
+                () = sleep_until_some(due) => hooks.report(self.holder.borrow().as_ref()),
             }
-        };
-        match answer {
-            Ok(false) => {}
-            Ok(true) => {
-                // etcd says the lease is gone, and with it our key: join again at the back.
-                let fresh = match etcd.grant(request.ttl).await {
-                    Ok(fresh) => fresh,
-                    Err(e) => break Err(e),
-                };
-                keepalive = etcd.keep_alive(fresh);
-                lease = fresh;
-                place.set(None);
-                tracing::warn!(
-                    "lost our place in the queue for {name} (our lease expired while etcd was unreachable); joining it again at the back"
-                );
-            }
-            Err(e) => break Err(e),
         }
-    };
-    match result {
-        Ok((ticket, revision, waited, watches)) => {
-            tracing::debug!("took {} after {}", ticket.key, duration(started.elapsed()));
-            Ok(Held {
-                etcd: etcd.clone(),
-                lease,
-                keepalive,
-                ticket,
-                taken: Instant::now(),
-                taken_at: SystemTime::now(),
-                record: record.clone(),
-                revision,
-                waited,
-                watches: Cell::new(Some(watches)),
-            })
+    }
+
+    fn timed_out(&self) -> Error {
+        match self.holder.borrow().as_ref() {
+            Some(head) => busy(self.name, head),
+            None => Error::Conflict(format!(
+                "{} is busy: timed out waiting in its queue",
+                self.name
+            )),
         }
-        Err(e) => {
-            let latest = keepalive.stop();
-            drop(keepalive);
-            // Best effort: if etcd is unreachable the lease expires by itself within its TTL,
-            // and the error says what stays until then.
-            match etcd.revoke(lease.id).await {
-                Ok(()) => Err(e),
-                Err(revoke) if joined.get() => {
-                    tracing::debug!("{revoke}");
-                    Err(e.leaving(&left_behind(&queue.key(lease.id), lease.id, latest)))
-                }
-                Err(revoke) => {
-                    tracing::debug!("{revoke}");
-                    Err(e)
-                }
+    }
+}
+
+/// Giving up: our key goes with our lease. Best effort: if etcd is unreachable the lease
+/// expires by itself within its TTL, and the error says what stays until then.
+async fn give_up(
+    etcd: &Etcd,
+    queue: &Queue,
+    lease: Lease,
+    keepalive: KeepAlive,
+    joined: bool,
+    e: Error,
+) -> Error {
+    let latest = keepalive.stop();
+    drop(keepalive);
+    match etcd.revoke(lease.id).await {
+        Ok(()) => e,
+        Err(revoke) => {
+            tracing::debug!("{revoke}");
+            match joined {
+                true => e.leaving(&left_behind(&queue.key(lease.id), lease.id, latest)),
+                false => e,
             }
         }
     }
@@ -557,13 +685,6 @@ fn lease_problem(lease: &Lease, state: LeaseState) -> String {
                 wall_clock(until)
             )
         }
-    }
-}
-
-fn timed_out(name: &LockName, holder: &RefCell<Option<Contender>>) -> Error {
-    match holder.borrow().as_ref() {
-        Some(head) => busy(name, head),
-        None => Error::Conflict(format!("{name} is busy: timed out waiting in its queue")),
     }
 }
 
