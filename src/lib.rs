@@ -57,6 +57,7 @@ pub mod access;
 pub mod acquire;
 pub mod error;
 pub mod etcd;
+pub mod held;
 pub mod holders;
 mod lease;
 pub mod name;
@@ -68,8 +69,9 @@ mod wait;
 mod watch;
 
 pub use access::Access;
-pub use acquire::{acquire, Held, Request, Waiting};
+pub use acquire::{acquire, Request, Waiting};
 pub use error::{Error, Result};
 pub use etcd::Etcd;
+pub use held::Held;
 pub use name::LockName;
 pub use record::Record;

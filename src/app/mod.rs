@@ -3,11 +3,12 @@
 //! still ours?) meets the process side (the command, signals, what is printed).
 
 use crate::access::Access;
-use crate::acquire::{self, Held, Request, Waiting};
+use crate::acquire::{self, Request, Waiting};
 use crate::config::{Config, LockName, Mode, Wait};
 use crate::error::Error;
 use crate::etcd::Etcd;
 use crate::exit::Result;
+use crate::held::Held;
 use crate::output::{self, Progress};
 use crate::queue::Contender;
 use crate::record::Record;

@@ -1,9 +1,9 @@
 //! Giving the lock back: at once, after a loss (until etcd may still hold the lease), or
 //! later, as `--hold-at-least` says.
 
-use crate::acquire::Held;
 use crate::config::Config;
 use crate::error::{wall_clock, Error};
+use crate::held::Held;
 use std::time::Duration;
 
 /// Releases the lock, or keeps it as long as `--hold-at-least` says.

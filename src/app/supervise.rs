@@ -4,11 +4,11 @@
 
 use super::release::{release, release_after_loss, release_or_hold};
 use super::{acquire, Outcome};
-use crate::acquire::Held;
 use crate::config::{Config, LockName, OnLost};
 use crate::error::{duration, signal_name};
 use crate::etcd::LeaseState;
 use crate::exit::{Failure, Result};
+use crate::held::Held;
 use crate::record::{Mode as RecordMode, Record};
 use crate::run::{self, Command, Signals};
 use std::ffi::OsString;
