@@ -128,7 +128,7 @@ pub fn next(me: Access, ahead: &[Access]) -> Next {
 
 /// Which contenders of a queue (oldest first) hold the lock: the same rule as `next`, in one
 /// pass, for `--status`, `--list` and `--unlock`.
-pub fn holders(queue: &[Access]) -> Vec<bool> {
+pub fn who_holds(queue: &[Access]) -> Vec<bool> {
     let (mut all_shared, mut all_semaphore) = (true, true);
     queue
         .iter()
@@ -168,27 +168,27 @@ mod tests {
         assert_eq!(next(X, &[]), Next::Hold);
         assert_eq!(next(X, &[X]), Next::Deleted(0));
         assert_eq!(next(X, &[S, S]), Next::Deleted(1));
-        assert_eq!(holders(&[X, X, X]), [true, false, false]);
+        assert_eq!(who_holds(&[X, X, X]), [true, false, false]);
     }
 
     #[test]
     fn shared_holders_run_together_and_queue_behind_a_waiting_writer() {
-        assert_eq!(holders(&[S, S, X, S]), [true, true, false, false]);
+        assert_eq!(who_holds(&[S, S, X, S]), [true, true, false, false]);
         assert_eq!(next(S, &[S, S]), Next::Hold);
         // Behind a waiting exclusive one: watch it, not the readers ahead of it.
         assert_eq!(next(S, &[S, X, S]), Next::Deleted(1));
-        assert_eq!(holders(&[X, S, S]), [true, false, false]);
+        assert_eq!(who_holds(&[X, S, S]), [true, false, false]);
     }
 
     #[test]
     fn a_semaphore_lets_n_in_and_never_beside_an_exclusive_one() {
         let three = Sem(3);
         assert_eq!(
-            holders(&[three, three, three, three]),
+            who_holds(&[three, three, three, three]),
             [true, true, true, false]
         );
-        assert_eq!(holders(&[X, three, three]), [true, false, false]);
-        assert_eq!(holders(&[three, X, three]), [true, false, false]);
+        assert_eq!(who_holds(&[X, three, three]), [true, false, false]);
+        assert_eq!(who_holds(&[three, X, three]), [true, false, false]);
         assert_eq!(next(three, &[three, three]), Next::Hold);
         assert_eq!(next(three, &[three, three, three]), Next::AnyDeleted);
         assert_eq!(next(three, &[X]), Next::AnyDeleted);
@@ -270,7 +270,7 @@ mod tests {
         /// `holders` is `next` over the queue, for every queue.
         #[test]
         fn holders_agree_with_next(queue in prop::collection::vec(access(), 0..12)) {
-            let held = holders(&queue);
+            let held = who_holds(&queue);
             for i in 0..queue.len() {
                 prop_assert_eq!(held[i], next(queue[i], &queue[..i]) == Next::Hold);
             }
@@ -297,7 +297,7 @@ mod tests {
                 let at = leave.index(queue.len());
                 remove(&mut queue, at);
                 let accesses: Vec<Access> = queue.iter().map(|m| m.access).collect();
-                let should = holders(&accesses);
+                let should = who_holds(&accesses);
                 for (m, should) in queue.iter().zip(should) {
                     prop_assert_eq!(m.waits.is_none(), should, "{:?}", queue);
                 }

@@ -176,7 +176,7 @@ async fn look_before_joining(
     name: &LockName,
 ) -> Result<()> {
     let head = match me {
-        Access::Exclusive => queue::holder(etcd, queue).await?,
+        Access::Exclusive => queue::head(etcd, queue).await?,
         _ => wait::would_wait(etcd, queue, me).await?,
     };
     let Some(head) = head else { return Ok(()) };

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 /// Whether each contender of a queue (oldest first, the legacy key first) holds the lock.
 pub(crate) fn holding(queue: &[Contender]) -> Vec<bool> {
     let accesses: Vec<Access> = queue.iter().map(|c| Access::of_value(&c.value)).collect();
-    access::holders(&accesses)
+    access::who_holds(&accesses)
 }
 
 /// The views of a lock's contenders (oldest first, the legacy key first), each knowing whether

@@ -2,18 +2,18 @@
 //! result into an exit code. Every fatal error comes back here and is printed once.
 //!
 //! The binary is the library's command-line user: the CLI and settings (cli.rs, config/),
-//! the modes (app/), running and supervising a command (run.rs), what it prints (output.rs),
+//! the modes (app/), running and supervising a command (command.rs), what it prints (output.rs),
 //! and its man page and completions (manual.rs).
 
 mod app;
 mod cli;
+mod command;
 mod config;
 mod exit;
 mod manual;
 mod output;
 #[cfg(test)]
 mod proptests;
-mod run;
 
 // The lock itself is the library (src/lib.rs); the binary's modules name its parts as if they
 // were their own (`crate::etcd`).
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .map_err(|e| Failure::Usage(format!("cannot start: {e}")))
-        .and_then(|runtime| runtime.block_on(app::main(config)));
+        .and_then(|runtime| runtime.block_on(app::dispatch(config)));
     match result {
         Ok(app::Outcome::Code(code)) => ExitCode::from(code),
         Ok(app::Outcome::Signal(signal)) => die_of(signal),

@@ -295,8 +295,8 @@ pub(crate) async fn rewrite(
     Ok(etcd.txn("keep the lock", txn).await?.succeeded())
 }
 
-/// The holder of the lock, if any.
-pub(crate) async fn holder(etcd: &Etcd, queue: &Queue) -> Result<Option<Contender>> {
+/// The head of the queue (the legacy key if there is one), which holds the lock by rule.
+pub(crate) async fn head(etcd: &Etcd, queue: &Queue) -> Result<Option<Contender>> {
     let txn = Txn::new().and_then([
         TxnOp::get(queue.legacy.clone(), None),
         TxnOp::get(queue.dir.clone(), Some(oldest(Some(1)))),

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::etcd::Etcd;
 use crate::queue::{self, Contender, Queue, Ticket, Turn};
 use crate::record::Record;
-use crate::watch::{self, wait_for, Gone, Removed, Watches};
+use crate::watch::{self, Gone, Removed, Watches};
 use etcd_client::{
     Compare, CompareOp, Event, EventType, GetOptions, PutOptions, SortOrder, SortTarget, Txn,
     TxnOp, WatchFilterType, WatchOptions,
@@ -122,9 +122,9 @@ pub async fn wait_turn(
             Next::Hold => return Ok((ahead.revision, ahead.first, Unread::No)),
             // The legacy key is not in the directory: wait for it alone, it blocks everyone.
             _ if ahead.first.first().is_some_and(|c| c.key == queue.legacy) => {
-                wait_for(etcd, &queue.legacy, false, true, from).await
+                watch::removal_of(etcd, &queue.legacy, from).await
             }
-            Next::Deleted(i) => wait_for(etcd, &ahead.first[i].key, false, true, from).await,
+            Next::Deleted(i) => watch::removal_of(etcd, &ahead.first[i].key, from).await,
             // Everyone ahead is known (fewer than `ahead_needed`): count them out as they go.
             Next::AnyDeleted => {
                 if let Some((revision, left)) =
@@ -137,7 +137,7 @@ pub async fn wait_turn(
             // it: then we know who is ahead of us without reading.
             Next::Changed => match ahead.previous {
                 Some(previous) => joined = taken(etcd, previous, from).await,
-                None => wait_for(etcd, &queue.dir, true, true, from).await,
+                None => watch::removal_under(etcd, &queue.dir, from).await,
             },
         }
     }
@@ -218,7 +218,7 @@ async fn mutex(
                 tokio::select! {
                     gone = &mut gone => break gone?,
                     () = tick => {
-                        if let Some(now) = queue::holder(etcd, queue).await? {
+                        if let Some(now) = queue::head(etcd, queue).await? {
                             if now.key != ticket.key {
                                 on_wait(&now);
                             }

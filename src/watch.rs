@@ -267,26 +267,26 @@ pub async fn wait_released(etcd: &Etcd, ticket: &Ticket, revision: i64) {
     }
 }
 
-/// Returns once `key` (every key under it, with `prefix`) was deleted — or, unless
-/// `deletes_only`, written — after revision `from - 1`, or when the watch ends for another
-/// reason (compaction, a broken stream): the caller then looks again.
-pub async fn wait_for(etcd: &Etcd, key: &str, prefix: bool, deletes_only: bool, from: i64) {
-    let mut options = WatchOptions::new().with_start_revision(from);
-    if prefix {
-        options = options.with_prefix();
-    }
-    if deletes_only {
-        options = options.with_filters([WatchFilterType::NoPut]);
-    }
+/// Returns once `key` was deleted after revision `from - 1`, or when the watch ends for
+/// another reason (compaction, a broken stream): the caller then looks again.
+pub async fn removal_of(etcd: &Etcd, key: &str, from: i64) {
+    removal(etcd, key, WatchOptions::new(), from).await
+}
+
+/// `removal_of`, for any key under `prefix`.
+pub async fn removal_under(etcd: &Etcd, prefix: &str, from: i64) {
+    removal(etcd, prefix, WatchOptions::new().with_prefix(), from).await
+}
+
+async fn removal(etcd: &Etcd, key: &str, options: WatchOptions, from: i64) {
+    let options = options
+        .with_start_revision(from)
+        .with_filters([WatchFilterType::NoPut]);
     let Some(stream) = open(etcd, key, options).await else {
         return;
     };
     until(stream, |response| {
-        let changed = response
-            .events()
-            .iter()
-            .any(|e| !deletes_only || e.event_type() == EventType::Delete);
-        changed.then_some(())
+        (!response.events().is_empty()).then_some(())
     })
     .await;
 }

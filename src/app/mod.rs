@@ -4,6 +4,7 @@
 
 use crate::access::Access;
 use crate::acquire::{self, Request, Waiting};
+use crate::command::Signals;
 use crate::config::{Config, LockName, Mode, Wait};
 use crate::error::Error;
 use crate::etcd::Etcd;
@@ -12,7 +13,6 @@ use crate::held::Held;
 use crate::output::{self, Progress};
 use crate::queue::Contender;
 use crate::record::Record;
-use crate::run::Signals;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -32,7 +32,7 @@ pub enum Outcome {
     Signal(i32),
 }
 
-pub async fn main(config: Config) -> Result<Outcome> {
+pub async fn dispatch(config: Config) -> Result<Outcome> {
     match &config.mode {
         Mode::Run(name, argv) => run_mode(&config, name, argv).await,
         Mode::Lock(name) => lock_mode(&config, name).await,

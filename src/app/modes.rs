@@ -1,6 +1,7 @@
 //! The modes that take, give back, extend or look at a lock without running a command.
 
 use super::{acquire, Outcome};
+use crate::command::Signals;
 use crate::config::{Config, Expiry, LockName};
 use crate::etcd::Etcd;
 use crate::exit::{Failure, Result};
@@ -8,7 +9,6 @@ use crate::holders;
 use crate::output;
 use crate::queue::{self, Queue};
 use crate::record::{Mode as RecordMode, Record};
-use crate::run::Signals;
 use crate::view::View;
 
 pub(super) async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcome> {

@@ -4,13 +4,13 @@
 
 use super::release::{release, release_after_loss, release_or_hold};
 use super::{acquire, Outcome};
+use crate::command::{self, Command, Signals};
 use crate::config::{Config, LockName, OnLost};
 use crate::error::{duration, signal_name};
 use crate::etcd::LeaseState;
 use crate::exit::{Failure, Result};
 use crate::held::Held;
 use crate::record::{Mode as RecordMode, Record};
-use crate::run::{self, Command, Signals};
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
@@ -33,7 +33,7 @@ pub(super) async fn run_mode(
         .sharing(config.max_holders, config.shared);
     // Before the queue, not after the hand-over: forking distlock there would delay the
     // command's start.
-    let watchdog = run::Watchdog::start()?;
+    let watchdog = command::Watchdog::start()?;
     let held = acquire(config, name, &record, &mut signals).await?;
 
     let token = held.token().to_string();
@@ -67,7 +67,7 @@ pub(super) async fn run_mode(
     let status = ended?;
     Ok(match status.signal() {
         Some(signal) if signal == nix::libc::SIGINT => Outcome::Signal(signal),
-        _ => Outcome::Code(run::shell_status(status)),
+        _ => Outcome::Code(command::shell_status(status)),
     })
 }
 
