@@ -4,7 +4,7 @@
 
 use crate::error::{duration, Error, Result};
 pub use crate::lease::LeaseState;
-pub(crate) use crate::lease::{KeepAlive, Lease};
+pub(crate) use crate::lease::{is_stale_token, KeepAlive, Lease};
 use crate::tls;
 use etcd_client::{
     Certificate, Client, ConnectOptions, GetOptions, GetResponse, Identity, TlsOptions, Txn,
@@ -379,33 +379,6 @@ fn is_transient(error: &etcd_client::Error, tls: bool) -> bool {
             _ => false,
         },
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
-        _ => false,
-    }
-}
-
-/// Whether etcd refused a request because of our token rather than our password or rights:
-/// it expired or is unknown to this member ("invalid auth token"), or it was issued before
-/// the last change to users and roles, which any `etcdctl user add` or `role add` causes
-/// (a JWT carries that revision: "revision of auth store is old", or from etcd 3.5's lease
-/// requests "auth: revision in header is old"). Authenticating again mends both, as etcd's
-/// Go client does. The codes vary (Unauthenticated, InvalidArgument; Unknown where etcd
-/// passes on an error of its own), so the messages decide.
-pub(crate) fn is_stale_token(error: &etcd_client::Error) -> bool {
-    use tonic::Code;
-    match error {
-        etcd_client::Error::GRpcStatus(status) => {
-            let message = status.message();
-            matches!(
-                status.code(),
-                Code::Unauthenticated | Code::InvalidArgument | Code::Unknown
-            ) && [
-                "invalid auth token",
-                "auth store is old",
-                "revision in header is old",
-            ]
-            .iter()
-            .any(|m| message.contains(m))
-        }
         _ => false,
     }
 }

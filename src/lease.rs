@@ -149,7 +149,7 @@ async fn keep_alive_loop(
                     tracing::debug!("keepalive of lease {:x} failed ({e}); retrying", lease.id);
                     // etcd 3.4 and 3.5 do not check the token of a keepalive, but one that
                     // does would refuse each retry with the same stale token.
-                    if password && crate::etcd::is_stale_token(e) {
+                    if password && is_stale_token(e) {
                         let again = timeout(maxtime.min(lease.ttl / 4), client.refresh_token());
                         if let Ok(Err(e)) = again.await {
                             tracing::debug!("cannot authenticate again ({e})");
@@ -178,6 +178,33 @@ fn is_lease_not_found(error: &etcd_client::Error) -> bool {
         etcd_client::Error::LeaseKeepAliveError(message) => message.contains("lease not found"),
         etcd_client::Error::GRpcStatus(status) => {
             status.code() == tonic::Code::NotFound && status.message().contains("lease not found")
+        }
+        _ => false,
+    }
+}
+
+/// Whether etcd refused a request because of our token rather than our password or rights:
+/// it expired or is unknown to this member ("invalid auth token"), or it was issued before
+/// the last change to users and roles, which any `etcdctl user add` or `role add` causes
+/// (a JWT carries that revision: "revision of auth store is old", or from etcd 3.5's lease
+/// requests "auth: revision in header is old"). Authenticating again mends both, as etcd's
+/// Go client does. The codes vary (Unauthenticated, InvalidArgument; Unknown where etcd
+/// passes on an error of its own), so the messages decide.
+pub(crate) fn is_stale_token(error: &etcd_client::Error) -> bool {
+    use tonic::Code;
+    match error {
+        etcd_client::Error::GRpcStatus(status) => {
+            let message = status.message();
+            matches!(
+                status.code(),
+                Code::Unauthenticated | Code::InvalidArgument | Code::Unknown
+            ) && [
+                "invalid auth token",
+                "auth store is old",
+                "revision in header is old",
+            ]
+            .iter()
+            .any(|m| message.contains(m))
         }
         _ => false,
     }
