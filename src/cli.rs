@@ -1,11 +1,11 @@
 //! The command line as the user typed it: the clap definition, built from the settings table
-//! (`config::defs`, where each option is documented once), and the rewrite that keeps the Go
+//! (`settings`, where each option is documented once), and the rewrite that keeps the Go
 //! tool's single-dash spellings working.
 //!
 //! Values stay raw strings here; `config` layers them over the YAML file and defaults and
 //! validates them, so an error can say where a bad value came from.
 
-use crate::config::defs::{self, Doc, Yaml};
+use crate::settings::{self, Doc, Yaml};
 use clap::builder::FalseyValueParser;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
@@ -95,7 +95,7 @@ pub fn command() -> Command {
         // The command's own flags belong to it, not to us.
         .trailing_var_arg(true)
         .args(modes)
-        .args(defs::OPTIONS.iter().copied().filter_map(option_arg))
+        .args(settings::OPTIONS.iter().copied().filter_map(option_arg))
         .arg(
             Arg::new("command")
                 .value_name("COMMAND")
@@ -122,7 +122,7 @@ fn generate_arg() -> Arg {
 /// The clap argument of an option, if it has a flag.
 fn option_arg(doc: &'static Doc) -> Option<Arg> {
     let mut arg = Arg::new(doc.name).long(doc.flag?);
-    if doc.name == defs::EXTEND.doc.name {
+    if doc.name == settings::EXTEND.doc.name {
         // A mode that takes a value: one of --lock, --unlock, --extend ...
         arg = arg.group("mode");
     }
@@ -142,14 +142,14 @@ fn option_arg(doc: &'static Doc) -> Option<Arg> {
         Some(value) => {
             let arg = arg.value_name(value).action(ArgAction::Set);
             // The file's path need not be UTF-8; every other value is text.
-            let arg = if doc.name == defs::CONFIG.name {
+            let arg = if doc.name == settings::CONFIG.name {
                 arg.value_parser(clap::value_parser!(OsString))
             } else {
                 arg.value_parser(clap::value_parser!(String))
             };
             // `--timeout -1`; any other value that starts with '-' is a forgotten value
             // (`--lock-name --nowait`), not a lock named "--nowait".
-            arg.allow_hyphen_values(doc.name == defs::TIMEOUT.doc.name)
+            arg.allow_hyphen_values(doc.name == settings::TIMEOUT.doc.name)
         }
         None if doc.short.is_some() => arg.action(ArgAction::Count),
         // A switch that is also a setting (variable, YAML key): its variable counts as unset
@@ -215,7 +215,7 @@ pub const OTHER_ENV: &[(&str, &str, &str)] = &[
 pub fn files() -> [(&'static str, &'static str, bool); 3] {
     [
         (
-            defs::CONFIG.default.unwrap_or_default(),
+            settings::CONFIG.default.unwrap_or_default(),
             "default --config; missing is fine",
             false,
         ),
@@ -297,23 +297,25 @@ impl Cli {
         let matches = cmd.try_get_matches_from_mut(args)?;
         let flag = |id: &str| matches.get_flag(id);
         let count = |id: &str| matches.get_count(id);
-        let values = defs::yaml_keys()
+        let values = settings::yaml_keys()
             .filter_map(|doc| given(&matches, doc))
             .collect();
         Ok(Cli {
             lock: flag("lock"),
             unlock: matches.contains_id("unlock"),
             unlock_key: matches.get_one::<String>("unlock").cloned(),
-            extend: matches.get_one::<String>(defs::EXTEND.doc.name).cloned(),
-            holder: matches.get_one::<String>(defs::HOLDER.name).cloned(),
+            extend: matches
+                .get_one::<String>(settings::EXTEND.doc.name)
+                .cloned(),
+            holder: matches.get_one::<String>(settings::HOLDER.name).cloned(),
             list: flag("list"),
             status: flag("status"),
             show_config: flag("show-config"),
             generate: matches.get_one::<String>("generate").cloned(),
-            nowait: flag(defs::NOWAIT.name),
-            config: matches.get_one::<OsString>(defs::CONFIG.name).cloned(),
-            quiet: count(defs::QUIET.name),
-            verbose: count(defs::VERBOSE.name),
+            nowait: flag(settings::NOWAIT.name),
+            config: matches.get_one::<OsString>(settings::CONFIG.name).cloned(),
+            quiet: count(settings::QUIET.name),
+            verbose: count(settings::VERBOSE.name),
             command: matches
                 .get_many::<OsString>("command")
                 .map(|c| c.cloned().collect())
@@ -471,7 +473,7 @@ mod tests {
             yaml: Yaml::Scalar,
             flag: Some("switch"),
             env: Some("DISTLOCK_TEST_SWITCH_UNSET"),
-            ..defs::NOWAIT
+            ..settings::NOWAIT
         };
         let cmd = Command::new("t").arg(option_arg(&SWITCH).unwrap());
         let matches = cmd.clone().get_matches_from(["t", "--switch"]);

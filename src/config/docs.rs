@@ -4,7 +4,7 @@
 //! file in the repository and prints what it should say; `DISTLOCK_BLESS=1 cargo test docs`
 //! rewrites them.
 
-use super::defs::{Doc, Yaml, OPTIONS};
+use crate::settings::{Doc, Yaml, OPTIONS};
 use std::path::Path;
 
 const DEFAULTS_HEADER: &str = "\
@@ -200,8 +200,8 @@ fn check(path: &str, marker: Option<&str>, expected: &str) -> Result<(), String>
 
 #[cfg(test)]
 mod tests {
-    use super::super::defs::{self, KILL_GRACE_DEFAULT_DIVISOR, KILL_GRACE_MAX_DIVISOR};
     use super::*;
+    use crate::settings::{self, KILL_GRACE_DEFAULT_DIVISOR, KILL_GRACE_MAX_DIVISOR};
 
     #[test]
     fn docs_say_what_the_tables_say() {
@@ -217,7 +217,7 @@ mod tests {
 
     #[test]
     fn docs_state_the_kill_grace_rules_the_code_applies() {
-        let doc = &defs::KILL_GRACE.doc;
+        let doc = &settings::KILL_GRACE.doc;
         let cap = format!("at most TTL/{KILL_GRACE_DEFAULT_DIVISOR}");
         assert!(doc.shown_default().is_some_and(|d| d.contains(&cap)));
         assert!(doc
@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn the_conflict_exit_code_default_is_the_documented_one() {
-        let default = defs::CONFLICT_EXIT_CODE.doc.default.unwrap_or_default();
+        let default = settings::CONFLICT_EXIT_CODE.doc.default.unwrap_or_default();
         assert_eq!(default, crate::exit::NOT_ACQUIRED.to_string());
         assert!(crate::exit::TABLE
             .iter()

@@ -2,9 +2,9 @@
 //! a list where the settings table says so); the values stay text, typed by the same parser as
 //! a flag's, in `layers`. Every error names the file and the line.
 
-use super::defs::{self, Doc, Yaml};
 use crate::cli::Cli;
 use crate::error::{Error, Result};
+use crate::settings::{self, Doc, Yaml};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
@@ -31,7 +31,7 @@ impl File {
         let (path, named) = match &cli.config {
             Some(path) => (PathBuf::from(path), true),
             None => (
-                PathBuf::from(defs::CONFIG.default.unwrap_or_default()),
+                PathBuf::from(settings::CONFIG.default.unwrap_or_default()),
                 false,
             ),
         };
@@ -202,8 +202,8 @@ impl Visitor<'_> for KeySeed {
         if key == "internallock" {
             return Ok(None);
         }
-        defs::by_key(key).map(Some).ok_or_else(|| {
-            let known: Vec<&str> = defs::yaml_keys().map(|d| d.name).collect();
+        settings::by_key(key).map(Some).ok_or_else(|| {
+            let known: Vec<&str> = settings::yaml_keys().map(|d| d.name).collect();
             E::custom(format_args!(
                 "unknown field `{key}`, expected one of {}",
                 known.join(", ")

@@ -2,12 +2,12 @@
 //! `DISTLOCK_*` variable, then the flag. Each value is typed by its setting's parser, and where
 //! it came from is remembered for `--show-config` and for error messages.
 
-use super::defs::{Def, Doc, OPTIONS};
 use super::file::File;
-use super::values::Show;
 use super::{Setting, Source};
 use crate::cli::{Cli, Given};
 use crate::error::{Error, Result};
+use crate::settings::values::Show;
+use crate::settings::{Def, Doc, OPTIONS};
 
 pub struct Layers<'a> {
     cli: &'a Cli,
@@ -32,7 +32,7 @@ impl<'a> Layers<'a> {
         // A definition left out of the table would have no flag, variable or YAML key.
         if !OPTIONS.iter().any(|d| d.name == name) {
             return Err(Error::Usage(format!(
-                "{name} is missing from defs::OPTIONS"
+                "{name} is missing from settings::OPTIONS"
             )));
         }
         let file = match self.file.get(name) {

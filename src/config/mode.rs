@@ -2,10 +2,9 @@
 //! `--list`, `--show-config`), chosen from the command line, with the lock name each needs and
 //! the combinations that make no sense refused.
 
-use super::defs;
-use super::values::{Expiry, LockName};
 use crate::cli::{Cli, Given};
 use crate::error::{Error, Result};
+use crate::settings::{self, values::Expiry, values::LockName};
 use std::ffi::OsString;
 
 /// What distlock was asked to do, with the lock it needs (so code past this point never
@@ -27,7 +26,7 @@ pub enum Mode {
 
 /// Which holder `--unlock` or `--extend` acts on: `--holder=KEY`, or `--unlock=KEY`.
 fn holder(cli: &Cli, extend: bool) -> Result<Option<String>> {
-    let flag = defs::HOLDER.name;
+    let flag = settings::HOLDER.name;
     match (&cli.holder, &cli.unlock_key) {
         (Some(_), _) if !(cli.unlock || extend) => Err(Error::Usage(format!(
             "--{flag} names the holder --unlock or --extend acts on; give one of them"
@@ -45,8 +44,8 @@ pub(super) fn choose(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
         .extend
         .as_deref()
         .map(|text| {
-            (defs::EXTEND.parse)(text)
-                .map_err(|e| Error::Usage(format!("--{}={text:?}: {e}", defs::EXTEND.doc.name)))
+            (settings::EXTEND.parse)(text)
+                .map_err(|e| Error::Usage(format!("--{}={text:?}: {e}", settings::EXTEND.doc.name)))
         })
         .transpose()?;
     let which = holder(cli, extend.is_some())?;
@@ -100,10 +99,10 @@ pub(super) fn check_run_flags(cli: &Cli, mode: &Mode) -> Result<()> {
         return Ok(());
     };
     let run_only = [
-        defs::MAX_RUNTIME.doc.name,
-        defs::HOLD_AT_LEAST.doc.name,
-        defs::ON_LOST.doc.name,
-        defs::KILL_GRACE.doc.name,
+        settings::MAX_RUNTIME.doc.name,
+        settings::HOLD_AT_LEAST.doc.name,
+        settings::ON_LOST.doc.name,
+        settings::KILL_GRACE.doc.name,
     ];
     for name in run_only {
         if let Some((_, Given::Flag(flag))) = cli.value(name) {

@@ -3,15 +3,18 @@
 //! completions), the YAML file's keys, the layering, `--show-config`, the README's table and
 //! the two shipped YAML files are all made from this table.
 //!
-//! Adding a setting: one `Def` here (or in `defs/etcd.rs`, for how to reach etcd), one entry
-//! in `OPTIONS`, and the code that reads it
-//! (`config::layers` puts the value into `Config`). Then `DISTLOCK_BLESS=1 cargo test docs`
-//! rewrites the README table and the YAML files.
+//! The bottom layer of the binary's settings: `cli` builds the command line from this table and
+//! `config` resolves the values, so this module imports neither.
+//!
+//! Adding a setting: one `Def` here (or in `etcd.rs`, for how to reach etcd), one entry in
+//! `OPTIONS`, and the code that reads it (`Config::resolve` puts the value into `Config`).
+//! Then `DISTLOCK_BLESS=1 cargo test docs` rewrites the README table and the YAML files.
 
-use super::values::{self, Expiry, Format, LockName, OnLost, Wait};
 use std::time::Duration;
+use values::{Expiry, Format, LockName, OnLost, Wait};
 
 mod etcd;
+pub mod values;
 pub use etcd::{CACERT, CERT, ENDPOINTS, KEY, MAXTIME, PASSWORD, PASSWORD_FILE, PREFIX, USER};
 
 /// How an option is spelled and documented.

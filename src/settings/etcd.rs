@@ -1,5 +1,5 @@
 //! The settings that say how to reach etcd: where (endpoints, prefix), how long to wait for
-//! it, TLS and credentials. Part of the settings table (`defs.rs`).
+//! it, TLS and credentials. Part of the settings table (`mod.rs`).
 
 use super::{doc, setting, values, Def, Doc, Yaml};
 use std::time::Duration;
