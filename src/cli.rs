@@ -5,7 +5,7 @@
 //! Values stay raw strings here; `config` layers them over the YAML file and defaults and
 //! validates them, so an error can say where a bad value came from.
 
-use crate::settings::{self, Doc, Yaml};
+use crate::settings::{self, OptionSpec, Yaml};
 use clap::builder::FalseyValueParser;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
@@ -120,41 +120,41 @@ fn generate_arg() -> Arg {
 }
 
 /// The clap argument of an option, if it has a flag.
-fn option_arg(doc: &'static Doc) -> Option<Arg> {
-    let mut arg = Arg::new(doc.name).long(doc.flag?);
-    if doc.name == settings::EXTEND.doc.name {
+fn option_arg(spec: &'static OptionSpec) -> Option<Arg> {
+    let mut arg = Arg::new(spec.name).long(spec.flag?);
+    if spec.name == settings::EXTEND.spec.name {
         // A mode that takes a value: one of --lock, --unlock, --extend ...
         arg = arg.group("mode");
     }
-    if let Some(short) = doc.short {
+    if let Some(short) = spec.short {
         arg = arg.short(short);
     }
-    if let Some(env) = doc.env {
+    if let Some(env) = spec.env {
         arg = arg.env(env);
     }
-    let help = match doc.shown_default() {
-        Some("") if doc.value.is_some() => format!("{} [default: \"\"]", doc.help),
-        Some(default) if doc.value.is_some() => format!("{} [default: {default}]", doc.help),
-        _ => doc.help.to_string(),
+    let help = match spec.shown_default() {
+        Some("") if spec.value.is_some() => format!("{} [default: \"\"]", spec.help),
+        Some(default) if spec.value.is_some() => format!("{} [default: {default}]", spec.help),
+        _ => spec.help.to_string(),
     };
     arg = arg.help(help);
-    Some(match doc.value {
+    Some(match spec.value {
         Some(value) => {
             let arg = arg.value_name(value).action(ArgAction::Set);
             // The file's path need not be UTF-8; every other value is text.
-            let arg = if doc.name == settings::CONFIG.name {
+            let arg = if spec.name == settings::CONFIG.name {
                 arg.value_parser(clap::value_parser!(OsString))
             } else {
                 arg.value_parser(clap::value_parser!(String))
             };
             // `--timeout -1`; any other value that starts with '-' is a forgotten value
             // (`--lock-name --nowait`), not a lock named "--nowait".
-            arg.allow_hyphen_values(doc.name == settings::TIMEOUT.doc.name)
+            arg.allow_hyphen_values(spec.name == settings::TIMEOUT.spec.name)
         }
-        None if doc.short.is_some() => arg.action(ArgAction::Count),
+        None if spec.short.is_some() => arg.action(ArgAction::Count),
         // A switch that is also a setting (variable, YAML key): its variable counts as unset
         // when false-ish ("0", "false", "no", "off"), as a switch that was not given.
-        None if doc.yaml != Yaml::No => arg
+        None if spec.yaml != Yaml::No => arg
             .action(ArgAction::SetTrue)
             .value_parser(FalseyValueParser::new()),
         None => arg.action(ArgAction::SetTrue),
@@ -298,14 +298,14 @@ impl Cli {
         let flag = |id: &str| matches.get_flag(id);
         let count = |id: &str| matches.get_count(id);
         let values = settings::yaml_keys()
-            .filter_map(|doc| given(&matches, doc))
+            .filter_map(|spec| given(&matches, spec))
             .collect();
         Ok(Cli {
             lock: flag("lock"),
             unlock: matches.contains_id("unlock"),
             unlock_key: matches.get_one::<String>("unlock").cloned(),
             extend: matches
-                .get_one::<String>(settings::EXTEND.doc.name)
+                .get_one::<String>(settings::EXTEND.spec.name)
                 .cloned(),
             holder: matches.get_one::<String>(settings::HOLDER.name).cloned(),
             list: flag("list"),
@@ -334,18 +334,18 @@ impl Cli {
 }
 
 /// A setting's text and how it was given, when a flag or a variable gave it.
-fn given(matches: &ArgMatches, doc: &'static Doc) -> Option<(&'static str, String, Given)> {
-    let given = match matches.value_source(doc.name)? {
-        ValueSource::EnvVariable => Given::Env(doc.env?.to_string()),
-        ValueSource::CommandLine => Given::Flag(format!("--{}", doc.flag?)),
+fn given(matches: &ArgMatches, spec: &'static OptionSpec) -> Option<(&'static str, String, Given)> {
+    let given = match matches.value_source(spec.name)? {
+        ValueSource::EnvVariable => Given::Env(spec.env?.to_string()),
+        ValueSource::CommandLine => Given::Flag(format!("--{}", spec.flag?)),
         _ => return None,
     };
     // A switch's text is what its YAML key would say.
-    let text = match doc.value {
-        Some(_) => matches.get_one::<String>(doc.name)?.clone(),
-        None => matches.get_flag(doc.name).to_string(),
+    let text = match spec.value {
+        Some(_) => matches.get_one::<String>(spec.name)?.clone(),
+        None => matches.get_flag(spec.name).to_string(),
     };
-    Some((doc.name, text, given))
+    Some((spec.name, text, given))
 }
 
 /// Why the command line was rejected, as one line.
@@ -469,7 +469,7 @@ mod tests {
     /// A switch that is a setting, as --shared is: its text is what YAML would say.
     #[test]
     fn a_switch_can_be_a_setting() {
-        static SWITCH: Doc = Doc {
+        static SWITCH: OptionSpec = OptionSpec {
             yaml: Yaml::Scalar,
             flag: Some("switch"),
             env: Some("DISTLOCK_TEST_SWITCH_UNSET"),

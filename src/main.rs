@@ -36,7 +36,7 @@ fn main() -> ExitCode {
     }
     // A configuration error comes before logging is set up from the configuration; a log
     // shipper that asked for JSON on the command line or in the environment still gets JSON.
-    let log_format = cli.value(settings::LOG_FORMAT.doc.name);
+    let log_format = cli.value(settings::LOG_FORMAT.spec.name);
     let json_asked = log_format.is_some_and(|(text, _)| text == "json");
     let config = match config::Config::resolve(cli) {
         Ok(config) => config,

@@ -96,9 +96,9 @@ fn environment_section(roff: &mut Roff, cmd: &Command) {
         );
     }
     // Variables of the settings table that are no flag's (a password must not be one).
-    for doc in settings::OPTIONS.iter().filter(|d| d.flag.is_none()) {
-        if let Some(env) = doc.env {
-            entry(roff, env, [roman(doc.help)]);
+    for spec in settings::OPTIONS.iter().filter(|d| d.flag.is_none()) {
+        if let Some(env) = spec.env {
+            entry(roff, env, [roman(spec.help)]);
         }
     }
     for (env, long, text) in OTHER_ENV {

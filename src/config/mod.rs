@@ -106,7 +106,7 @@ impl Config {
         if reason.len() > MAX_REASON {
             return Err(Error::Usage(format!(
                 "the reason (from {}) is {} bytes long; at most {MAX_REASON} are allowed",
-                l.source_of(&settings::REASON.doc),
+                l.source_of(&settings::REASON.spec),
                 reason.len()
             )));
         }
@@ -129,7 +129,7 @@ impl Config {
             // run makes a --lock expire, so a fleet-wide file never silently turns locks that
             // should wait for a person into locks that vanish.
             lock_ttl: (matches!(mode, Mode::Lock(_))
-                && cli.value(settings::TTL.doc.name).is_some())
+                && cli.value(settings::TTL.spec.name).is_some())
             .then_some(ttl),
             mode,
             reason,
@@ -164,8 +164,8 @@ fn sharing(l: &mut Layers) -> Result<(u32, bool)> {
         return Err(Error::Usage(format!(
             "{} and {}={max_holders} cannot be combined: a shared lock already lets any \
              number of shared holders in",
-            l.source_of(&settings::SHARED.doc),
-            l.source_of(&settings::MAX_HOLDERS.doc)
+            l.source_of(&settings::SHARED.spec),
+            l.source_of(&settings::MAX_HOLDERS.spec)
         )));
     }
     Ok((max_holders, shared))
@@ -189,7 +189,7 @@ fn wait(cli: &Cli, l: &mut Layers) -> Result<Wait> {
         Some(layered) => layered,
         None => (Wait::Forever, Source::Default),
     };
-    Ok(l.record(&def.doc, wait, source))
+    Ok(l.record(&def.spec, wait, source))
 }
 
 /// By default at most TTL/4, and never over TTL/2, so that the command is gone before etcd can
@@ -203,7 +203,7 @@ fn kill_grace(l: &mut Layers, ttl: Duration) -> Result<Duration> {
             "the kill grace period ({}, from {}) must be at most half the TTL ({}) so that the \
              command is gone before etcd can expire the lock",
             kill_grace.show(),
-            l.source_of(&def.doc),
+            l.source_of(&def.spec),
             ttl.show()
         )));
     }
@@ -213,18 +213,18 @@ fn kill_grace(l: &mut Layers, ttl: Duration) -> Result<Duration> {
 fn security(cli: &Cli, l: &mut Layers) -> Result<Security> {
     let cacert = l.get(&settings::CACERT)?;
     let cert = l.get(&settings::CERT)?;
-    let key = match (cli.value(settings::KEY.doc.name), etcdctl_style_key()) {
+    let key = match (cli.value(settings::KEY.spec.name), etcdctl_style_key()) {
         (None, Some(path)) => {
             let source = Source::Env("DISTLOCK_KEY".into());
-            Some(l.record(&settings::KEY.doc, path, source))
+            Some(l.record(&settings::KEY.spec, path, source))
         }
         _ => l.get(&settings::KEY)?,
     };
     if cert.is_some() != key.is_some() {
         let (given, missing) = if cert.is_some() {
-            (&settings::CERT.doc, &settings::KEY.doc)
+            (&settings::CERT.spec, &settings::KEY.spec)
         } else {
-            (&settings::KEY.doc, &settings::CERT.doc)
+            (&settings::KEY.spec, &settings::CERT.spec)
         };
         return Err(Error::Usage(format!(
             "a client certificate needs both cert and key: {} is set (by {}) but {} is not",
@@ -238,14 +238,14 @@ fn security(cli: &Cli, l: &mut Layers) -> Result<Security> {
     let password = read_password(password_file.as_deref()).map_err(|e| {
         Error::Usage(format!(
             "{e} (from {})",
-            l.source_of(&settings::PASSWORD_FILE.doc)
+            l.source_of(&settings::PASSWORD_FILE.spec)
         ))
     })?;
     // Where the password file was named, or the variable.
     let source = match (&password, &password_file) {
         (None, _) => Source::Default,
         (Some(_), Some(_)) => l
-            .setting(&settings::PASSWORD_FILE.doc)
+            .setting(&settings::PASSWORD_FILE.spec)
             .map_or(Source::Default, |s| s.source.clone()),
         (Some(_), None) => Source::Env(settings::PASSWORD.env.unwrap_or_default().into()),
     };

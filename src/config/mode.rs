@@ -44,8 +44,9 @@ pub(super) fn choose(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
         .extend
         .as_deref()
         .map(|text| {
-            (settings::EXTEND.parse)(text)
-                .map_err(|e| Error::Usage(format!("--{}={text:?}: {e}", settings::EXTEND.doc.name)))
+            (settings::EXTEND.parse)(text).map_err(|e| {
+                Error::Usage(format!("--{}={text:?}: {e}", settings::EXTEND.spec.name))
+            })
         })
         .transpose()?;
     let which = holder(cli, extend.is_some())?;
@@ -99,10 +100,10 @@ pub(super) fn check_run_flags(cli: &Cli, mode: &Mode) -> Result<()> {
         return Ok(());
     };
     let run_only = [
-        settings::MAX_RUNTIME.doc.name,
-        settings::HOLD_AT_LEAST.doc.name,
-        settings::ON_LOST.doc.name,
-        settings::KILL_GRACE.doc.name,
+        settings::MAX_RUNTIME.spec.name,
+        settings::HOLD_AT_LEAST.spec.name,
+        settings::ON_LOST.spec.name,
+        settings::KILL_GRACE.spec.name,
     ];
     for name in run_only {
         if let Some((_, Given::Flag(flag))) = cli.value(name) {

@@ -17,8 +17,9 @@ mod etcd;
 pub mod values;
 pub use etcd::{CACERT, CERT, ENDPOINTS, KEY, MAXTIME, PASSWORD, PASSWORD_FILE, PREFIX, USER};
 
-/// How an option is spelled and documented.
-pub struct Doc {
+/// An option's specification: how it is spelled (flag, variable, YAML key), its default as
+/// text, and its documentation. A `Def` adds the parser of its value.
+pub struct OptionSpec {
     /// The clap id, the YAML key (when `yaml` is not `No`) and the name `--show-config` shows.
     pub name: &'static str,
     pub yaml: Yaml,
@@ -55,12 +56,13 @@ pub enum Yaml {
 
 /// A setting whose value is layered (default < file < variable < flag) and typed by `parse`.
 pub struct Def<T> {
-    pub doc: Doc,
+    pub spec: OptionSpec,
     pub parse: fn(&str) -> Result<T, String>,
 }
 
-const fn doc(name: &'static str, help: &'static str) -> Doc {
-    Doc {
+/// An option with a name and help and nothing else, to fill in with `..spec(name, help)`.
+const fn spec(name: &'static str, help: &'static str) -> OptionSpec {
+    OptionSpec {
         name,
         yaml: Yaml::No,
         flag: None,
@@ -82,13 +84,13 @@ const fn setting(
     env: &'static str,
     value: &'static str,
     help: &'static str,
-) -> Doc {
-    Doc {
+) -> OptionSpec {
+    OptionSpec {
         yaml: Yaml::Scalar,
         flag: Some(flag),
         env: Some(env),
         value: Some(value),
-        ..doc(name, help)
+        ..spec(name, help)
     }
 }
 
@@ -98,7 +100,7 @@ pub const KILL_GRACE_DEFAULT_DIVISOR: u32 = 4;
 pub const KILL_GRACE_MAX_DIVISOR: u32 = 2;
 
 pub const LOCK_NAME: Def<LockName> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         more: "Required except for --list; usually given per job on the command line rather \
                than here.",
         example: Some("percona_prod"),
@@ -114,7 +116,7 @@ pub const LOCK_NAME: Def<LockName> = Def {
 };
 
 pub const REASON: Def<String> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default: Some(""),
         example: Some("\"Upgrade RPMs on node-3\""),
         ..setting(
@@ -129,7 +131,7 @@ pub const REASON: Def<String> = Def {
 };
 
 pub const MAX_HOLDERS: Def<u32> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default: Some("1"),
         more: "A semaphore, like consul lock -n: up to N contenders hold the lock at once, the \
                rest wait in arrival order. 1 is a plain mutex (and what etcdctl lock does). \
@@ -147,7 +149,7 @@ pub const MAX_HOLDERS: Def<u32> = Def {
 };
 
 pub const SHARED: Def<bool> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default: Some("false"),
         more: "Readers/writer, like flock -s: shared holders run side by side; an exclusive \
                one (the default, and every etcdctl lock) runs alone. A shared contender that \
@@ -166,16 +168,16 @@ pub const SHARED: Def<bool> = Def {
     parse: values::switch,
 };
 
-pub const NOWAIT: Doc = Doc {
+pub const NOWAIT: OptionSpec = OptionSpec {
     flag: Some("nowait"),
-    ..doc(
+    ..spec(
         "nowait",
         "Fail at once when the lock is busy (same as --timeout=0)",
     )
 };
 
 pub const TIMEOUT: Def<Wait> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default: Some("-1"),
         more: "0 fails at once when busy. --nowait on the command line overrides it.",
         example: Some("10m"),
@@ -193,10 +195,10 @@ pub const TIMEOUT: Def<Wait> = Def {
 /// A mode with a value, like `--lock` and `--unlock` a flag only: a variable or a YAML key
 /// would turn every run into an extension.
 pub const EXTEND: Def<Expiry> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         flag: Some("extend"),
         value: Some("D"),
-        ..doc(
+        ..spec(
             "extend",
             "Make the lock taken with --lock expire D from now (never: not at all); from any node",
         )
@@ -204,29 +206,29 @@ pub const EXTEND: Def<Expiry> = Def {
     parse: values::expiry,
 };
 
-pub const HOLDER: Doc = Doc {
+pub const HOLDER: OptionSpec = OptionSpec {
     flag: Some("holder"),
     value: Some("KEY"),
-    ..doc(
+    ..spec(
         "holder",
         "With --extend or --unlock: the holder to act on when several hold the lock, by its key \
          or lease id (see --status)",
     )
 };
 
-pub const CONFIG: Doc = Doc {
+pub const CONFIG: OptionSpec = OptionSpec {
     flag: Some("config"),
     env: Some("DISTLOCK_CONFIG"),
     value: Some("FILE"),
     default: Some("/etc/distlock/distlock.yaml"),
-    ..doc(
+    ..spec(
         "config",
         "YAML configuration file; a missing default file is fine, a missing named one is an error",
     )
 };
 
 pub const TTL: Def<Duration> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default: Some("10s"),
         more: "Whole seconds. If this host stops talking to etcd (crash, network split), its \
                lock frees itself after about this long. Only a --ttl or DISTLOCK_TTL given for \
@@ -244,7 +246,7 @@ pub const TTL: Def<Duration> = Def {
 };
 
 pub const HOLD_AT_LEAST: Def<Duration> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         more: "The lock then stays on a lease that expires by itself; distlock does not wait. \
                Stops a cron job that runs on many servers with clocks a few seconds apart from \
                running twice.",
@@ -261,7 +263,7 @@ pub const HOLD_AT_LEAST: Def<Duration> = Def {
 };
 
 pub const MAX_RUNTIME: Def<Duration> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         more: "Counted from the command's start; waiting for the lock does not count. The \
                command's process group gets SIGTERM, then SIGKILL after kill_grace; the lock \
                is released (or kept as hold_at_least says) and distlock exits 124, as \
@@ -279,7 +281,7 @@ pub const MAX_RUNTIME: Def<Duration> = Def {
 };
 
 pub const ON_LOST: Def<OnLost> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default: Some("kill"),
         more: "The lock is lost when etcd is unreachable longer than the TTL allows, or on an \
                operator's --unlock. kill terminates the command and its process group before \
@@ -298,7 +300,7 @@ pub const ON_LOST: Def<OnLost> = Def {
 };
 
 pub const KILL_GRACE: Def<Duration> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default: Some("2s"),
         default_doc: Some("2s, at most TTL/4"),
         example: Some("5s"),
@@ -314,7 +316,7 @@ pub const KILL_GRACE: Def<Duration> = Def {
 };
 
 pub const CONFLICT_EXIT_CODE: Def<u8> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default: Some("1"),
         more: "E.g. 75 (EX_TEMPFAIL) tells \"busy\" apart from the command's own exit 1.",
         example: Some("75"),
@@ -330,7 +332,7 @@ pub const CONFLICT_EXIT_CODE: Def<u8> = Def {
 };
 
 pub const OUTPUT: Def<Format> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default: Some("text"),
         more: "json is a stable shape for monitoring, documented in the README.",
         example: Some("text"),
@@ -346,7 +348,7 @@ pub const OUTPUT: Def<Format> = Def {
 };
 
 pub const LOG_FORMAT: Def<Format> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default: Some("text"),
         example: Some("text"),
         ..setting(
@@ -360,64 +362,64 @@ pub const LOG_FORMAT: Def<Format> = Def {
     parse: values::format,
 };
 
-pub const QUIET: Doc = Doc {
+pub const QUIET: OptionSpec = OptionSpec {
     flag: Some("quiet"),
     short: Some('q'),
-    ..doc("quiet", "Say less: no progress messages while waiting")
+    ..spec("quiet", "Say less: no progress messages while waiting")
 };
 
-pub const VERBOSE: Doc = Doc {
+pub const VERBOSE: OptionSpec = OptionSpec {
     flag: Some("verbose"),
     short: Some('v'),
-    ..doc(
+    ..spec(
         "verbose",
         "Say more (-vv for etcd-level detail); DISTLOCK_LOG takes a tracing filter",
     )
 };
 
 /// Every option, in the order of `--help`, the README and `--show-config`.
-pub const OPTIONS: &[&Doc] = &[
-    &LOCK_NAME.doc,
-    &REASON.doc,
-    &MAX_HOLDERS.doc,
-    &SHARED.doc,
-    &EXTEND.doc,
+pub const OPTIONS: &[&OptionSpec] = &[
+    &LOCK_NAME.spec,
+    &REASON.spec,
+    &MAX_HOLDERS.spec,
+    &SHARED.spec,
+    &EXTEND.spec,
     &HOLDER,
     &NOWAIT,
-    &TIMEOUT.doc,
-    &ENDPOINTS.doc,
-    &PREFIX.doc,
+    &TIMEOUT.spec,
+    &ENDPOINTS.spec,
+    &PREFIX.spec,
     &CONFIG,
-    &TTL.doc,
-    &MAXTIME.doc,
-    &HOLD_AT_LEAST.doc,
-    &MAX_RUNTIME.doc,
-    &ON_LOST.doc,
-    &KILL_GRACE.doc,
-    &CONFLICT_EXIT_CODE.doc,
-    &OUTPUT.doc,
-    &LOG_FORMAT.doc,
-    &CACERT.doc,
-    &CERT.doc,
-    &KEY.doc,
-    &USER.doc,
-    &PASSWORD_FILE.doc,
+    &TTL.spec,
+    &MAXTIME.spec,
+    &HOLD_AT_LEAST.spec,
+    &MAX_RUNTIME.spec,
+    &ON_LOST.spec,
+    &KILL_GRACE.spec,
+    &CONFLICT_EXIT_CODE.spec,
+    &OUTPUT.spec,
+    &LOG_FORMAT.spec,
+    &CACERT.spec,
+    &CERT.spec,
+    &KEY.spec,
+    &USER.spec,
+    &PASSWORD_FILE.spec,
     &PASSWORD,
     &QUIET,
     &VERBOSE,
 ];
 
 /// The YAML keys the file may hold, in table order.
-pub fn yaml_keys() -> impl Iterator<Item = &'static Doc> {
+pub fn yaml_keys() -> impl Iterator<Item = &'static OptionSpec> {
     OPTIONS.iter().copied().filter(|d| d.yaml != Yaml::No)
 }
 
 /// The option whose YAML key is `key`.
-pub fn by_key(key: &str) -> Option<&'static Doc> {
+pub fn by_key(key: &str) -> Option<&'static OptionSpec> {
     yaml_keys().find(|d| d.name == key)
 }
 
-impl Doc {
+impl OptionSpec {
     /// The default as the documentation shows it.
     pub fn shown_default(&self) -> Option<&'static str> {
         self.default_doc.or(self.default)
