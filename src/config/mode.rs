@@ -90,8 +90,8 @@ pub(super) fn choose(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
     })
 }
 
-/// Options that shape only how a command runs, given on the command line to a mode that runs
-/// none: a mistake worth stopping for (`--lock --max-runtime=1h` does not make the lock expire
+/// Options that shape only how a command runs (`run_only` in the settings table), given on the
+/// command line to a mode that runs none: a mistake worth stopping for (`--lock --max-runtime=1h` does not make the lock expire
 /// in an hour; `--ttl` does). From the file or the environment they are fleet-wide defaults for
 /// run mode, and other modes leave them alone.
 pub(super) fn check_run_flags(cli: &Cli, mode: &Mode) -> Result<()> {
@@ -99,14 +99,8 @@ pub(super) fn check_run_flags(cli: &Cli, mode: &Mode) -> Result<()> {
     else {
         return Ok(());
     };
-    let run_only = [
-        settings::MAX_RUNTIME.spec.name,
-        settings::HOLD_AT_LEAST.spec.name,
-        settings::ON_LOST.spec.name,
-        settings::KILL_GRACE.spec.name,
-    ];
-    for name in run_only {
-        if let Some((_, Given::Flag(flag))) = cli.value(name) {
+    for spec in settings::OPTIONS.iter().filter(|s| s.run_only) {
+        if let Some((_, Given::Flag(flag))) = cli.value(spec.name) {
             let hint = match mode {
                 Mode::Lock(_) => "; to make a --lock expire, give --ttl",
                 _ => "",

@@ -43,6 +43,9 @@ pub struct OptionSpec {
     /// `default`, because a made-up value would not work (certificates, passwords).
     #[cfg_attr(not(test), allow(dead_code))]
     pub example: Option<&'static str>,
+    /// Shapes only how a command runs: as a flag to a mode that runs none it is refused
+    /// (`config::mode`); from the file or the environment that mode ignores it.
+    pub run_only: bool,
 }
 
 /// Whether and how the YAML file may give an option.
@@ -74,6 +77,7 @@ const fn spec(name: &'static str, help: &'static str) -> OptionSpec {
         help,
         more: "",
         example: None,
+        run_only: false,
     }
 }
 
@@ -247,6 +251,7 @@ pub const TTL: Def<Duration> = Def {
 
 pub const HOLD_AT_LEAST: Def<Duration> = Def {
     spec: OptionSpec {
+        run_only: true,
         more: "The lock then stays on a lease that expires by itself; distlock does not wait. \
                Stops a cron job that runs on many servers with clocks a few seconds apart from \
                running twice.",
@@ -264,6 +269,7 @@ pub const HOLD_AT_LEAST: Def<Duration> = Def {
 
 pub const MAX_RUNTIME: Def<Duration> = Def {
     spec: OptionSpec {
+        run_only: true,
         more: "Counted from the command's start; waiting for the lock does not count. The \
                command's process group gets SIGTERM, then SIGKILL after kill_grace; the lock \
                is released (or kept as hold_at_least says) and distlock exits 124, as \
@@ -282,6 +288,7 @@ pub const MAX_RUNTIME: Def<Duration> = Def {
 
 pub const ON_LOST: Def<OnLost> = Def {
     spec: OptionSpec {
+        run_only: true,
         default: Some("kill"),
         more: "The lock is lost when etcd is unreachable longer than the TTL allows, or on an \
                operator's --unlock. kill terminates the command and its process group before \
@@ -301,6 +308,7 @@ pub const ON_LOST: Def<OnLost> = Def {
 
 pub const KILL_GRACE: Def<Duration> = Def {
     spec: OptionSpec {
+        run_only: true,
         default: Some("2s"),
         default_doc: Some("2s, at most TTL/4"),
         example: Some("5s"),
