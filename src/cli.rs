@@ -54,39 +54,8 @@ impl Given {
     }
 }
 
-/// The modes: at most one of them.
-const MODES: [(&str, &str); 5] = [
-    (
-        "lock",
-        "Acquire the lock, print its key and fencing token, and exit 0 with the lock still held",
-    ),
-    (
-        "unlock",
-        "Release the lock, whoever holds it; --unlock=KEY releases that holder (the key from \
-         --status) when several hold it",
-    ),
-    ("list", "Show all locks under the prefix"),
-    ("status", "Show one lock: its holder and waiters"),
-    (
-        "show-config",
-        "Print every effective setting and where it came from, then exit",
-    ),
-];
-
 /// The clap definition: the modes, then every option of the settings table, then the command.
 pub fn command() -> Command {
-    let modes = MODES.map(|(long, help)| {
-        let arg = Arg::new(long).long(long).help(help).group("mode");
-        if long == "unlock" {
-            // `--unlock` or `--unlock=KEY`; never the next word, which may be the command.
-            return arg
-                .value_name("KEY")
-                .num_args(0..=1)
-                .require_equals(true)
-                .action(ArgAction::Set);
-        }
-        arg.action(ArgAction::SetTrue)
-    });
     Command::new("distlock")
         // "0.1.0 (1a2b3c4)" when built from a git checkout; build.rs sets it.
         .version(option_env!("DISTLOCK_BUILD_VERSION").unwrap_or(env!("CARGO_PKG_VERSION")))
@@ -94,7 +63,7 @@ pub fn command() -> Command {
         .after_help(after_help())
         // The command's own flags belong to it, not to us.
         .trailing_var_arg(true)
-        .args(modes)
+        .args(settings::MODES.iter().copied().filter_map(option_arg))
         .args(settings::OPTIONS.iter().copied().filter_map(option_arg))
         .arg(
             Arg::new("command")
@@ -122,8 +91,8 @@ fn generate_arg() -> Arg {
 /// The clap argument of an option, if it has a flag.
 fn option_arg(spec: &'static OptionSpec) -> Option<Arg> {
     let mut arg = Arg::new(spec.name).long(spec.flag?);
-    if spec.name == settings::EXTEND.spec.name {
-        // A mode that takes a value: one of --lock, --unlock, --extend ...
+    if spec.mode {
+        // At most one of --lock, --unlock, --extend ...
         arg = arg.group("mode");
     }
     if let Some(short) = spec.short {
@@ -139,6 +108,12 @@ fn option_arg(spec: &'static OptionSpec) -> Option<Arg> {
     };
     arg = arg.help(help);
     Some(match spec.value {
+        // `--unlock` or `--unlock=KEY`; never the next word, which may be the command.
+        Some(value) if spec.name == settings::UNLOCK.name => arg
+            .value_name(value)
+            .num_args(0..=1)
+            .require_equals(true)
+            .action(ArgAction::Set),
         Some(value) => {
             let arg = arg.value_name(value).action(ArgAction::Set);
             // The file's path need not be UTF-8; every other value is text.
@@ -301,16 +276,16 @@ impl Cli {
             .filter_map(|spec| given(&matches, spec))
             .collect();
         Ok(Cli {
-            lock: flag("lock"),
-            unlock: matches.contains_id("unlock"),
-            unlock_key: matches.get_one::<String>("unlock").cloned(),
+            lock: flag(settings::LOCK.name),
+            unlock: matches.contains_id(settings::UNLOCK.name),
+            unlock_key: matches.get_one::<String>(settings::UNLOCK.name).cloned(),
             extend: matches
                 .get_one::<String>(settings::EXTEND.spec.name)
                 .cloned(),
             holder: matches.get_one::<String>(settings::HOLDER.name).cloned(),
-            list: flag("list"),
-            status: flag("status"),
-            show_config: flag("show-config"),
+            list: flag(settings::LIST.name),
+            status: flag(settings::STATUS.name),
+            show_config: flag(settings::SHOW_CONFIG.name),
             generate: matches.get_one::<String>("generate").cloned(),
             nowait: flag(settings::NOWAIT.name),
             config: matches.get_one::<OsString>(settings::CONFIG.name).cloned(),

@@ -46,6 +46,9 @@ pub struct OptionSpec {
     /// Shapes only how a command runs: as a flag to a mode that runs none it is refused
     /// (`config::mode`); from the file or the environment that mode ignores it.
     pub run_only: bool,
+    /// Chooses what distlock does (`--lock`, `--extend`, ...) rather than how: at most one
+    /// mode is given.
+    pub mode: bool,
 }
 
 /// Whether and how the YAML file may give an option.
@@ -78,6 +81,16 @@ const fn spec(name: &'static str, help: &'static str) -> OptionSpec {
         more: "",
         example: None,
         run_only: false,
+        mode: false,
+    }
+}
+
+/// A mode: a flag named `name` and nothing else (no variable, no YAML key).
+const fn mode(name: &'static str, help: &'static str) -> OptionSpec {
+    OptionSpec {
+        flag: Some(name),
+        mode: true,
+        ..spec(name, help)
     }
 }
 
@@ -97,6 +110,30 @@ const fn setting(
         ..spec(name, help)
     }
 }
+
+pub const LOCK: OptionSpec = mode(
+    "lock",
+    "Acquire the lock, print its key and fencing token, and exit 0 with the lock still held",
+);
+
+/// `--unlock`, or `--unlock=KEY` (never the next word, which may be the command).
+pub const UNLOCK: OptionSpec = OptionSpec {
+    value: Some("KEY"),
+    ..mode(
+        "unlock",
+        "Release the lock, whoever holds it; --unlock=KEY releases that holder (the key from \
+         --status) when several hold it",
+    )
+};
+
+pub const LIST: OptionSpec = mode("list", "Show all locks under the prefix");
+
+pub const STATUS: OptionSpec = mode("status", "Show one lock: its holder and waiters");
+
+pub const SHOW_CONFIG: OptionSpec = mode(
+    "show-config",
+    "Print every effective setting and where it came from, then exit",
+);
 
 /// A `--kill-grace` default is at most TTL/`KILL_GRACE_DEFAULT_DIVISOR`, and no kill grace may
 /// exceed TTL/`KILL_GRACE_MAX_DIVISOR`, so that the command is gone before the lease expires.
@@ -197,12 +234,12 @@ pub const TIMEOUT: Def<Wait> = Def {
 };
 
 /// A mode with a value, like `--lock` and `--unlock` a flag only: a variable or a YAML key
-/// would turn every run into an extension.
+/// would turn every run into an extension. In `OPTIONS`, not `MODES`, for its place in
+/// `--help` and the README's table.
 pub const EXTEND: Def<Expiry> = Def {
     spec: OptionSpec {
-        flag: Some("extend"),
         value: Some("D"),
-        ..spec(
+        ..mode(
             "extend",
             "Make the lock taken with --lock expire D from now (never: not at all); from any node",
         )
@@ -385,7 +422,10 @@ pub const VERBOSE: OptionSpec = OptionSpec {
     )
 };
 
-/// Every option, in the order of `--help`, the README and `--show-config`.
+/// The modes `--help` shows first, before `OPTIONS`.
+pub const MODES: &[&OptionSpec] = &[&LOCK, &UNLOCK, &LIST, &STATUS, &SHOW_CONFIG];
+
+/// Every option but the modes above, in the order of `--help`, the README and `--show-config`.
 pub const OPTIONS: &[&OptionSpec] = &[
     &LOCK_NAME.spec,
     &REASON.spec,
