@@ -425,3 +425,53 @@ mod tests {
         assert!(err.to_string().contains("--nowait"), "{err}");
     }
 }
+
+/// The binary's settings come in layers, settings -> cli -> config: each imports only those
+/// below it, so that the table can be read, and changed, without the code that uses it.
+#[cfg(test)]
+mod layering {
+    use std::path::Path;
+
+    /// The files of `layer` (a file, or a directory's files) under src/, as text.
+    fn sources(layer: &str) -> Vec<(String, String)> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src")
+            .join(layer);
+        let files = match std::fs::read_dir(&path) {
+            Ok(dir) => dir.map(|entry| entry.unwrap().path()).collect(),
+            Err(_) => vec![path],
+        };
+        files
+            .into_iter()
+            // The tests that make the README's tables may use anything.
+            .filter(|file| !file.ends_with("config/docs.rs"))
+            .map(|file| {
+                let text = std::fs::read_to_string(&file).unwrap();
+                (file.display().to_string(), text)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_settings_layer_names_a_module_above_it() {
+        let layers: [(&str, &[&str]); 3] = [
+            ("settings", &["cli", "config", "app", "output", "manual"]),
+            ("cli.rs", &["config", "app", "output", "manual"]),
+            ("config", &["app", "output", "manual"]),
+        ];
+        for (layer, above) in layers {
+            let files = sources(layer);
+            assert!(!files.is_empty(), "{layer}");
+            for (file, text) in files {
+                for module in above {
+                    let path = format!("crate::{module}");
+                    let named = text.match_indices(&path).any(|(at, _)| {
+                        !text[at + path.len()..]
+                            .starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                    });
+                    assert!(!named, "{file} names {path}, a layer above its own");
+                }
+            }
+        }
+    }
+}
