@@ -1,11 +1,11 @@
 //! The command line as the user typed it: the clap definition, built from the settings table
-//! (`config::defs`, where each option is documented once), and the rewrite that keeps the Go
+//! (`settings`, where each option is documented once), and the rewrite that keeps the Go
 //! tool's single-dash spellings working.
 //!
 //! Values stay raw strings here; `config` layers them over the YAML file and defaults and
 //! validates them, so an error can say where a bad value came from.
 
-use crate::config::defs::{self, Doc, Yaml};
+use crate::settings::{self, OptionSpec, Yaml};
 use clap::builder::FalseyValueParser;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
@@ -54,39 +54,8 @@ impl Given {
     }
 }
 
-/// The modes: at most one of them.
-const MODES: [(&str, &str); 5] = [
-    (
-        "lock",
-        "Acquire the lock, print its key and fencing token, and exit 0 with the lock still held",
-    ),
-    (
-        "unlock",
-        "Release the lock, whoever holds it; --unlock=KEY releases that holder (the key from \
-         --status) when several hold it",
-    ),
-    ("list", "Show all locks under the prefix"),
-    ("status", "Show one lock: its holder and waiters"),
-    (
-        "show-config",
-        "Print every effective setting and where it came from, then exit",
-    ),
-];
-
 /// The clap definition: the modes, then every option of the settings table, then the command.
 pub fn command() -> Command {
-    let modes = MODES.map(|(long, help)| {
-        let arg = Arg::new(long).long(long).help(help).group("mode");
-        if long == "unlock" {
-            // `--unlock` or `--unlock=KEY`; never the next word, which may be the command.
-            return arg
-                .value_name("KEY")
-                .num_args(0..=1)
-                .require_equals(true)
-                .action(ArgAction::Set);
-        }
-        arg.action(ArgAction::SetTrue)
-    });
     Command::new("distlock")
         // "0.1.0 (1a2b3c4)" when built from a git checkout; build.rs sets it.
         .version(option_env!("DISTLOCK_BUILD_VERSION").unwrap_or(env!("CARGO_PKG_VERSION")))
@@ -94,8 +63,8 @@ pub fn command() -> Command {
         .after_help(after_help())
         // The command's own flags belong to it, not to us.
         .trailing_var_arg(true)
-        .args(modes)
-        .args(defs::OPTIONS.iter().copied().filter_map(option_arg))
+        .args(settings::MODES.iter().copied().filter_map(option_arg))
+        .args(settings::OPTIONS.iter().copied().filter_map(option_arg))
         .arg(
             Arg::new("command")
                 .value_name("COMMAND")
@@ -120,41 +89,47 @@ fn generate_arg() -> Arg {
 }
 
 /// The clap argument of an option, if it has a flag.
-fn option_arg(doc: &'static Doc) -> Option<Arg> {
-    let mut arg = Arg::new(doc.name).long(doc.flag?);
-    if doc.name == defs::EXTEND.doc.name {
-        // A mode that takes a value: one of --lock, --unlock, --extend ...
+fn option_arg(spec: &'static OptionSpec) -> Option<Arg> {
+    let mut arg = Arg::new(spec.name).long(spec.flag?);
+    if spec.mode {
+        // At most one of --lock, --unlock, --extend ...
         arg = arg.group("mode");
     }
-    if let Some(short) = doc.short {
+    if let Some(short) = spec.short {
         arg = arg.short(short);
     }
-    if let Some(env) = doc.env {
+    if let Some(env) = spec.env {
         arg = arg.env(env);
     }
-    let help = match doc.shown_default() {
-        Some("") if doc.value.is_some() => format!("{} [default: \"\"]", doc.help),
-        Some(default) if doc.value.is_some() => format!("{} [default: {default}]", doc.help),
-        _ => doc.help.to_string(),
+    let help = match spec.shown_default() {
+        Some("") if spec.value.is_some() => format!("{} [default: \"\"]", spec.help),
+        Some(default) if spec.value.is_some() => format!("{} [default: {default}]", spec.help),
+        _ => spec.help.to_string(),
     };
     arg = arg.help(help);
-    Some(match doc.value {
+    Some(match spec.value {
+        // `--unlock` or `--unlock=KEY`; never the next word, which may be the command.
+        Some(value) if spec.name == settings::UNLOCK.name => arg
+            .value_name(value)
+            .num_args(0..=1)
+            .require_equals(true)
+            .action(ArgAction::Set),
         Some(value) => {
             let arg = arg.value_name(value).action(ArgAction::Set);
             // The file's path need not be UTF-8; every other value is text.
-            let arg = if doc.name == defs::CONFIG.name {
+            let arg = if spec.name == settings::CONFIG.name {
                 arg.value_parser(clap::value_parser!(OsString))
             } else {
                 arg.value_parser(clap::value_parser!(String))
             };
             // `--timeout -1`; any other value that starts with '-' is a forgotten value
             // (`--lock-name --nowait`), not a lock named "--nowait".
-            arg.allow_hyphen_values(doc.name == defs::TIMEOUT.doc.name)
+            arg.allow_hyphen_values(spec.name == settings::TIMEOUT.spec.name)
         }
-        None if doc.short.is_some() => arg.action(ArgAction::Count),
+        None if spec.short.is_some() => arg.action(ArgAction::Count),
         // A switch that is also a setting (variable, YAML key): its variable counts as unset
         // when false-ish ("0", "false", "no", "off"), as a switch that was not given.
-        None if doc.yaml != Yaml::No => arg
+        None if spec.yaml != Yaml::No => arg
             .action(ArgAction::SetTrue)
             .value_parser(FalseyValueParser::new()),
         None => arg.action(ArgAction::SetTrue),
@@ -215,7 +190,7 @@ pub const OTHER_ENV: &[(&str, &str, &str)] = &[
 pub fn files() -> [(&'static str, &'static str, bool); 3] {
     [
         (
-            defs::CONFIG.default.unwrap_or_default(),
+            settings::CONFIG.default.unwrap_or_default(),
             "default --config; missing is fine",
             false,
         ),
@@ -297,23 +272,25 @@ impl Cli {
         let matches = cmd.try_get_matches_from_mut(args)?;
         let flag = |id: &str| matches.get_flag(id);
         let count = |id: &str| matches.get_count(id);
-        let values = defs::yaml_keys()
-            .filter_map(|doc| given(&matches, doc))
+        let values = settings::yaml_keys()
+            .filter_map(|spec| given(&matches, spec))
             .collect();
         Ok(Cli {
-            lock: flag("lock"),
-            unlock: matches.contains_id("unlock"),
-            unlock_key: matches.get_one::<String>("unlock").cloned(),
-            extend: matches.get_one::<String>(defs::EXTEND.doc.name).cloned(),
-            holder: matches.get_one::<String>(defs::HOLDER.name).cloned(),
-            list: flag("list"),
-            status: flag("status"),
-            show_config: flag("show-config"),
+            lock: flag(settings::LOCK.name),
+            unlock: matches.contains_id(settings::UNLOCK.name),
+            unlock_key: matches.get_one::<String>(settings::UNLOCK.name).cloned(),
+            extend: matches
+                .get_one::<String>(settings::EXTEND.spec.name)
+                .cloned(),
+            holder: matches.get_one::<String>(settings::HOLDER.name).cloned(),
+            list: flag(settings::LIST.name),
+            status: flag(settings::STATUS.name),
+            show_config: flag(settings::SHOW_CONFIG.name),
             generate: matches.get_one::<String>("generate").cloned(),
-            nowait: flag(defs::NOWAIT.name),
-            config: matches.get_one::<OsString>(defs::CONFIG.name).cloned(),
-            quiet: count(defs::QUIET.name),
-            verbose: count(defs::VERBOSE.name),
+            nowait: flag(settings::NOWAIT.name),
+            config: matches.get_one::<OsString>(settings::CONFIG.name).cloned(),
+            quiet: count(settings::QUIET.name),
+            verbose: count(settings::VERBOSE.name),
             command: matches
                 .get_many::<OsString>("command")
                 .map(|c| c.cloned().collect())
@@ -332,18 +309,18 @@ impl Cli {
 }
 
 /// A setting's text and how it was given, when a flag or a variable gave it.
-fn given(matches: &ArgMatches, doc: &'static Doc) -> Option<(&'static str, String, Given)> {
-    let given = match matches.value_source(doc.name)? {
-        ValueSource::EnvVariable => Given::Env(doc.env?.to_string()),
-        ValueSource::CommandLine => Given::Flag(format!("--{}", doc.flag?)),
+fn given(matches: &ArgMatches, spec: &'static OptionSpec) -> Option<(&'static str, String, Given)> {
+    let given = match matches.value_source(spec.name)? {
+        ValueSource::EnvVariable => Given::Env(spec.env?.to_string()),
+        ValueSource::CommandLine => Given::Flag(format!("--{}", spec.flag?)),
         _ => return None,
     };
     // A switch's text is what its YAML key would say.
-    let text = match doc.value {
-        Some(_) => matches.get_one::<String>(doc.name)?.clone(),
-        None => matches.get_flag(doc.name).to_string(),
+    let text = match spec.value {
+        Some(_) => matches.get_one::<String>(spec.name)?.clone(),
+        None => matches.get_flag(spec.name).to_string(),
     };
-    Some((doc.name, text, given))
+    Some((spec.name, text, given))
 }
 
 /// Why the command line was rejected, as one line.
@@ -467,11 +444,11 @@ mod tests {
     /// A switch that is a setting, as --shared is: its text is what YAML would say.
     #[test]
     fn a_switch_can_be_a_setting() {
-        static SWITCH: Doc = Doc {
+        static SWITCH: OptionSpec = OptionSpec {
             yaml: Yaml::Scalar,
             flag: Some("switch"),
             env: Some("DISTLOCK_TEST_SWITCH_UNSET"),
-            ..defs::NOWAIT
+            ..settings::NOWAIT
         };
         let cmd = Command::new("t").arg(option_arg(&SWITCH).unwrap());
         let matches = cmd.clone().get_matches_from(["t", "--switch"]);

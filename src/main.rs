@@ -1,9 +1,9 @@
 //! distlock: parse the command line, resolve the configuration, run one mode, and turn the
 //! result into an exit code. Every fatal error comes back here and is printed once.
 //!
-//! The binary is the library's command-line user: the CLI and settings (cli.rs, config/),
-//! the modes (app/), running and supervising a command (command.rs), what it prints (output.rs),
-//! and its man page and completions (manual.rs).
+//! The binary is the library's command-line user: the CLI and settings (settings/, cli.rs,
+//! config/), the modes (app/), running and supervising a command (command.rs), what it prints
+//! (output.rs), and its man page and completions (manual.rs).
 
 mod app;
 mod cli;
@@ -14,6 +14,7 @@ mod manual;
 mod output;
 #[cfg(test)]
 mod proptests;
+mod settings;
 
 // The lock itself is the library (src/lib.rs); the binary's modules name its parts as if they
 // were their own (`crate::etcd`).
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
     }
     // A configuration error comes before logging is set up from the configuration; a log
     // shipper that asked for JSON on the command line or in the environment still gets JSON.
-    let log_format = cli.value(config::defs::LOG_FORMAT.doc.name);
+    let log_format = cli.value(settings::LOG_FORMAT.spec.name);
     let json_asked = log_format.is_some_and(|(text, _)| text == "json");
     let config = match config::Config::resolve(cli) {
         Ok(config) => config,

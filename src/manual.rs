@@ -4,8 +4,8 @@
 //! apart. scripts/release writes them next to the release binary for the packages.
 
 use crate::cli::{self, COMMAND_ENV, OTHER_ENV, PRECEDENCE};
-use crate::config::defs;
 use crate::exit;
+use crate::settings;
 use clap::Command;
 use clap_complete::aot::{generate, Shell};
 use clap_mangen::Man;
@@ -96,9 +96,9 @@ fn environment_section(roff: &mut Roff, cmd: &Command) {
         );
     }
     // Variables of the settings table that are no flag's (a password must not be one).
-    for doc in defs::OPTIONS.iter().filter(|d| d.flag.is_none()) {
-        if let Some(env) = doc.env {
-            entry(roff, env, [roman(doc.help)]);
+    for spec in settings::OPTIONS.iter().filter(|d| d.flag.is_none()) {
+        if let Some(env) = spec.env {
+            entry(roff, env, [roman(spec.help)]);
         }
     }
     for (env, long, text) in OTHER_ENV {
@@ -180,7 +180,7 @@ mod tests {
         let environment = &page[page.find(".SH ENVIRONMENT").unwrap()..];
         let environment = &environment[..environment.find("EXIT STATUS").unwrap()];
         let tagged = |var: &str| environment.matches(&format!("\\fB{var}\\fR\n")).count();
-        for var in defs::OPTIONS.iter().filter_map(|d| d.env) {
+        for var in settings::OPTIONS.iter().filter_map(|d| d.env) {
             assert_eq!(tagged(var), 1, "{var}:\n{environment}");
         }
         // DISTLOCK_KEY is both: read (etcdctl's spelling of the key file) and set.

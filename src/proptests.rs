@@ -4,13 +4,14 @@
 //! keeps the promises the rest of the program relies on.
 
 use crate::cli::Cli;
-use crate::config::values::{
+use crate::config::{Config, LockName, Wait};
+use crate::queue::Contender;
+use crate::record::{Mode, Record};
+use crate::settings;
+use crate::settings::values::{
     duration as parse_duration, expiry as parse_expiry, max_holders as parse_max_holders,
     timeout as parse_timeout, Expiry, MAX_HOLDERS,
 };
-use crate::config::{defs, Config, LockName, Wait};
-use crate::queue::Contender;
-use crate::record::{Mode, Record};
 use crate::view::View;
 use proptest::prelude::*;
 use std::ffi::OsString;
@@ -67,9 +68,9 @@ fn resolve_with_file(content: &str) -> (tempfile::NamedTempFile, Result<(), Stri
 
 /// Every flag of the settings table that takes a value, but the files' (read here).
 fn value_flags() -> Vec<String> {
-    defs::OPTIONS
+    settings::OPTIONS
         .iter()
-        .filter(|d| d.yaml != defs::Yaml::No && d.value != Some("FILE"))
+        .filter(|d| d.yaml != settings::Yaml::No && d.value != Some("FILE"))
         .filter_map(|d| d.flag)
         .map(|flag| format!("--{flag}"))
         .chain(["--cert".into(), "--key".into()])
@@ -97,7 +98,7 @@ fn yamlish() -> impl Strategy<Value = String> {
     let key = prop_oneof![
         // Every key of the settings table, and the Go tool's ignored one.
         prop::sample::select(
-            defs::yaml_keys()
+            settings::yaml_keys()
                 .map(|d| d.name)
                 .chain(["internallock"])
                 .collect::<Vec<_>>(),

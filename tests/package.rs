@@ -238,13 +238,13 @@ fn contents(deb: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Every environment variable an option stands for: in src/config/defs.rs, the settings table
+/// Every environment variable an option stands for: in src/settings/mod.rs, the settings table
 /// clap is built from, the `DISTLOCK_*` literal of each definition that has a flag (a
 /// `setting(...)` or a `flag: Some(...)`). (Read as text: including the module would run its
 /// unit tests here again.)
 fn option_env_vars() -> Vec<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config/defs.rs");
-    let source = fs::read_to_string(&path).expect("read src/config/defs.rs");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/settings/mod.rs");
+    let source = fs::read_to_string(&path).expect("read src/settings/mod.rs");
     let vars: Vec<String> = source
         .split("pub const ")
         .filter(|def| def.contains("setting(") || def.contains("flag: Some("))

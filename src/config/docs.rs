@@ -4,7 +4,7 @@
 //! file in the repository and prints what it should say; `DISTLOCK_BLESS=1 cargo test docs`
 //! rewrites them.
 
-use super::defs::{Doc, Yaml, OPTIONS};
+use crate::settings::{OptionSpec, Yaml, OPTIONS};
 use std::path::Path;
 
 const DEFAULTS_HEADER: &str = "\
@@ -51,23 +51,23 @@ fn comment(text: &str) -> String {
 }
 
 /// `key: value` (a list for a list setting), commented out with `#` when `commented`.
-fn yaml_entry(doc: &Doc, value: &str, commented: bool) -> String {
+fn yaml_entry(spec: &OptionSpec, value: &str, commented: bool) -> String {
     let hash = if commented { "#" } else { "" };
-    match doc.yaml {
+    match spec.yaml {
         Yaml::List => {
             let items: String = value
                 .split(',')
                 .map(|item| format!("{hash}  - {item}\n"))
                 .collect();
-            format!("{hash}{}:\n{items}", doc.name)
+            format!("{hash}{}:\n{items}", spec.name)
         }
-        _ => format!("{hash}{}: {value}\n", doc.name),
+        _ => format!("{hash}{}: {value}\n", spec.name),
     }
 }
 
 /// The YAML text of a default (`""` for the empty string).
-fn yaml_default(doc: &Doc) -> Option<String> {
-    doc.default.map(|d| {
+fn yaml_default(spec: &OptionSpec) -> Option<String> {
+    spec.default.map(|d| {
         if d.is_empty() {
             "\"\"".into()
         } else {
@@ -77,36 +77,36 @@ fn yaml_default(doc: &Doc) -> Option<String> {
 }
 
 /// What each key's comment says: what it does, more, and its flag, variable and default.
-fn key_comment(doc: &Doc) -> String {
+fn key_comment(spec: &OptionSpec) -> String {
     let spelled = [
-        doc.flag.map(|f| format!("--{f}")),
-        doc.env.map(String::from),
+        spec.flag.map(|f| format!("--{f}")),
+        spec.env.map(String::from),
     ]
     .into_iter()
     .flatten()
     .collect::<Vec<_>>()
     .join(" / ");
-    let default = match doc.shown_default() {
+    let default = match spec.shown_default() {
         Some("") => "\"\"",
         Some(default) => default,
         None => "not set",
     };
     comment(&format!(
         "{}. {} {spelled}. Default: {default}.",
-        doc.help, doc.more
+        spec.help, spec.more
     ))
 }
 
 /// config/distlock.yaml.
 pub fn yaml_defaults() -> String {
     let mut out = format!("{DEFAULTS_HEADER}{COMMON_HEADER}");
-    for doc in OPTIONS.iter().filter(|d| d.yaml != Yaml::No) {
-        let value = yaml_default(doc)
-            .or(doc.example.map(String::from))
+    for spec in OPTIONS.iter().filter(|d| d.yaml != Yaml::No) {
+        let value = yaml_default(spec)
+            .or(spec.example.map(String::from))
             .unwrap_or_default();
         out.push('\n');
-        out.push_str(&key_comment(doc));
-        out.push_str(&yaml_entry(doc, &value, true));
+        out.push_str(&key_comment(spec));
+        out.push_str(&yaml_entry(spec, &value, true));
     }
     out
 }
@@ -114,13 +114,13 @@ pub fn yaml_defaults() -> String {
 /// distlock.yaml.example.
 pub fn yaml_example() -> String {
     let mut out = format!("{EXAMPLE_HEADER}{COMMON_HEADER}");
-    for doc in OPTIONS.iter().filter(|d| d.yaml != Yaml::No) {
+    for spec in OPTIONS.iter().filter(|d| d.yaml != Yaml::No) {
         out.push('\n');
-        out.push_str(&key_comment(doc));
-        out.push_str(&match doc.example {
-            Some(example) => yaml_entry(doc, example, false),
+        out.push_str(&key_comment(spec));
+        out.push_str(&match spec.example {
+            Some(example) => yaml_entry(spec, example, false),
             // A made-up certificate or password file would not work: show the key only.
-            None => yaml_entry(doc, &format!("/etc/distlock/{}", doc.name), true),
+            None => yaml_entry(spec, &format!("/etc/distlock/{}", spec.name), true),
         });
     }
     out
@@ -130,26 +130,26 @@ pub fn yaml_example() -> String {
 pub fn readme_settings() -> String {
     let mut out =
         String::from("| flag | env | YAML key | default | meaning |\n|---|---|---|---|---|\n");
-    for doc in OPTIONS {
-        let flag = match (doc.short, doc.flag, doc.value) {
+    for spec in OPTIONS {
+        let flag = match (spec.short, spec.flag, spec.value) {
             (Some(short), Some(long), _) => format!("`-{short}`, `--{long}`"),
             (None, Some(long), Some(value)) => format!("`--{long} {value}`"),
             (None, Some(long), None) => format!("`--{long}`"),
             _ => String::new(),
         };
         let code = |text: Option<&str>| text.map(|t| format!("`{t}`")).unwrap_or_default();
-        let key = (doc.yaml != Yaml::No).then_some(doc.name);
-        let default = match (doc.value, doc.shown_default()) {
-            (None, _) if doc.flag.is_some() => String::new(),
+        let key = (spec.yaml != Yaml::No).then_some(spec.name);
+        let default = match (spec.value, spec.shown_default()) {
+            (None, _) if spec.flag.is_some() => String::new(),
             (_, Some("")) => "\"\"".into(),
             (_, Some(default)) => default.to_string(),
             (_, None) => "–".into(),
         };
         out.push_str(&format!(
             "| {flag} | {} | {} | {default} | {} |\n",
-            code(doc.env),
+            code(spec.env),
             code(key),
-            doc.help.replace('|', "\\|")
+            spec.help.replace('|', "\\|")
         ));
     }
     out
@@ -200,8 +200,8 @@ fn check(path: &str, marker: Option<&str>, expected: &str) -> Result<(), String>
 
 #[cfg(test)]
 mod tests {
-    use super::super::defs::{self, KILL_GRACE_DEFAULT_DIVISOR, KILL_GRACE_MAX_DIVISOR};
     use super::*;
+    use crate::settings::{self, KILL_GRACE_DEFAULT_DIVISOR, KILL_GRACE_MAX_DIVISOR};
 
     #[test]
     fn docs_say_what_the_tables_say() {
@@ -217,17 +217,20 @@ mod tests {
 
     #[test]
     fn docs_state_the_kill_grace_rules_the_code_applies() {
-        let doc = &defs::KILL_GRACE.doc;
+        let spec = &settings::KILL_GRACE.spec;
         let cap = format!("at most TTL/{KILL_GRACE_DEFAULT_DIVISOR}");
-        assert!(doc.shown_default().is_some_and(|d| d.contains(&cap)));
-        assert!(doc
+        assert!(spec.shown_default().is_some_and(|d| d.contains(&cap)));
+        assert!(spec
             .help
             .contains(&format!("at most TTL/{KILL_GRACE_MAX_DIVISOR}")));
     }
 
     #[test]
     fn the_conflict_exit_code_default_is_the_documented_one() {
-        let default = defs::CONFLICT_EXIT_CODE.doc.default.unwrap_or_default();
+        let default = settings::CONFLICT_EXIT_CODE
+            .spec
+            .default
+            .unwrap_or_default();
         let not_acquired = crate::exit::Failure::NotAcquired(String::new());
         assert_eq!(default, not_acquired.code().to_string());
         assert!(crate::exit::table()

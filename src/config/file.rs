@@ -2,9 +2,9 @@
 //! a list where the settings table says so); the values stay text, typed by the same parser as
 //! a flag's, in `layers`. Every error names the file and the line.
 
-use super::defs::{self, Doc, Yaml};
 use crate::cli::Cli;
 use crate::exit::{Failure, Result};
+use crate::settings::{self, OptionSpec, Yaml};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
@@ -31,7 +31,7 @@ impl File {
         let (path, named) = match &cli.config {
             Some(path) => (PathBuf::from(path), true),
             None => (
-                PathBuf::from(defs::CONFIG.default.unwrap_or_default()),
+                PathBuf::from(settings::CONFIG.default.unwrap_or_default()),
                 false,
             ),
         };
@@ -155,24 +155,24 @@ impl<'de> Visitor<'de> for EntriesVisitor {
         let mut entries: Vec<(&'static str, String)> = Vec::new();
         let mut seen: Vec<&'static str> = Vec::new();
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            let Some(doc) = key else {
+            let Some(spec) = key else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
-            if seen.contains(&doc.name) {
+            if seen.contains(&spec.name) {
                 return Err(de::Error::custom(format_args!(
                     "duplicate field `{}`",
-                    doc.name
+                    spec.name
                 )));
             }
-            seen.push(doc.name);
-            let value = match doc.yaml {
+            seen.push(spec.name);
+            let value = match spec.yaml {
                 Yaml::List => map
                     .next_value::<Option<Vec<Scalar>>>()?
                     .map(|list| list.into_iter().map(|s| s.0).collect::<Vec<_>>().join(",")),
                 _ => map.next_value::<Option<Scalar>>()?.map(|s| s.0),
             };
-            entries.extend(value.map(|v| (doc.name, v)));
+            entries.extend(value.map(|v| (spec.name, v)));
         }
         Ok(Entries(entries))
     }
@@ -184,7 +184,7 @@ impl<'de> Visitor<'de> for EntriesVisitor {
 struct KeySeed;
 
 impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Option<&'static Doc>;
+    type Value = Option<&'static OptionSpec>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_str(self)
@@ -192,7 +192,7 @@ impl<'de> DeserializeSeed<'de> for KeySeed {
 }
 
 impl Visitor<'_> for KeySeed {
-    type Value = Option<&'static Doc>;
+    type Value = Option<&'static OptionSpec>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a setting's name")
@@ -202,8 +202,8 @@ impl Visitor<'_> for KeySeed {
         if key == "internallock" {
             return Ok(None);
         }
-        defs::by_key(key).map(Some).ok_or_else(|| {
-            let known: Vec<&str> = defs::yaml_keys().map(|d| d.name).collect();
+        settings::by_key(key).map(Some).ok_or_else(|| {
+            let known: Vec<&str> = settings::yaml_keys().map(|d| d.name).collect();
             E::custom(format_args!(
                 "unknown field `{key}`, expected one of {}",
                 known.join(", ")

@@ -2,12 +2,12 @@
 //! `DISTLOCK_*` variable, then the flag. Each value is typed by its setting's parser, and where
 //! it came from is remembered for `--show-config` and for error messages.
 
-use super::defs::{Def, Doc, OPTIONS};
 use super::file::File;
-use super::values::Show;
 use super::{Setting, Source};
 use crate::cli::{Cli, Given};
 use crate::exit::{Failure, Result};
+use crate::settings::values::Show;
+use crate::settings::{Def, OptionSpec, OPTIONS};
 
 pub struct Layers<'a> {
     cli: &'a Cli,
@@ -28,11 +28,11 @@ impl<'a> Layers<'a> {
     /// file's value is checked even when a flag or variable overrides it: a broken file is
     /// reported before it bites someone else.
     pub fn layer<T>(&self, def: &Def<T>, default: Option<T>) -> Result<Option<(T, Source)>> {
-        let name = def.doc.name;
+        let name = def.spec.name;
         // A definition left out of the table would have no flag, variable or YAML key.
         if !OPTIONS.iter().any(|d| d.name == name) {
             return Err(Failure::Usage(format!(
-                "{name} is missing from defs::OPTIONS"
+                "{name} is missing from settings::OPTIONS"
             )));
         }
         let file = match self.file.get(name) {
@@ -58,11 +58,11 @@ impl<'a> Layers<'a> {
 
     /// The built-in default of a setting, parsed as a user's value would be.
     pub fn default<T>(def: &Def<T>) -> Result<Option<T>> {
-        def.doc
+        def.spec
             .default
             .map(|text| {
                 (def.parse)(text).map_err(|e| {
-                    Failure::Usage(format!("built-in default of {}: {e}", def.doc.name))
+                    Failure::Usage(format!("built-in default of {}: {e}", def.spec.name))
                 })
             })
             .transpose()
@@ -77,9 +77,9 @@ impl<'a> Layers<'a> {
     /// A setting with a default the caller works out (`kill_grace` depends on `ttl`).
     pub fn get_or<T: Show>(&mut self, def: &Def<T>, default: Option<T>) -> Result<Option<T>> {
         Ok(match self.layer(def, default)? {
-            Some((value, source)) => Some(self.record(&def.doc, value, source)),
+            Some((value, source)) => Some(self.record(&def.spec, value, source)),
             None => {
-                self.show(&def.doc, "(not set)".into(), Source::Default);
+                self.show(&def.spec, "(not set)".into(), Source::Default);
                 None
             }
         })
@@ -87,35 +87,35 @@ impl<'a> Layers<'a> {
 
     /// A setting that always has a value, its table default when nothing else gives one.
     pub fn value<T: Show>(&mut self, def: &Def<T>) -> Result<T> {
-        self.get(def)?.ok_or_else(|| no_default(&def.doc))
+        self.get(def)?.ok_or_else(|| no_default(&def.spec))
     }
 
     /// Records a value whose source the caller worked out.
-    pub fn record<T: Show>(&mut self, doc: &Doc, value: T, source: Source) -> T {
-        self.show(doc, value.show(), source);
+    pub fn record<T: Show>(&mut self, spec: &OptionSpec, value: T, source: Source) -> T {
+        self.show(spec, value.show(), source);
         value
     }
 
-    /// Records what `--show-config` shows for `doc`.
-    pub fn show(&mut self, doc: &Doc, value: String, source: Source) {
+    /// Records what `--show-config` shows for `spec`.
+    pub fn show(&mut self, spec: &OptionSpec, value: String, source: Source) {
         self.settings.push(Setting {
-            key: doc.name,
+            key: spec.name,
             value,
             source,
         });
     }
 
-    /// Where the value of `doc` came from, for an error message about it.
-    pub fn source_of(&self, doc: &Doc) -> String {
-        match self.setting(doc).map(|s| &s.source) {
-            Some(Source::File(path)) => format!("{} in {}", doc.name, path.display()),
+    /// Where the value of `spec` came from, for an error message about it.
+    pub fn source_of(&self, spec: &OptionSpec) -> String {
+        match self.setting(spec).map(|s| &s.source) {
+            Some(Source::File(path)) => format!("{} in {}", spec.name, path.display()),
             Some(Source::Env(name) | Source::Flag(name)) => name.clone(),
-            _ => doc.name.to_string(),
+            _ => spec.name.to_string(),
         }
     }
 
-    pub fn setting(&self, doc: &Doc) -> Option<&Setting> {
-        self.settings.iter().find(|s| s.key == doc.name)
+    pub fn setting(&self, spec: &OptionSpec) -> Option<&Setting> {
+        self.settings.iter().find(|s| s.key == spec.name)
     }
 
     /// Every recorded setting, in the settings table's order.
@@ -126,6 +126,6 @@ impl<'a> Layers<'a> {
     }
 }
 
-fn no_default(doc: &Doc) -> Failure {
-    Failure::Usage(format!("{} has no built-in default", doc.name))
+fn no_default(spec: &OptionSpec) -> Failure {
+    Failure::Usage(format!("{} has no built-in default", spec.name))
 }

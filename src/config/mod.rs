@@ -1,29 +1,29 @@
 //! The resolved configuration the rest of distlock runs on: built-in defaults, then the YAML
 //! file, then `DISTLOCK_*` variables, then flags, validated into typed values once, here.
 //!
-//! `defs` is the table of settings, `values` their types and parsers, `file` the YAML file,
-//! `layers` the layering and `mode` what to do; this module puts the settings together into a
-//! `Config` and checks the rules that tie settings to each other.
+//! The settings, with their types and parsers, are the table in `crate::settings`; here `file`
+//! reads the YAML file, `layers` layers each setting and `mode` chooses what to do, and this
+//! module puts the settings together into a `Config` and checks the rules that tie settings
+//! to each other.
 
-pub mod defs;
 #[cfg(test)]
 mod docs;
 mod file;
 mod layers;
 mod mode;
-pub mod values;
 
 use crate::cli::Cli;
 use crate::etcd::{self, Security};
 use crate::exit::{Failure, Result};
-use defs::{KILL_GRACE_DEFAULT_DIVISOR, KILL_GRACE_MAX_DIVISOR};
+use crate::settings::values::{Show, MAX_REASON};
+use crate::settings::{self, KILL_GRACE_DEFAULT_DIVISOR, KILL_GRACE_MAX_DIVISOR};
 use layers::Layers;
 pub use mode::Mode;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
-pub use values::{Expiry, Format, LockName, OnLost, Wait};
-use values::{Show, MAX_REASON};
+// The modes and the output take the value types from here, with `Config`.
+pub use settings::values::{Expiry, Format, LockName, OnLost, Wait};
 
 /// Where a setting's value came from, for `--show-config`.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,37 +99,38 @@ impl Config {
     pub fn resolve(cli: Cli) -> Result<Config> {
         let file = file::File::load(&cli)?;
         let mut l = Layers::new(&cli, file);
-        let mode = mode::choose(&cli, l.get(&defs::LOCK_NAME)?)?;
+        let mode = mode::choose(&cli, l.get(&settings::LOCK_NAME)?)?;
         mode::check_run_flags(&cli, &mode)?;
         let (max_holders, shared) = sharing(&mut l)?;
-        let reason = l.value(&defs::REASON)?;
+        let reason = l.value(&settings::REASON)?;
         if reason.len() > MAX_REASON {
             return Err(Failure::Usage(format!(
                 "the reason (from {}) is {} bytes long; at most {MAX_REASON} are allowed",
-                l.source_of(&defs::REASON.doc),
+                l.source_of(&settings::REASON.spec),
                 reason.len()
             )));
         }
         let wait = wait(&cli, &mut l)?;
-        let endpoints = l.value(&defs::ENDPOINTS)?;
-        let prefix = l.value(&defs::PREFIX)?;
-        let ttl = l.value(&defs::TTL)?;
-        let maxtime = l.value(&defs::MAXTIME)?;
-        let hold_at_least = l.get(&defs::HOLD_AT_LEAST)?;
-        let max_runtime = l.get(&defs::MAX_RUNTIME)?;
-        let on_lost = l.value(&defs::ON_LOST)?;
+        let endpoints = l.value(&settings::ENDPOINTS)?;
+        let prefix = l.value(&settings::PREFIX)?;
+        let ttl = l.value(&settings::TTL)?;
+        let maxtime = l.value(&settings::MAXTIME)?;
+        let hold_at_least = l.get(&settings::HOLD_AT_LEAST)?;
+        let max_runtime = l.get(&settings::MAX_RUNTIME)?;
+        let on_lost = l.value(&settings::ON_LOST)?;
         let kill_grace = kill_grace(&mut l, ttl)?;
-        let conflict_exit_code = l.value(&defs::CONFLICT_EXIT_CODE)?;
-        let output = l.value(&defs::OUTPUT)?;
-        let log_format = l.value(&defs::LOG_FORMAT)?;
+        let conflict_exit_code = l.value(&settings::CONFLICT_EXIT_CODE)?;
+        let output = l.value(&settings::OUTPUT)?;
+        let log_format = l.value(&settings::LOG_FORMAT)?;
         let security = security(&cli, &mut l)?;
 
         Ok(Config {
             // The file's `ttl` sets the lease TTL; only a --ttl or DISTLOCK_TTL given for this
             // run makes a --lock expire, so a fleet-wide file never silently turns locks that
             // should wait for a person into locks that vanish.
-            lock_ttl: (matches!(mode, Mode::Lock(_)) && cli.value(defs::TTL.doc.name).is_some())
-                .then_some(ttl),
+            lock_ttl: (matches!(mode, Mode::Lock(_))
+                && cli.value(settings::TTL.spec.name).is_some())
+            .then_some(ttl),
             mode,
             reason,
             max_holders,
@@ -157,14 +158,14 @@ impl Config {
 /// `--max-holders` and `--shared`: a semaphore of N, or readers/writer, not both (a shared
 /// holder runs beside any number of others).
 fn sharing(l: &mut Layers) -> Result<(u32, bool)> {
-    let max_holders = l.value(&defs::MAX_HOLDERS)?;
-    let shared = l.value(&defs::SHARED)?;
+    let max_holders = l.value(&settings::MAX_HOLDERS)?;
+    let shared = l.value(&settings::SHARED)?;
     if shared && max_holders != 1 {
         return Err(Failure::Usage(format!(
             "{} and {}={max_holders} cannot be combined: a shared lock already lets any \
              number of shared holders in",
-            l.source_of(&defs::SHARED.doc),
-            l.source_of(&defs::MAX_HOLDERS.doc)
+            l.source_of(&settings::SHARED.spec),
+            l.source_of(&settings::MAX_HOLDERS.spec)
         )));
     }
     Ok((max_holders, shared))
@@ -173,7 +174,7 @@ fn sharing(l: &mut Layers) -> Result<(u32, bool)> {
 /// `--nowait` overrides a timeout from the environment or the file; a positive `--timeout` on
 /// the command line with it is a contradiction.
 fn wait(cli: &Cli, l: &mut Layers) -> Result<Wait> {
-    let def = &defs::TIMEOUT;
+    let def = &settings::TIMEOUT;
     let timeout = l.layer(def, Layers::default(def)?)?;
     let (wait, source) = match timeout {
         Some((Wait::Upto(d), Source::Flag(_))) if cli.nowait && !d.is_zero() => {
@@ -183,18 +184,18 @@ fn wait(cli: &Cli, l: &mut Layers) -> Result<Wait> {
         }
         _ if cli.nowait => (
             Wait::Upto(Duration::ZERO),
-            Source::Flag(format!("--{}", defs::NOWAIT.name)),
+            Source::Flag(format!("--{}", settings::NOWAIT.name)),
         ),
         Some(layered) => layered,
         None => (Wait::Forever, Source::Default),
     };
-    Ok(l.record(&def.doc, wait, source))
+    Ok(l.record(&def.spec, wait, source))
 }
 
 /// By default at most TTL/4, and never over TTL/2, so that the command is gone before etcd can
 /// expire the lock.
 fn kill_grace(l: &mut Layers, ttl: Duration) -> Result<Duration> {
-    let def = &defs::KILL_GRACE;
+    let def = &settings::KILL_GRACE;
     let default = Layers::default(def)?.map(|d| d.min(ttl / KILL_GRACE_DEFAULT_DIVISOR));
     let kill_grace = l.get_or(def, default)?.unwrap_or_default();
     if kill_grace > ttl / KILL_GRACE_MAX_DIVISOR {
@@ -202,7 +203,7 @@ fn kill_grace(l: &mut Layers, ttl: Duration) -> Result<Duration> {
             "the kill grace period ({}, from {}) must be at most half the TTL ({}) so that the \
              command is gone before etcd can expire the lock",
             kill_grace.show(),
-            l.source_of(&def.doc),
+            l.source_of(&def.spec),
             ttl.show()
         )));
     }
@@ -210,20 +211,20 @@ fn kill_grace(l: &mut Layers, ttl: Duration) -> Result<Duration> {
 }
 
 fn security(cli: &Cli, l: &mut Layers) -> Result<Security> {
-    let cacert = l.get(&defs::CACERT)?;
-    let cert = l.get(&defs::CERT)?;
-    let key = match (cli.value(defs::KEY.doc.name), etcdctl_style_key()) {
+    let cacert = l.get(&settings::CACERT)?;
+    let cert = l.get(&settings::CERT)?;
+    let key = match (cli.value(settings::KEY.spec.name), etcdctl_style_key()) {
         (None, Some(path)) => {
             let source = Source::Env("DISTLOCK_KEY".into());
-            Some(l.record(&defs::KEY.doc, path, source))
+            Some(l.record(&settings::KEY.spec, path, source))
         }
-        _ => l.get(&defs::KEY)?,
+        _ => l.get(&settings::KEY)?,
     };
     if cert.is_some() != key.is_some() {
         let (given, missing) = if cert.is_some() {
-            (&defs::CERT.doc, &defs::KEY.doc)
+            (&settings::CERT.spec, &settings::KEY.spec)
         } else {
-            (&defs::KEY.doc, &defs::CERT.doc)
+            (&settings::KEY.spec, &settings::CERT.spec)
         };
         return Err(Failure::Usage(format!(
             "a client certificate needs both cert and key: {} is set (by {}) but {} is not",
@@ -232,28 +233,28 @@ fn security(cli: &Cli, l: &mut Layers) -> Result<Security> {
             missing.name
         )));
     }
-    let user = l.get(&defs::USER)?;
-    let password_file = l.get(&defs::PASSWORD_FILE)?;
+    let user = l.get(&settings::USER)?;
+    let password_file = l.get(&settings::PASSWORD_FILE)?;
     let password = read_password(password_file.as_deref()).map_err(|e| {
         Failure::Usage(format!(
             "{e} (from {})",
-            l.source_of(&defs::PASSWORD_FILE.doc)
+            l.source_of(&settings::PASSWORD_FILE.spec)
         ))
     })?;
     // Where the password file was named, or the variable.
     let source = match (&password, &password_file) {
         (None, _) => Source::Default,
         (Some(_), Some(_)) => l
-            .setting(&defs::PASSWORD_FILE.doc)
+            .setting(&settings::PASSWORD_FILE.spec)
             .map_or(Source::Default, |s| s.source.clone()),
-        (Some(_), None) => Source::Env(defs::PASSWORD.env.unwrap_or_default().into()),
+        (Some(_), None) => Source::Env(settings::PASSWORD.env.unwrap_or_default().into()),
     };
     let shown = if password.is_some() {
         "(set, hidden)"
     } else {
         "(not set)"
     };
-    l.show(&defs::PASSWORD, shown.into(), source);
+    l.show(&settings::PASSWORD, shown.into(), source);
     if password.is_some() && user.is_none() {
         return Err(Failure::Usage(
             "a password was given but no --user (DISTLOCK_USER, user)".into(),
@@ -294,7 +295,7 @@ fn read_password(file: Option<&str>) -> Result<Option<String>> {
         })?;
         return Ok(Some(text.lines().next().unwrap_or_default().to_string()));
     }
-    Ok(defs::PASSWORD
+    Ok(settings::PASSWORD
         .env
         .and_then(|var| std::env::var(var).ok())
         .filter(|p| !p.is_empty()))
@@ -325,7 +326,7 @@ mod tests {
         assert_eq!(config.on_lost, OnLost::Kill);
         assert_eq!(config.output, Format::Text);
         let shown: Vec<&str> = config.settings.iter().map(|s| s.key).collect();
-        let table: Vec<&str> = defs::yaml_keys().map(|d| d.name).collect();
+        let table: Vec<&str> = settings::yaml_keys().map(|d| d.name).collect();
         assert_eq!(
             shown[..table.len()],
             table,
@@ -422,5 +423,55 @@ mod tests {
         assert_eq!(config.wait, Wait::Upto(Duration::ZERO));
         let err = resolve(&["--show-config", "--nowait", "--timeout=5"]).unwrap_err();
         assert!(err.to_string().contains("--nowait"), "{err}");
+    }
+}
+
+/// The binary's settings come in layers, settings -> cli -> config: each imports only those
+/// below it, so that the table can be read, and changed, without the code that uses it.
+#[cfg(test)]
+mod layering {
+    use std::path::Path;
+
+    /// The files of `layer` (a file, or a directory's files) under src/, as text.
+    fn sources(layer: &str) -> Vec<(String, String)> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src")
+            .join(layer);
+        let files = match std::fs::read_dir(&path) {
+            Ok(dir) => dir.map(|entry| entry.unwrap().path()).collect(),
+            Err(_) => vec![path],
+        };
+        files
+            .into_iter()
+            // The tests that make the README's tables may use anything.
+            .filter(|file| !file.ends_with("config/docs.rs"))
+            .map(|file| {
+                let text = std::fs::read_to_string(&file).unwrap();
+                (file.display().to_string(), text)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_settings_layer_names_a_module_above_it() {
+        let layers: [(&str, &[&str]); 3] = [
+            ("settings", &["cli", "config", "app", "output", "manual"]),
+            ("cli.rs", &["config", "app", "output", "manual"]),
+            ("config", &["app", "output", "manual"]),
+        ];
+        for (layer, above) in layers {
+            let files = sources(layer);
+            assert!(!files.is_empty(), "{layer}");
+            for (file, text) in files {
+                for module in above {
+                    let path = format!("crate::{module}");
+                    let named = text.match_indices(&path).any(|(at, _)| {
+                        !text[at + path.len()..]
+                            .starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                    });
+                    assert!(!named, "{file} names {path}, a layer above its own");
+                }
+            }
+        }
     }
 }

@@ -2,10 +2,9 @@
 //! `--list`, `--show-config`), chosen from the command line, with the lock name each needs and
 //! the combinations that make no sense refused.
 
-use super::defs;
-use super::values::{Expiry, LockName};
 use crate::cli::{Cli, Given};
 use crate::exit::{Failure, Result};
+use crate::settings::{self, values::Expiry, values::LockName, OptionSpec};
 use std::ffi::OsString;
 
 /// What distlock was asked to do, with the lock it needs (so code past this point never
@@ -25,15 +24,34 @@ pub enum Mode {
     ShowConfig,
 }
 
+/// An option as messages spell it: `--lock`.
+fn long(spec: &OptionSpec) -> String {
+    format!("--{}", spec.flag.unwrap_or(spec.name))
+}
+
+/// The modes other than `--show-config`, as messages list them: `--lock, --unlock, ...`.
+fn modes() -> String {
+    [
+        &settings::LOCK,
+        &settings::UNLOCK,
+        &settings::EXTEND.spec,
+        &settings::STATUS,
+        &settings::LIST,
+    ]
+    .map(long)
+    .join(", ")
+}
+
 /// Which holder `--unlock` or `--extend` acts on: `--holder=KEY`, or `--unlock=KEY`.
 fn holder(cli: &Cli, extend: bool) -> Result<Option<String>> {
-    let flag = defs::HOLDER.name;
+    let (holder, unlock) = (long(&settings::HOLDER), long(&settings::UNLOCK));
     match (&cli.holder, &cli.unlock_key) {
         (Some(_), _) if !(cli.unlock || extend) => Err(Failure::Usage(format!(
-            "--{flag} names the holder --unlock or --extend acts on; give one of them"
+            "{holder} names the holder {unlock} or {} acts on; give one of them",
+            long(&settings::EXTEND.spec)
         ))),
         (Some(a), Some(b)) if a != b => Err(Failure::Usage(format!(
-            "--unlock={b:?} and --{flag}={a:?} name different holders: give one of them"
+            "{unlock}={b:?} and {holder}={a:?} name different holders: give one of them"
         ))),
         (Some(key), _) | (None, Some(key)) => Ok(Some(key.clone())),
         (None, None) => Ok(None),
@@ -45,8 +63,9 @@ pub(super) fn choose(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
         .extend
         .as_deref()
         .map(|text| {
-            (defs::EXTEND.parse)(text)
-                .map_err(|e| Failure::Usage(format!("--{}={text:?}: {e}", defs::EXTEND.doc.name)))
+            (settings::EXTEND.parse)(text).map_err(|e| {
+                Failure::Usage(format!("{}={text:?}: {e}", long(&settings::EXTEND.spec)))
+            })
         })
         .transpose()?;
     let which = holder(cli, extend.is_some())?;
@@ -54,8 +73,10 @@ pub(super) fn choose(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
         && (cli.lock || cli.unlock || extend.is_some() || cli.status || cli.list || cli.show_config)
     {
         return Err(Failure::Usage(format!(
-            "a command ({}) cannot be combined with --lock, --unlock, --extend, --status, --list or --show-config",
-            cli.command[0].to_string_lossy()
+            "a command ({}) cannot be combined with {} or {}",
+            cli.command[0].to_string_lossy(),
+            modes(),
+            long(&settings::SHOW_CONFIG)
         )));
     }
     if cli.list {
@@ -65,11 +86,11 @@ pub(super) fn choose(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
         return Ok(Mode::ShowConfig);
     }
     if !(cli.lock || cli.unlock || cli.status || extend.is_some()) && cli.command.is_empty() {
-        return Err(Failure::Usage(
+        return Err(Failure::Usage(format!(
             "nothing to do: give a command to run (distlock --lock-name=NAME -- CMD ...) \
-             or one of --lock, --unlock, --extend, --status, --list"
-                .into(),
-        ));
+             or one of {}",
+            modes()
+        )));
     }
     let name = name.ok_or_else(|| {
         Failure::Usage(
@@ -90,8 +111,8 @@ pub(super) fn choose(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
     })
 }
 
-/// Options that shape only how a command runs, given on the command line to a mode that runs
-/// none: a mistake worth stopping for (`--lock --max-runtime=1h` does not make the lock expire
+/// Options that shape only how a command runs (`run_only` in the settings table), given on the
+/// command line to a mode that runs none: a mistake worth stopping for (`--lock --max-runtime=1h` does not make the lock expire
 /// in an hour; `--ttl` does). From the file or the environment they are fleet-wide defaults for
 /// run mode, and other modes leave them alone.
 pub(super) fn check_run_flags(cli: &Cli, mode: &Mode) -> Result<()> {
@@ -99,17 +120,15 @@ pub(super) fn check_run_flags(cli: &Cli, mode: &Mode) -> Result<()> {
     else {
         return Ok(());
     };
-    let run_only = [
-        defs::MAX_RUNTIME.doc.name,
-        defs::HOLD_AT_LEAST.doc.name,
-        defs::ON_LOST.doc.name,
-        defs::KILL_GRACE.doc.name,
-    ];
-    for name in run_only {
-        if let Some((_, Given::Flag(flag))) = cli.value(name) {
+    for spec in settings::OPTIONS.iter().filter(|s| s.run_only) {
+        if let Some((_, Given::Flag(flag))) = cli.value(spec.name) {
             let hint = match mode {
-                Mode::Lock(_) => "; to make a --lock expire, give --ttl",
-                _ => "",
+                Mode::Lock(_) => format!(
+                    "; to make a {} expire, give {}",
+                    mode.flag(),
+                    long(&settings::TTL.spec)
+                ),
+                _ => String::new(),
             };
             return Err(Failure::Usage(format!(
                 "{flag} applies to running a command, and {} runs none{hint}",
@@ -121,16 +140,37 @@ pub(super) fn check_run_flags(cli: &Cli, mode: &Mode) -> Result<()> {
 }
 
 impl Mode {
-    /// The flag that chose this mode, for messages.
-    fn flag(&self) -> &'static str {
+    /// The option that chose this mode; `None` for running a command.
+    fn spec(&self) -> Option<&'static OptionSpec> {
         match self {
-            Mode::Run(..) => "a command",
-            Mode::Lock(_) => "--lock",
-            Mode::Unlock(..) => "--unlock",
-            Mode::Extend(..) => "--extend",
-            Mode::Status(_) => "--status",
-            Mode::List => "--list",
-            Mode::ShowConfig => "--show-config",
+            Mode::Run(..) => None,
+            Mode::Lock(_) => Some(&settings::LOCK),
+            Mode::Unlock(..) => Some(&settings::UNLOCK),
+            Mode::Extend(..) => Some(&settings::EXTEND.spec),
+            Mode::Status(_) => Some(&settings::STATUS),
+            Mode::List => Some(&settings::LIST),
+            Mode::ShowConfig => Some(&settings::SHOW_CONFIG),
         }
+    }
+
+    /// The flag that chose this mode, for messages.
+    fn flag(&self) -> String {
+        self.spec().map_or_else(|| "a command".into(), long)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_messages_name_every_mode_of_the_table() {
+        let named = format!("{}, {}", modes(), long(&settings::SHOW_CONFIG));
+        let named: Vec<&str> = named.split(", ").collect();
+        let table = settings::MODES.iter().chain(settings::OPTIONS);
+        for spec in table.filter(|s| s.mode) {
+            assert!(named.contains(&long(spec).as_str()), "{named:?}");
+        }
+        assert_eq!(named.len(), settings::MODES.len() + 1, "{named:?}");
     }
 }

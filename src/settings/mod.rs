@@ -3,19 +3,23 @@
 //! completions), the YAML file's keys, the layering, `--show-config`, the README's table and
 //! the two shipped YAML files are all made from this table.
 //!
-//! Adding a setting: one `Def` here (or in `defs/etcd.rs`, for how to reach etcd), one entry
-//! in `OPTIONS`, and the code that reads it
-//! (`config::layers` puts the value into `Config`). Then `DISTLOCK_BLESS=1 cargo test docs`
-//! rewrites the README table and the YAML files.
+//! The bottom layer of the binary's settings: `cli` builds the command line from this table and
+//! `config` resolves the values, so this module imports neither.
+//!
+//! Adding a setting: one `Def` here (or in `etcd.rs`, for how to reach etcd), one entry in
+//! `OPTIONS`, and the code that reads it (`Config::resolve` puts the value into `Config`).
+//! Then `DISTLOCK_BLESS=1 cargo test docs` rewrites the README table and the YAML files.
 
-use super::values::{self, Expiry, Format, LockName, OnLost, Wait};
 use std::time::Duration;
+use values::{Expiry, Format, LockName, OnLost, Wait};
 
 mod etcd;
+pub mod values;
 pub use etcd::{CACERT, CERT, ENDPOINTS, KEY, MAXTIME, PASSWORD, PASSWORD_FILE, PREFIX, USER};
 
-/// How an option is spelled and documented.
-pub struct Doc {
+/// An option's specification: how it is spelled (flag, variable, YAML key), its default as
+/// text, and its documentation. A `Def` adds the parser of its value.
+pub struct OptionSpec {
     /// The clap id, the YAML key (when `yaml` is not `No`) and the name `--show-config` shows.
     pub name: &'static str,
     pub yaml: Yaml,
@@ -39,6 +43,12 @@ pub struct Doc {
     /// `default`, because a made-up value would not work (certificates, passwords).
     #[cfg_attr(not(test), allow(dead_code))]
     pub example: Option<&'static str>,
+    /// Shapes only how a command runs: as a flag to a mode that runs none it is refused
+    /// (`config::mode`); from the file or the environment that mode ignores it.
+    pub run_only: bool,
+    /// Chooses what distlock does (`--lock`, `--extend`, ...) rather than how: at most one
+    /// mode is given.
+    pub mode: bool,
 }
 
 /// Whether and how the YAML file may give an option.
@@ -52,12 +62,13 @@ pub enum Yaml {
 
 /// A setting whose value is layered (default < file < variable < flag) and typed by `parse`.
 pub struct Def<T> {
-    pub doc: Doc,
+    pub spec: OptionSpec,
     pub parse: fn(&str) -> Result<T, String>,
 }
 
-const fn doc(name: &'static str, help: &'static str) -> Doc {
-    Doc {
+/// An option with a name and help and nothing else, to fill in with `..spec(name, help)`.
+const fn spec(name: &'static str, help: &'static str) -> OptionSpec {
+    OptionSpec {
         name,
         yaml: Yaml::No,
         flag: None,
@@ -69,6 +80,17 @@ const fn doc(name: &'static str, help: &'static str) -> Doc {
         help,
         more: "",
         example: None,
+        run_only: false,
+        mode: false,
+    }
+}
+
+/// A mode: a flag named `name` and nothing else (no variable, no YAML key).
+const fn mode(name: &'static str, help: &'static str) -> OptionSpec {
+    OptionSpec {
+        flag: Some(name),
+        mode: true,
+        ..spec(name, help)
     }
 }
 
@@ -79,15 +101,39 @@ const fn setting(
     env: &'static str,
     value: &'static str,
     help: &'static str,
-) -> Doc {
-    Doc {
+) -> OptionSpec {
+    OptionSpec {
         yaml: Yaml::Scalar,
         flag: Some(flag),
         env: Some(env),
         value: Some(value),
-        ..doc(name, help)
+        ..spec(name, help)
     }
 }
+
+pub const LOCK: OptionSpec = mode(
+    "lock",
+    "Acquire the lock, print its key and fencing token, and exit 0 with the lock still held",
+);
+
+/// `--unlock`, or `--unlock=KEY` (never the next word, which may be the command).
+pub const UNLOCK: OptionSpec = OptionSpec {
+    value: Some("KEY"),
+    ..mode(
+        "unlock",
+        "Release the lock, whoever holds it; --unlock=KEY releases that holder (the key from \
+         --status) when several hold it",
+    )
+};
+
+pub const LIST: OptionSpec = mode("list", "Show all locks under the prefix");
+
+pub const STATUS: OptionSpec = mode("status", "Show one lock: its holder and waiters");
+
+pub const SHOW_CONFIG: OptionSpec = mode(
+    "show-config",
+    "Print every effective setting and where it came from, then exit",
+);
 
 /// A `--kill-grace` default is at most TTL/`KILL_GRACE_DEFAULT_DIVISOR`, and no kill grace may
 /// exceed TTL/`KILL_GRACE_MAX_DIVISOR`, so that the command is gone before the lease expires.
@@ -95,7 +141,7 @@ pub const KILL_GRACE_DEFAULT_DIVISOR: u32 = 4;
 pub const KILL_GRACE_MAX_DIVISOR: u32 = 2;
 
 pub const LOCK_NAME: Def<LockName> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         more: "Required except for --list; usually given per job on the command line rather \
                than here.",
         example: Some("percona_prod"),
@@ -111,7 +157,7 @@ pub const LOCK_NAME: Def<LockName> = Def {
 };
 
 pub const REASON: Def<String> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default: Some(""),
         example: Some("\"Upgrade RPMs on node-3\""),
         ..setting(
@@ -126,7 +172,7 @@ pub const REASON: Def<String> = Def {
 };
 
 pub const MAX_HOLDERS: Def<u32> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default: Some("1"),
         more: "A semaphore, like consul lock -n: up to N contenders hold the lock at once, the \
                rest wait in arrival order. 1 is a plain mutex (and what etcdctl lock does). \
@@ -144,7 +190,7 @@ pub const MAX_HOLDERS: Def<u32> = Def {
 };
 
 pub const SHARED: Def<bool> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default: Some("false"),
         more: "Readers/writer, like flock -s: shared holders run side by side; an exclusive \
                one (the default, and every etcdctl lock) runs alone. A shared contender that \
@@ -163,16 +209,16 @@ pub const SHARED: Def<bool> = Def {
     parse: values::switch,
 };
 
-pub const NOWAIT: Doc = Doc {
+pub const NOWAIT: OptionSpec = OptionSpec {
     flag: Some("nowait"),
-    ..doc(
+    ..spec(
         "nowait",
         "Fail at once when the lock is busy (same as --timeout=0)",
     )
 };
 
 pub const TIMEOUT: Def<Wait> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default: Some("-1"),
         more: "0 fails at once when busy. --nowait on the command line overrides it.",
         example: Some("10m"),
@@ -188,12 +234,12 @@ pub const TIMEOUT: Def<Wait> = Def {
 };
 
 /// A mode with a value, like `--lock` and `--unlock` a flag only: a variable or a YAML key
-/// would turn every run into an extension.
+/// would turn every run into an extension. In `OPTIONS`, not `MODES`, for its place in
+/// `--help` and the README's table.
 pub const EXTEND: Def<Expiry> = Def {
-    doc: Doc {
-        flag: Some("extend"),
+    spec: OptionSpec {
         value: Some("D"),
-        ..doc(
+        ..mode(
             "extend",
             "Make the lock taken with --lock expire D from now (never: not at all); from any node",
         )
@@ -201,29 +247,29 @@ pub const EXTEND: Def<Expiry> = Def {
     parse: values::expiry,
 };
 
-pub const HOLDER: Doc = Doc {
+pub const HOLDER: OptionSpec = OptionSpec {
     flag: Some("holder"),
     value: Some("KEY"),
-    ..doc(
+    ..spec(
         "holder",
         "With --extend or --unlock: the holder to act on when several hold the lock, by its key \
          or lease id (see --status)",
     )
 };
 
-pub const CONFIG: Doc = Doc {
+pub const CONFIG: OptionSpec = OptionSpec {
     flag: Some("config"),
     env: Some("DISTLOCK_CONFIG"),
     value: Some("FILE"),
     default: Some("/etc/distlock/distlock.yaml"),
-    ..doc(
+    ..spec(
         "config",
         "YAML configuration file; a missing default file is fine, a missing named one is an error",
     )
 };
 
 pub const TTL: Def<Duration> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default: Some("10s"),
         more: "Whole seconds. If this host stops talking to etcd (crash, network split), its \
                lock frees itself after about this long. Only a --ttl or DISTLOCK_TTL given for \
@@ -241,7 +287,8 @@ pub const TTL: Def<Duration> = Def {
 };
 
 pub const HOLD_AT_LEAST: Def<Duration> = Def {
-    doc: Doc {
+    spec: OptionSpec {
+        run_only: true,
         more: "The lock then stays on a lease that expires by itself; distlock does not wait. \
                Stops a cron job that runs on many servers with clocks a few seconds apart from \
                running twice.",
@@ -258,7 +305,8 @@ pub const HOLD_AT_LEAST: Def<Duration> = Def {
 };
 
 pub const MAX_RUNTIME: Def<Duration> = Def {
-    doc: Doc {
+    spec: OptionSpec {
+        run_only: true,
         more: "Counted from the command's start; waiting for the lock does not count. The \
                command's process group gets SIGTERM, then SIGKILL after kill_grace; the lock \
                is released (or kept as hold_at_least says) and distlock exits 124, as \
@@ -276,7 +324,8 @@ pub const MAX_RUNTIME: Def<Duration> = Def {
 };
 
 pub const ON_LOST: Def<OnLost> = Def {
-    doc: Doc {
+    spec: OptionSpec {
+        run_only: true,
         default: Some("kill"),
         more: "The lock is lost when etcd is unreachable longer than the TTL allows, or on an \
                operator's --unlock. kill terminates the command and its process group before \
@@ -295,7 +344,8 @@ pub const ON_LOST: Def<OnLost> = Def {
 };
 
 pub const KILL_GRACE: Def<Duration> = Def {
-    doc: Doc {
+    spec: OptionSpec {
+        run_only: true,
         default: Some("2s"),
         default_doc: Some("2s, at most TTL/4"),
         example: Some("5s"),
@@ -311,7 +361,7 @@ pub const KILL_GRACE: Def<Duration> = Def {
 };
 
 pub const CONFLICT_EXIT_CODE: Def<u8> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default: Some("1"),
         more: "E.g. 75 (EX_TEMPFAIL) tells \"busy\" apart from the command's own exit 1.",
         example: Some("75"),
@@ -327,7 +377,7 @@ pub const CONFLICT_EXIT_CODE: Def<u8> = Def {
 };
 
 pub const OUTPUT: Def<Format> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default: Some("text"),
         more: "json is a stable shape for monitoring, documented in the README.",
         example: Some("text"),
@@ -343,7 +393,7 @@ pub const OUTPUT: Def<Format> = Def {
 };
 
 pub const LOG_FORMAT: Def<Format> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default: Some("text"),
         example: Some("text"),
         ..setting(
@@ -357,64 +407,67 @@ pub const LOG_FORMAT: Def<Format> = Def {
     parse: values::format,
 };
 
-pub const QUIET: Doc = Doc {
+pub const QUIET: OptionSpec = OptionSpec {
     flag: Some("quiet"),
     short: Some('q'),
-    ..doc("quiet", "Say less: no progress messages while waiting")
+    ..spec("quiet", "Say less: no progress messages while waiting")
 };
 
-pub const VERBOSE: Doc = Doc {
+pub const VERBOSE: OptionSpec = OptionSpec {
     flag: Some("verbose"),
     short: Some('v'),
-    ..doc(
+    ..spec(
         "verbose",
         "Say more (-vv for etcd-level detail); DISTLOCK_LOG takes a tracing filter",
     )
 };
 
-/// Every option, in the order of `--help`, the README and `--show-config`.
-pub const OPTIONS: &[&Doc] = &[
-    &LOCK_NAME.doc,
-    &REASON.doc,
-    &MAX_HOLDERS.doc,
-    &SHARED.doc,
-    &EXTEND.doc,
+/// The modes `--help` shows first, before `OPTIONS`.
+pub const MODES: &[&OptionSpec] = &[&LOCK, &UNLOCK, &LIST, &STATUS, &SHOW_CONFIG];
+
+/// Every option but the modes above, in the order of `--help`, the README and `--show-config`.
+pub const OPTIONS: &[&OptionSpec] = &[
+    &LOCK_NAME.spec,
+    &REASON.spec,
+    &MAX_HOLDERS.spec,
+    &SHARED.spec,
+    &EXTEND.spec,
     &HOLDER,
     &NOWAIT,
-    &TIMEOUT.doc,
-    &ENDPOINTS.doc,
-    &PREFIX.doc,
+    &TIMEOUT.spec,
+    &ENDPOINTS.spec,
+    &PREFIX.spec,
     &CONFIG,
-    &TTL.doc,
-    &MAXTIME.doc,
-    &HOLD_AT_LEAST.doc,
-    &MAX_RUNTIME.doc,
-    &ON_LOST.doc,
-    &KILL_GRACE.doc,
-    &CONFLICT_EXIT_CODE.doc,
-    &OUTPUT.doc,
-    &LOG_FORMAT.doc,
-    &CACERT.doc,
-    &CERT.doc,
-    &KEY.doc,
-    &USER.doc,
-    &PASSWORD_FILE.doc,
+    &TTL.spec,
+    &MAXTIME.spec,
+    &HOLD_AT_LEAST.spec,
+    &MAX_RUNTIME.spec,
+    &ON_LOST.spec,
+    &KILL_GRACE.spec,
+    &CONFLICT_EXIT_CODE.spec,
+    &OUTPUT.spec,
+    &LOG_FORMAT.spec,
+    &CACERT.spec,
+    &CERT.spec,
+    &KEY.spec,
+    &USER.spec,
+    &PASSWORD_FILE.spec,
     &PASSWORD,
     &QUIET,
     &VERBOSE,
 ];
 
 /// The YAML keys the file may hold, in table order.
-pub fn yaml_keys() -> impl Iterator<Item = &'static Doc> {
+pub fn yaml_keys() -> impl Iterator<Item = &'static OptionSpec> {
     OPTIONS.iter().copied().filter(|d| d.yaml != Yaml::No)
 }
 
 /// The option whose YAML key is `key`.
-pub fn by_key(key: &str) -> Option<&'static Doc> {
+pub fn by_key(key: &str) -> Option<&'static OptionSpec> {
     yaml_keys().find(|d| d.name == key)
 }
 
-impl Doc {
+impl OptionSpec {
     /// The default as the documentation shows it.
     pub fn shown_default(&self) -> Option<&'static str> {
         self.default_doc.or(self.default)

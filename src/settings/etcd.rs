@@ -1,11 +1,11 @@
 //! The settings that say how to reach etcd: where (endpoints, prefix), how long to wait for
-//! it, TLS and credentials. Part of the settings table (`defs.rs`).
+//! it, TLS and credentials. Part of the settings table (`mod.rs`).
 
-use super::{doc, setting, values, Def, Doc, Yaml};
+use super::{setting, spec, values, Def, OptionSpec, Yaml};
 use std::time::Duration;
 
 pub const ENDPOINTS: Def<Vec<String>> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         yaml: Yaml::List,
         default: Some("http://127.0.0.1:2379"),
         more: "In this file, a YAML list.",
@@ -24,7 +24,7 @@ pub const ENDPOINTS: Def<Vec<String>> = Def {
 };
 
 pub const PREFIX: Def<String> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default: Some("/distlock/"),
         more: "A lock NAME lives under <prefix>NAME/.",
         example: Some("/distlock/prod/"),
@@ -40,7 +40,7 @@ pub const PREFIX: Def<String> = Def {
 };
 
 pub const MAXTIME: Def<Duration> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default: Some("5s"),
         example: Some("5s"),
         ..setting(
@@ -55,7 +55,7 @@ pub const MAXTIME: Def<Duration> = Def {
 };
 
 pub const CACERT: Def<String> = Def {
-    doc: Doc {
+    spec: OptionSpec {
         default_doc: Some("system roots"),
         ..setting(
             "cacert",
@@ -69,7 +69,7 @@ pub const CACERT: Def<String> = Def {
 };
 
 pub const CERT: Def<String> = Def {
-    doc: setting(
+    spec: setting(
         "cert",
         "cert",
         "DISTLOCK_CERT",
@@ -80,7 +80,7 @@ pub const CERT: Def<String> = Def {
 };
 
 pub const KEY: Def<String> = Def {
-    doc: setting(
+    spec: setting(
         "key",
         "key",
         "DISTLOCK_KEY_FILE",
@@ -92,7 +92,7 @@ pub const KEY: Def<String> = Def {
 };
 
 pub const USER: Def<String> = Def {
-    doc: setting(
+    spec: setting(
         "user",
         "user",
         "DISTLOCK_USER",
@@ -103,7 +103,7 @@ pub const USER: Def<String> = Def {
 };
 
 pub const PASSWORD_FILE: Def<String> = Def {
-    doc: setting(
+    spec: setting(
         "password_file",
         "password-file",
         "DISTLOCK_PASSWORD_FILE",
@@ -113,9 +113,9 @@ pub const PASSWORD_FILE: Def<String> = Def {
     parse: values::text,
 };
 
-pub const PASSWORD: Doc = Doc {
+pub const PASSWORD: OptionSpec = OptionSpec {
     env: Some("DISTLOCK_PASSWORD"),
-    ..doc(
+    ..spec(
         "password",
         "The etcd password (never a flag: ps would show it); the command does not inherit it",
     )
