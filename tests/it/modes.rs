@@ -4,13 +4,11 @@
 //! written to etcd); a `--lock` whose detaching write lands unanswered leaves no key held by
 //! nobody. Each test starts its own etcd and uses its own key prefix.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::h2proxy::{H2Proxy, Step};
-use common::*;
+use crate::common::h2proxy::{H2Proxy, Step};
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 /// A distlock run in the background with its output in `dir`.

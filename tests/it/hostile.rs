@@ -3,8 +3,6 @@
 //! "nothing written" means something); and whatever other tools left under the prefix never
 //! crashes `--status`, `--list` or a waiter.
 
-mod common;
-
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::ffi::OsStringExt;
@@ -12,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

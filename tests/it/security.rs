@@ -3,14 +3,12 @@
 //! authentication through the harness's `Etcd::builder()`. The certificates are made in the
 //! test with rcgen (`Pki`), so no openssl is needed.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 /// The `maxtime` the failure tests give distlock, and what they allow on top of it for

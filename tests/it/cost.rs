@@ -2,12 +2,10 @@
 //! queue costs a fixed number of requests however long the queue, and a `--nowait` run that
 //! finds the lock busy writes nothing. These count requests and proposals; they time nothing.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// The most etcd requests one acquisition in a queue may cost (docs/etcd-keys.md, "Round trips").
 const REQUESTS_PER_ACQUISITION: f64 = 7.0;

@@ -4,13 +4,11 @@
 //! docs/CONTRACT.md is the user contract; the README and docs/etcd-keys.md pin the output
 //! and key formats it leaves open.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 // ---------------------------------------------------------------------------------------------

@@ -8,15 +8,13 @@
 //! wrong" are bounded by events: a keepalive counted by the member that received it, the time
 //! the lease would have run out without one.
 
-mod common;
-
 use std::fs;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 /// The holders' TTL: the issue's case (`sleep 7` under `--ttl=6`).

@@ -25,8 +25,6 @@
 //! in a log, a process gone), the only fixed times are the sections' own work. Each test starts
 //! its own etcd and uses its own prefix.
 
-mod common;
-
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -37,7 +35,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 

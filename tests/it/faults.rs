@@ -26,8 +26,6 @@
 //! removed when the suite ends, also on a panic; namespaces of an earlier run whose process is
 //! gone are removed first.
 
-mod common;
-
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
@@ -38,7 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{group_members, scratch_dir, tool, wait_for, wait_until, DEADLINE};
+use crate::common::{group_members, scratch_dir, tool, wait_for, wait_until, DEADLINE};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
@@ -323,7 +321,7 @@ struct Member {
 impl Member {
     fn spawn(&mut self, net: &Net) {
         let cmd = net.exec(&self.ns, &tool("etcd"));
-        self.child = Some(common::spawn_etcd(cmd, &self.args, &self.log));
+        self.child = Some(crate::common::spawn_etcd(cmd, &self.args, &self.log));
     }
 
     fn pid(&self) -> Pid {
@@ -567,7 +565,7 @@ fn client_loop(
         exits.lock().unwrap().push(Exit {
             client: client.id,
             seq,
-            code: common::shell_status(status),
+            code: crate::common::shell_status(status),
             at: now(),
             stderr: fs::read_to_string(&stderr_path).unwrap_or_default(),
         });

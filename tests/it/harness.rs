@@ -1,12 +1,10 @@
-//! Checks the test harness itself (tests/common): that it starts a working etcd and a working
+//! Checks the test harness itself (tests/it/common): that it starts a working etcd and a working
 //! 3-member cluster, that the etcdctl helpers read back what they wrote, and that failover
 //! helpers find the new leader. If these fail, every other integration test would too.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn single_member_serves_and_etcdctl_helpers_round_trip() {

@@ -10,8 +10,6 @@
 //! key, a process state, a lease renewed, a watch re-established) with a deadline, never for a
 //! fixed time.
 
-mod common;
-
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -22,8 +20,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::h2proxy::{varint, Frame, H2Proxy, Step, DATA};
-use common::*;
+use crate::common::h2proxy::{varint, Frame, H2Proxy, Step, DATA};
+use crate::common::*;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
