@@ -80,12 +80,12 @@ fn cluster_of_three_replicates_and_fails_over() {
     // Freezing the leader makes the other two elect a new one.
     let old = cluster.wait_leader(None);
     let t = Instant::now();
-    cluster.stop(old);
+    cluster.pause(old);
     let new = cluster.wait_leader(Some(old));
     eprintln!("failover took {:?}", t.elapsed());
     assert_ne!(new, old);
     put(&all, "/k2", "v2");
-    cluster.cont(old);
+    cluster.resume(old);
 
     // A killed member comes back with its data and catches up.
     let victim = (new + 1) % 3;

@@ -549,7 +549,7 @@ fn list_and_status_look_sane(
 /// Waiters with `--timeout 1` behind each of `names`: all must wait and give up (exit 1),
 /// in parallel to keep the test short.
 fn waiters_wait(endpoint: &str, prefix: &str, names: &[&str]) -> Vec<String> {
-    let running: Vec<(&str, Bg)> = names
+    let running: Vec<(&str, Background)> = names
         .iter()
         .map(|name| {
             let mut cmd = distlock_std(endpoint, prefix);
@@ -560,7 +560,7 @@ fn waiters_wait(endpoint: &str, prefix: &str, names: &[&str]) -> Vec<String> {
                 "--",
                 "true",
             ]);
-            (*name, Bg::spawn(cmd, "a waiter"))
+            (*name, Background::spawn(cmd, "a waiter"))
         })
         .collect();
     let mut wrong = Vec::new();

@@ -77,13 +77,13 @@ fn distlock_bg(
     env: &[(&str, &str)],
     stderr: &Path,
     what: &str,
-) -> Bg {
+) -> Background {
     let mut sh = sh_with_distlock_env(etcd, p, "exec \"$DL\" \"$@\" 2>\"$OBSERVE_STDERR\"");
     sh.arg("sh").args(args).env("OBSERVE_STDERR", stderr);
     for (k, v) in env {
         sh.env(k, v);
     }
-    Bg::spawn(sh, what)
+    Background::spawn(sh, what)
 }
 
 /// The `waiting for …` lines a waiter has printed so far.
@@ -477,7 +477,7 @@ struct Zoo {
     long_reason: String,
     unicode: &'static str,
     locks: usize,
-    _ctl: Bg,
+    _ctl: Background,
 }
 
 const UNICODE_REASON: &str = "Überprüfung 検証 🚀";

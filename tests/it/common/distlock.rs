@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{get_prefix, shell_status, wait_until, Bg, Etcd, Kv, DEADLINE};
+use super::{get_prefix, shell_status, wait_until, Background, Etcd, Kv, DEADLINE};
 
 /// `distlock` against `endpoints` with keys under `prefix`, and nothing from the caller's
 /// environment or machine: every inherited DISTLOCK_* variable removed, the config file
@@ -41,7 +41,7 @@ pub fn distlock_at(endpoints: &str, prefix: &str) -> assert_cmd::Command {
 /// returns its output and how long it took.
 pub fn run_timed(cmd: Command, timeout: Duration) -> (Output, Duration) {
     let start = Instant::now();
-    let out = Bg::spawn(cmd, "distlock").output(timeout);
+    let out = Background::spawn(cmd, "distlock").output(timeout);
     (out, start.elapsed())
 }
 

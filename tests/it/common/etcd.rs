@@ -315,7 +315,7 @@ impl Member {
     /// Freezes the member (SIGSTOP): it keeps its sockets but answers nothing, like a hung host.
     /// Returns once every thread has stopped: until then, on a loaded machine, a thread that
     /// was not yet scheduled may still answer a request.
-    pub fn stop(&self) {
+    pub fn pause(&self) {
         self.signal(Signal::SIGSTOP);
         let pid = self.pid();
         wait_for(DEADLINE, &format!("etcd {} to stop", self.name), || {
@@ -323,7 +323,8 @@ impl Member {
         });
     }
 
-    pub fn cont(&self) {
+    /// Lets a paused member run again (SIGCONT).
+    pub fn resume(&self) {
         self.signal(Signal::SIGCONT);
     }
 
@@ -587,12 +588,12 @@ impl Etcd {
         self.member.client_port
     }
 
-    pub fn stop(&self) {
-        self.member.stop()
+    pub fn pause(&self) {
+        self.member.pause()
     }
 
-    pub fn cont(&self) {
-        self.member.cont()
+    pub fn resume(&self) {
+        self.member.resume()
     }
 
     pub fn kill(&mut self) {
@@ -655,12 +656,12 @@ impl EtcdCluster {
         self.members[i].kill()
     }
 
-    pub fn stop(&self, i: usize) {
-        self.members[i].stop()
+    pub fn pause(&self, i: usize) {
+        self.members[i].pause()
     }
 
-    pub fn cont(&self, i: usize) {
-        self.members[i].cont()
+    pub fn resume(&self, i: usize) {
+        self.members[i].resume()
     }
 
     /// Makes member `to` the leader (`etcdctl move-leader`, asked of the current leader).

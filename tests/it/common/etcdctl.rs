@@ -4,7 +4,7 @@
 use std::ffi::OsStr;
 use std::process::{Command, Stdio};
 
-use super::{tool, Bg};
+use super::{tool, Background};
 
 // etcdctl: the operator's view of etcd
 /// One key as etcd stores it.
@@ -153,11 +153,11 @@ pub fn lease_ttl(endpoints: &str, lease: i64) -> Option<(i64, i64)> {
 
 /// `etcdctl lock <name> [-- cmd...]` in the background (its own process group, killed on
 /// drop). Without a command it holds the lock until signalled (SIGTERM releases it).
-pub fn etcdctl_lock(endpoints: &str, name: &str, cmd: &[&str]) -> Bg {
+pub fn etcdctl_lock(endpoints: &str, name: &str, cmd: &[&str]) -> Background {
     let mut c = etcdctl_cmd(endpoints);
     c.args(["lock", name]);
     if !cmd.is_empty() {
         c.arg("--").args(cmd);
     }
-    Bg::spawn(c, "etcdctl lock")
+    Background::spawn(c, "etcdctl lock")
 }

@@ -40,10 +40,11 @@ pub fn shell_status(status: ExitStatus) -> i32 {
     }
 }
 
-/// A process running in the background in its own process group. Dropping it while it runs
+/// A process running in the background in its own process group, its output captured (pipes,
+/// read at the end) or logged to files (read while it runs). Dropping it while it runs
 /// SIGKILLs the whole group (the process and whatever it started, e.g. etcdctl's command) and
 /// reaps it.
-pub struct Bg {
+pub struct Background {
     pub child: Child,
     what: String,
     status: Option<ExitStatus>,
@@ -51,17 +52,17 @@ pub struct Bg {
     logs: Option<(PathBuf, PathBuf)>,
 }
 
-impl Bg {
+impl Background {
     /// Starts `cmd` with stdin from /dev/null and stdout/stderr captured (keep them small:
     /// they are pipes, read after exit).
-    pub fn spawn(mut cmd: Command, what: &str) -> Bg {
+    pub fn spawn(mut cmd: Command, what: &str) -> Background {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         Self::start(cmd, what, None)
     }
 
     /// Starts `cmd` with stdout and stderr going to `<dir>/<what>.stdout` and `.stderr`, so
     /// that a test can watch what it says while it runs.
-    pub fn logged(mut cmd: Command, dir: &Path, what: &str) -> Bg {
+    pub fn logged(mut cmd: Command, dir: &Path, what: &str) -> Background {
         let stdout = dir.join(format!("{what}.stdout"));
         let stderr = dir.join(format!("{what}.stderr"));
         cmd.stdout(fs::File::create(&stdout).unwrap())
@@ -69,12 +70,12 @@ impl Bg {
         Self::start(cmd, what, Some((stdout, stderr)))
     }
 
-    fn start(mut cmd: Command, what: &str, logs: Option<(PathBuf, PathBuf)>) -> Bg {
+    fn start(mut cmd: Command, what: &str, logs: Option<(PathBuf, PathBuf)>) -> Background {
         cmd.stdin(Stdio::null()).process_group(0);
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        Bg {
+        Background {
             child,
             what: what.to_string(),
             status: None,
@@ -175,7 +176,7 @@ impl Bg {
     }
 }
 
-impl Drop for Bg {
+impl Drop for Background {
     fn drop(&mut self) {
         // Kill the whole group (the leader's children too), but only while the leader is not
         // reaped: until then its pid, which is the group id, cannot have been reused, so the
