@@ -16,7 +16,8 @@ use tempfile::TempDir;
 
 use super::etcdctl::{parse_kvs, stdout_of};
 use super::{
-    all_threads_stopped, etcdctl, etcdctl_cmd, scratch_dir, wait_for, wait_until, Kv, Pki, DEADLINE,
+    all_threads_stopped, etcdctl, etcdctl_cmd, in_netns, scratch_dir, wait_for, wait_until, Kv,
+    Pki, DEADLINE,
 };
 
 /// The variable that names the directory of the `etcd` and `etcdctl` under test (scripts/test
@@ -89,7 +90,7 @@ fn tail(path: &Path, lines: usize) -> String {
 
 /// Starts etcd (`cmd`: the etcd program, maybe run inside a network namespace) with `args`,
 /// appending its output to `log`.
-pub fn spawn_etcd(mut cmd: Command, args: &[String], log: &Path) -> Child {
+fn spawn_etcd(mut cmd: Command, args: &[String], log: &Path) -> Child {
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -111,7 +112,6 @@ pub fn spawn_etcd(mut cmd: Command, args: &[String], log: &Path) -> Child {
         .unwrap_or_else(|e| panic!("cannot start etcd: {e}"))
 }
 
-// etcd
 /// One etcd process: its ports, directories and command line, so it can be restarted as the
 /// same member with the same data.
 pub struct Member {
@@ -128,6 +128,19 @@ pub struct Member {
     server_cert: String,
     /// More etcd flags (authentication tokens, ...), after the harness's own.
     extra_args: Vec<String>,
+    /// Where it runs when not on loopback here.
+    netns: Option<Netns>,
+}
+
+/// Where a member runs when not on this network namespace's loopback: inside network namespace
+/// `ns` (`ip netns exec`), serving clients on `client_ip`:2379 and peers on `peer_ip`:2380.
+/// This process cannot reach it there: the harness's own etcdctl runs in namespace `via`.
+#[derive(Clone)]
+pub struct Netns {
+    pub ns: String,
+    pub client_ip: String,
+    pub peer_ip: String,
+    pub via: String,
 }
 
 /// What the members of one start have beyond the harness's defaults.
@@ -138,6 +151,8 @@ struct Setup {
     /// The PKI's server certificate to serve; `server` when None.
     server_cert: Option<String>,
     extra_args: Vec<String>,
+    /// Member i runs in `netns[i]`; on loopback when empty.
+    netns: Vec<Netns>,
 }
 
 /// etcd timing for a lone member: it elects itself after one election timeout, so keep that
@@ -150,11 +165,16 @@ const SINGLE_TIMING: (u32, u32) = (10, 100);
 const CLUSTER_TIMING: (u32, u32) = (50, 500);
 
 impl Member {
-    fn new(dir: &Path, name: &str, setup: &Setup) -> Member {
+    fn new(dir: &Path, name: &str, setup: &Setup, netns: Option<Netns>) -> Member {
+        // A namespace of its own has its own ports: etcd's defaults.
+        let (client_port, peer_port) = match netns {
+            Some(_) => (2379, 2380),
+            None => (free_port(), free_port()),
+        };
         Member {
             name: name.to_string(),
-            client_port: free_port(),
-            peer_port: free_port(),
+            client_port,
+            peer_port,
             data_dir: dir.join(format!("{name}.data")),
             log: dir.join(format!("{name}.log")),
             args: Vec::new(),
@@ -162,15 +182,18 @@ impl Member {
             tls: setup.tls.clone(),
             server_cert: setup.server_cert.as_deref().unwrap_or("server").to_string(),
             extra_args: setup.extra_args.clone(),
+            netns,
         }
     }
 
     pub fn endpoint(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        format!("{scheme}://127.0.0.1:{}", self.client_port)
+        let host = self.netns.as_ref().map_or("127.0.0.1", |n| &n.client_ip);
+        format!("{scheme}://{host}:{}", self.client_port)
     }
 
-    /// etcdctl against this member, with the PKI's CA and client certificate under TLS.
+    /// etcdctl against this member, with the PKI's CA and client certificate under TLS, run
+    /// where the member can be reached.
     pub fn etcdctl_cmd(&self) -> Command {
         let mut cmd = etcdctl_cmd(&self.endpoint());
         if let Some(pki) = &self.tls {
@@ -183,11 +206,19 @@ impl Member {
                 cmd.arg("--insecure-skip-tls-verify");
             }
         }
-        cmd
+        match &self.netns {
+            Some(netns) => {
+                let mut cmd = in_netns(&netns.via, &cmd);
+                cmd.stdin(Stdio::null());
+                cmd
+            }
+            None => cmd,
+        }
     }
 
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        let host = self.netns.as_ref().map_or("127.0.0.1", |n| &n.peer_ip);
+        format!("http://{host}:{}", self.peer_port)
     }
 
     pub fn metrics_url(&self) -> String {
@@ -254,15 +285,16 @@ impl Member {
             "etcd {} is already running",
             self.name
         );
-        self.child = Some(spawn_etcd(
-            Command::new(tool("etcd")),
-            &self.args,
-            &self.log,
-        ));
+        let etcd = Command::new(tool("etcd"));
+        let etcd = match &self.netns {
+            Some(netns) => in_netns(&netns.ns, &etcd),
+            None => etcd,
+        };
+        self.child = Some(spawn_etcd(etcd, &self.args, &self.log));
     }
 
     /// Polls GET /health (which in etcd 3.4 needs a leader and a working read) until it says
-    /// true, or under TLS `etcdctl endpoint health`. Returns Err with the reason if the process
+    /// true, or under TLS or in a namespace `etcdctl endpoint health`. Returns Err with the reason if the process
     /// exits or the deadline passes.
     fn wait_healthy(&mut self, deadline: Instant) -> Result<(), String> {
         loop {
@@ -287,13 +319,34 @@ impl Member {
     }
 
     fn is_healthy(&self) -> bool {
-        if self.tls.is_some() {
+        if self.tls.is_some() || self.netns.is_some() {
             let mut health = self.etcdctl_cmd();
             health.args(["endpoint", "health"]);
             return health.output().is_ok_and(|o| o.status.success());
         }
         http_get(self.client_port, "/health")
             .is_ok_and(|(code, body)| code == 200 && body.contains("\"true\""))
+    }
+
+    /// Whether it says it leads: `etcd_server_is_leader 1` in its /metrics, or in a namespace
+    /// (no HTTP from here) its own id as the leader's in `etcdctl endpoint status`. A frozen
+    /// member does not answer, so it does not say so.
+    fn says_it_leads(&self) -> bool {
+        if self.netns.is_some() {
+            let mut status = self.etcdctl_cmd();
+            status.args(["endpoint", "status", "-w", "json"]);
+            let Ok(out) = status.output() else {
+                return false;
+            };
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let header = &v[0]["Status"]["header"];
+            return out.status.success()
+                && header["member_id"].as_u64().is_some()
+                && v[0]["Status"]["leader"].as_u64() == header["member_id"].as_u64();
+        }
+        http_get(self.client_port, "/metrics").is_ok_and(|(code, body)| {
+            code == 200 && body.lines().any(|l| l == "etcd_server_is_leader 1")
+        })
     }
 
     fn startup_failed(&self, why: &str) -> ! {
@@ -395,7 +448,14 @@ fn start_members(count: usize, timing: (u32, u32), setup: &Setup) -> (TempDir, V
         attempt += 1;
         let dir = scratch_dir();
         let mut members: Vec<Member> = (0..count)
-            .map(|i| Member::new(dir.path(), &format!("m{i}"), setup))
+            .map(|i| {
+                Member::new(
+                    dir.path(),
+                    &format!("m{i}"),
+                    setup,
+                    setup.netns.get(i).cloned(),
+                )
+            })
             .collect();
         let initial_cluster = members
             .iter()
@@ -621,6 +681,17 @@ impl EtcdCluster {
         EtcdCluster { members, _dir: dir }
     }
 
+    /// A cluster of one member per entry of `netns`, each in its network namespace (the fault
+    /// suite's): etcd's own ports on the namespace's addresses instead of loopback.
+    pub fn start_in(netns: Vec<Netns>) -> EtcdCluster {
+        let setup = Setup {
+            netns,
+            ..Setup::default()
+        };
+        let (dir, members) = start_members(setup.netns.len(), CLUSTER_TIMING, &setup);
+        EtcdCluster { members, _dir: dir }
+    }
+
     pub fn endpoint(&self, i: usize) -> String {
         self.members[i].endpoint()
     }
@@ -634,15 +705,21 @@ impl EtcdCluster {
             .join(",")
     }
 
-    /// The member that says it leads (`etcd_server_is_leader 1` in its /metrics), among the
-    /// running ones that answer. A frozen ex-leader does not answer, so it is not reported.
+    /// etcdctl against every member (`endpoints`), run where they can be reached.
+    pub fn etcdctl_cmd(&self) -> Command {
+        let cmd = etcdctl_cmd(&self.endpoints());
+        match self.members.first().and_then(|m| m.netns.as_ref()) {
+            Some(netns) => in_netns(&netns.via, &cmd),
+            None => cmd,
+        }
+    }
+
+    /// The member that says it leads, among the running ones that answer. A frozen ex-leader
+    /// does not answer, so it is not reported.
     pub fn leader(&self) -> Option<usize> {
-        self.members.iter().position(|m| {
-            m.is_running()
-                && http_get(m.client_port, "/metrics").is_ok_and(|(code, body)| {
-                    code == 200 && body.lines().any(|l| l == "etcd_server_is_leader 1")
-                })
-        })
+        self.members
+            .iter()
+            .position(|m| m.is_running() && m.says_it_leads())
     }
 
     /// Waits until some member other than `not` leads (e.g. after stopping the old leader).
@@ -650,6 +727,13 @@ impl EtcdCluster {
         wait_until(DEADLINE, "an etcd leader", || {
             self.leader().filter(|&l| Some(l) != not)
         })
+    }
+
+    /// Waits at most `timeout` until every member serves again (after a fault).
+    pub fn wait_healthy(&self, timeout: Duration) {
+        wait_for(timeout, "every etcd member healthy", || {
+            self.members.iter().all(Member::is_healthy)
+        });
     }
 
     pub fn kill(&mut self, i: usize) {

@@ -1,9 +1,9 @@
 //! Test harness shared by the integration tests: real etcd processes on free loopback ports
-//! (one member or a 3-member cluster), the real `distlock` binary with a clean environment,
-//! `etcdctl` helpers to look at and write keys the way an operator would, a deadline-bound
-//! `wait_until`, and a proxy that can hold back or reorder distlock's gRPC traffic (h2proxy.rs).
-//! Everything a test starts is killed when its guard drops, also when the test panics, so
-//! nothing outlives a failing test.
+//! (one member or a 3-member cluster; for the fault suite, members in network namespaces), the
+//! real `distlock` binary with a clean environment, `etcdctl` helpers to look at and write keys
+//! the way an operator would, a deadline-bound `wait_until`, and a proxy that can hold back or
+//! reorder distlock's gRPC traffic (h2proxy.rs). Everything a test starts is killed when its
+//! guard drops, also when the test panics, so nothing outlives a failing test.
 //!
 //! Each test starts its own etcd (about 0.1 s on tmpfs) and uses its own key prefix: tests share
 //! nothing and can run in parallel.

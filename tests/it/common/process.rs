@@ -187,3 +187,24 @@ impl Drop for Background {
         }
     }
 }
+
+/// `cmd` run inside network namespace `ns` by `ip netns exec`, which execs it, so the child's
+/// pid is the program's. Keeps `cmd`'s program, arguments, environment changes and directory;
+/// stdin, stdout and stderr are to be set on the result.
+pub fn in_netns(ns: &str, cmd: &Command) -> Command {
+    let mut wrapped = Command::new("ip");
+    wrapped
+        .args(["netns", "exec", ns])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (name, value) in cmd.get_envs() {
+        match value {
+            Some(value) => wrapped.env(name, value),
+            None => wrapped.env_remove(name),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    wrapped
+}
