@@ -10,12 +10,14 @@
 //!
 //! By concern: `process` (background processes, waiting), `procfs` (what /proc says about
 //! processes), `etcd` (members and clusters), `etcdctl` (the operator's view of etcd),
-//! `distlock` (the binary under test, and locks as the tests look at them), `pki` (TLS
-//! material), `h2proxy` (a gRPC proxy).
+//! `distlock` (the binary under test, and locks as the tests look at them), `gate` (what a
+//! test needs beyond etcd, and skipping without it), `pki` (TLS material), `h2proxy` (a gRPC
+//! proxy).
 
 mod distlock;
 mod etcd;
 mod etcdctl;
+mod gate;
 pub mod h2proxy;
 mod pki;
 mod process;
@@ -25,6 +27,7 @@ mod procfs;
 pub use self::distlock::*;
 pub use etcd::*;
 pub use etcdctl::*;
+pub use gate::*;
 pub use pki::Pki;
 pub use process::*;
 pub use procfs::*;
