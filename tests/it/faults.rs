@@ -23,9 +23,9 @@
 //! network) and runs the clients; each member's namespace has one veth into each bridge. The
 //! members are the harness's `EtcdCluster`, started in their namespaces. Addresses are in
 //! 198.18.0.0/15 (set aside for benchmarking networks) and only on those veths and bridges,
-//! so every route is a connected route to them and no packet can leave the machine. The namespaces are named `dlfault-<pid>-<role>` and
-//! removed when the suite ends, also on a panic; namespaces of an earlier run whose process is
-//! gone are removed first.
+//! so every route is a connected route to them and no packet can leave the machine. The
+//! namespaces are named `dlfault-<pid>-<role>` and removed when the suite ends, also on a
+//! panic; namespaces of an earlier run whose process is gone are removed first.
 
 use std::collections::HashMap;
 use std::fs;

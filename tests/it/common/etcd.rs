@@ -294,8 +294,8 @@ impl Member {
     }
 
     /// Polls GET /health (which in etcd 3.4 needs a leader and a working read) until it says
-    /// true, or under TLS or in a namespace `etcdctl endpoint health`. Returns Err with the reason if the process
-    /// exits or the deadline passes.
+    /// true, or under TLS or in a namespace `etcdctl endpoint health`. Returns Err with the
+    /// reason if the process exits or the deadline passes.
     fn wait_healthy(&mut self, deadline: Instant) -> Result<(), String> {
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -709,7 +709,11 @@ impl EtcdCluster {
     pub fn etcdctl_cmd(&self) -> Command {
         let cmd = etcdctl_cmd(&self.endpoints());
         match self.members.first().and_then(|m| m.netns.as_ref()) {
-            Some(netns) => in_netns(&netns.via, &cmd),
+            Some(netns) => {
+                let mut cmd = in_netns(&netns.via, &cmd);
+                cmd.stdin(Stdio::null());
+                cmd
+            }
             None => cmd,
         }
     }
