@@ -25,8 +25,6 @@
 //! in a log, a process gone), the only fixed times are the sections' own work. Each test starts
 //! its own etcd and uses its own prefix.
 
-mod common;
-
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -37,7 +35,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
@@ -210,7 +208,7 @@ enum Kind {
 struct Party {
     id: String,
     kind: Kind,
-    bg: Bg,
+    bg: Background,
     key: Kv,
     code: Option<i32>,
 }
@@ -227,7 +225,7 @@ impl Party {
 }
 
 /// Waits at most until `deadline` for `bg` to exit; its `$?`, or `None` if it still runs.
-fn ends_by(bg: &mut Bg, deadline: Instant) -> Option<i32> {
+fn ends_by(bg: &mut Background, deadline: Instant) -> Option<i32> {
     loop {
         if let Some(status) = bg.try_status() {
             return Some(shell_status(status));
@@ -337,7 +335,7 @@ impl<'e> Scene<'e> {
     }
 
     fn join(&mut self, id: &str, kind: Kind, cmd: Command) -> Party {
-        let mut bg = Bg::logged(cmd, self.tmp.path(), id);
+        let mut bg = Background::logged(cmd, self.tmp.path(), id);
         let key = wait_until(DEADLINE, &format!("{id}'s key in the queue"), || {
             if let Some(status) = bg.try_status() {
                 panic!("{id} exited ({status:?}) before joining: {}", bg.report());
@@ -1055,7 +1053,7 @@ fn log_of(stderr: &str) -> Vec<(String, String)> {
 }
 
 /// Whether distlock's log has a line that contains `text`, at any level.
-fn logged(bg: &Bg, text: &str) -> bool {
+fn logged(bg: &Background, text: &str) -> bool {
     log_of(&bg.stderr()).iter().any(|(_, m)| m.contains(text))
 }
 
@@ -1093,7 +1091,7 @@ fn signal_in(state: State, sig: Signal) -> Vec<String> {
     // Each request distlock makes, and why it waits, in its log; with their levels, so that
     // what it says by default can be told apart.
     .env("DISTLOCK_LOG", "distlock=trace");
-    let mut d = Bg::logged(cmd, dir, &id);
+    let mut d = Background::logged(cmd, dir, &id);
     let mine = wait_until(DEADLINE, "distlock's key", || {
         let mut kvs = contenders(&ep, &p, NAME);
         kvs.retain(|kv| Some(&kv.key) != holder.as_ref());
@@ -1104,7 +1102,7 @@ fn signal_in(state: State, sig: Signal) -> Vec<String> {
     match state {
         State::Waiting => {}
         State::Retrying => {
-            etcd.stop();
+            etcd.pause();
             etcd_frozen = true;
             wait_for(
                 DEADLINE + MAXTIME,
@@ -1129,7 +1127,7 @@ fn signal_in(state: State, sig: Signal) -> Vec<String> {
         }
         State::Releasing => {
             let section = wait_until(DEADLINE, "the command to start", || started(dir));
-            etcd.stop();
+            etcd.pause();
             etcd_frozen = true;
             fs::write(gate(dir, &id), "").unwrap();
             // Reaped by distlock: it is past waiting for the command.
@@ -1144,7 +1142,7 @@ fn signal_in(state: State, sig: Signal) -> Vec<String> {
     let code = ends_by(&mut d, sent + MAXTIME + Duration::from_secs(1));
     let took = sent.elapsed();
     if etcd_frozen {
-        etcd.cont();
+        etcd.resume();
     }
     drop(relay);
     let mut problems = Vec::new();

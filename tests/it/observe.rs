@@ -7,8 +7,6 @@
 //!
 //! Each test starts its own etcd and uses its own key prefix.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -16,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -79,13 +77,13 @@ fn distlock_bg(
     env: &[(&str, &str)],
     stderr: &Path,
     what: &str,
-) -> Bg {
+) -> Background {
     let mut sh = sh_with_distlock_env(etcd, p, "exec \"$DL\" \"$@\" 2>\"$OBSERVE_STDERR\"");
     sh.arg("sh").args(args).env("OBSERVE_STDERR", stderr);
     for (k, v) in env {
         sh.env(k, v);
     }
-    Bg::spawn(sh, what)
+    Background::spawn(sh, what)
 }
 
 /// The `waiting for …` lines a waiter has printed so far.
@@ -479,7 +477,7 @@ struct Zoo {
     long_reason: String,
     unicode: &'static str,
     locks: usize,
-    _ctl: Bg,
+    _ctl: Background,
 }
 
 const UNICODE_REASON: &str = "Überprüfung 検証 🚀";

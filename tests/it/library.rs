@@ -3,9 +3,7 @@
 //! the fencing token is the key's create revision, a busy lock is a conflict that writes
 //! nothing, `lost` hears another node's `--unlock`, and a release leaves nothing behind.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use distlock::record::Mode;
 use distlock::{acquire, etcd, Access, Error, Held, LockName, Record, Request};
 use std::time::{Duration, Instant};

@@ -166,12 +166,6 @@ impl H2Proxy {
         self.shared.lock().rule = Some(Box::new(rule));
     }
 
-    /// Holds etcd's frames back from now on, or lets them (and those held) go.
-    pub fn hold_answers(&self, on: bool) {
-        self.shared.lock().answers_held = on;
-        self.shared.changed.notify_all();
-    }
-
     /// What the rule noted so far (and the waits that timed out).
     pub fn notes(&self) -> Vec<String> {
         self.shared.lock().notes.clone()

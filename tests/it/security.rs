@@ -3,14 +3,12 @@
 //! authentication through the harness's `Etcd::builder()`. The certificates are made in the
 //! test with rcgen (`Pki`), so no openssl is needed.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 /// The `maxtime` the failure tests give distlock, and what they allow on top of it for
@@ -604,7 +602,7 @@ fn the_password_stays_secret() {
     // not get DISTLOCK_PASSWORD at all.
     let mut cmd = as_locker(&etcd, &p);
     cmd.args(["-vv", "--lock-name=secret", "--", "sleep", "30"]);
-    let running = Bg::spawn(cmd, "distlock -- sleep");
+    let running = Background::spawn(cmd, "distlock -- sleep");
     let pid = running.child.id();
     let sleep = wait_until(DEADLINE, "the command to start", || {
         children(pid).into_iter().find(|&c| comm(c) == "sleep")
@@ -738,7 +736,7 @@ fn idle_holder_hands_over(etcd: &Etcd, p: &str, idle: Duration, meanwhile: impl 
             cmd.arg("-vv");
         }
         cmd.args(["--", "sh", "-c", &script]);
-        Bg::logged(cmd, dir.path(), name)
+        Background::logged(cmd, dir.path(), name)
     };
     let mut holder = contender("holder", format!("read line < '{}'", fifo.display()), false);
     let queued = |n: usize| {
@@ -878,14 +876,14 @@ fn a_changed_password_ends_the_wait_with_exit_3() {
     let etcd = auth_etcd(&p);
     let mut holder = etcd.etcdctl_cmd();
     holder.args(["lock", &format!("{p}pw")]);
-    let holder = Bg::spawn(holder, "etcdctl lock as root");
+    let holder = Background::spawn(holder, "etcdctl lock as root");
     wait_for(DEADLINE, "etcdctl to hold the lock", || {
         etcd.keys(&format!("{p}pw/")).len() == 1
     });
     let dir = scratch_dir();
     let mut cmd = as_locker(&etcd, &p);
     cmd.args(["--lock-name=pw", "--", "true"]);
-    let mut waiter = Bg::logged(cmd, dir.path(), "waiter");
+    let mut waiter = Background::logged(cmd, dir.path(), "waiter");
     wait_for(DEADLINE, "the waiter to queue", || {
         etcd.keys(&format!("{p}pw/")).len() == 2
     });

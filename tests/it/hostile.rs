@@ -3,8 +3,6 @@
 //! "nothing written" means something); and whatever other tools left under the prefix never
 //! crashes `--status`, `--list` or a waiter.
 
-mod common;
-
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::ffi::OsStringExt;
@@ -12,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -551,7 +549,7 @@ fn list_and_status_look_sane(
 /// Waiters with `--timeout 1` behind each of `names`: all must wait and give up (exit 1),
 /// in parallel to keep the test short.
 fn waiters_wait(endpoint: &str, prefix: &str, names: &[&str]) -> Vec<String> {
-    let running: Vec<(&str, Bg)> = names
+    let running: Vec<(&str, Background)> = names
         .iter()
         .map(|name| {
             let mut cmd = distlock_std(endpoint, prefix);
@@ -562,7 +560,7 @@ fn waiters_wait(endpoint: &str, prefix: &str, names: &[&str]) -> Vec<String> {
                 "--",
                 "true",
             ]);
-            (*name, Bg::spawn(cmd, "a waiter"))
+            (*name, Background::spawn(cmd, "a waiter"))
         })
         .collect();
     let mut wrong = Vec::new();

@@ -2,12 +2,10 @@
 //! queue costs a fixed number of requests however long the queue, and a `--nowait` run that
 //! finds the lock busy writes nothing. These count requests and proposals; they time nothing.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// The most etcd requests one acquisition in a queue may cost (docs/etcd-keys.md, "Round trips").
 const REQUESTS_PER_ACQUISITION: f64 = 7.0;
@@ -75,13 +73,13 @@ fn queue_of(etcd: &Etcd, contenders: usize, extra: &[&str]) -> HashMap<&'static 
     // Each holds the lock 0.3 s, long enough to stamp its record and watch its own key, so
     // every step of an acquisition is paid; together they wait a few seconds, long enough for
     // waiting lines (not -q) and for a keepalive (counted apart, not here).
-    let runs: Vec<Bg> = (0..contenders)
+    let runs: Vec<Background> = (0..contenders)
         .map(|i| {
             let mut cmd = distlock_std(&ep, &p);
             cmd.arg("--lock-name=q")
                 .args(extra)
                 .args(["--", "sleep", "0.3"]);
-            Bg::spawn(cmd, &format!("contender {i}"))
+            Background::spawn(cmd, &format!("contender {i}"))
         })
         .collect();
     for run in runs {
@@ -151,7 +149,7 @@ fn a_hundred_nowait_losers_write_nothing_and_leave_nothing() {
 
     const LOSERS: usize = 100;
     let before = counters(&etcd);
-    let runs: Vec<Bg> = (0..LOSERS)
+    let runs: Vec<Background> = (0..LOSERS)
         .map(|i| {
             let mut cmd = distlock_std(&ep, &p);
             // Half of them say it as --timeout=0.
@@ -161,7 +159,7 @@ fn a_hundred_nowait_losers_write_nothing_and_leave_nothing() {
                 "--timeout=0"
             };
             cmd.args(["--lock-name=n", wait, "--", "true"]);
-            Bg::spawn(cmd, &format!("loser {i}"))
+            Background::spawn(cmd, &format!("loser {i}"))
         })
         .collect();
     for run in runs {

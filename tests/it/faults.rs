@@ -17,28 +17,30 @@
 //! command after its own session expired while it waited; such overlaps are counted
 //! separately, not as failures (mixed fleets should fence with the token).
 //!
-//! Needs root, `ip` and `tc` (iproute2): it fails, saying so, without them. Nothing it creates
-//! lives in the root network namespace: a hub namespace holds two bridges (the members' peer
-//! network and their client network) and runs the clients; each member's namespace has one
-//! veth into each bridge. Addresses are in 198.18.0.0/15 (set aside for benchmarking
-//! networks) and only on those veths and bridges, so every route is a connected route to them
-//! and no packet can leave the machine. The namespaces are named `dlfault-<pid>-<role>` and
-//! removed when the suite ends, also on a panic; namespaces of an earlier run whose process is
-//! gone are removed first.
-
-mod common;
+//! Needs root, `ip` and `tc` (iproute2): without them it skips, saying so (and fails under
+//! DISTLOCK_REQUIRE_ALL=1, as in scripts/test). Nothing it creates lives in the root network
+//! namespace: a hub namespace holds two bridges (the members' peer network and their client
+//! network) and runs the clients; each member's namespace has one veth into each bridge. The
+//! members are the harness's `EtcdCluster`, started in their namespaces. Addresses are in
+//! 198.18.0.0/15 (set aside for benchmarking networks) and only on those veths and bridges,
+//! so every route is a connected route to them and no packet can leave the machine. The
+//! namespaces are named `dlfault-<pid>-<role>` and removed when the suite ends, also on a
+//! panic; namespaces of an earlier run whose process is gone are removed first.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{group_members, scratch_dir, tool, wait_for, wait_until, DEADLINE};
+use crate::common::{
+    distlock_std, group_members, in_netns, needs, scratch_dir, shell_status, tool, EtcdCluster,
+    Need, Netns, DEADLINE,
+};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
@@ -54,24 +56,16 @@ const NS_PREFIX: &str = "dlfault-";
 // ---------------------------------------------------------------------------------------------
 // Prerequisites and the network
 
-/// Fails, saying what is missing, unless the suite can run: it must not pass without running.
-fn check_prerequisites() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the fault suite needs root (network namespaces, veths, tc); CI runs as root"
-    );
-    for program in ["ip", "tc"] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-            .unwrap_or(false);
-        assert!(
-            found,
-            "the fault suite needs `{program}` on PATH (Debian: iproute2)"
-        );
+/// Whether the suite can run: root (network namespaces, veths, tc) and iproute2's `ip` and
+/// `tc`, or it skips saying what is missing (fails under DISTLOCK_REQUIRE_ALL=1, as in CI).
+fn prerequisites() -> bool {
+    if !needs(&[Need::Root, Need::Program("ip"), Need::Program("tc")]) {
+        return false;
     }
-    // etcd and etcdctl: from PATH or $DISTLOCK_TEST_ETCD; `tool` says what is missing.
+    // etcd and etcdctl: from PATH or $DISTLOCK_TEST_ETCD; `tool` fails saying what is missing.
     tool("etcd");
     tool("etcdctl");
+    true
 }
 
 /// Runs `program args` and returns its stdout; panics with its stderr when it fails.
@@ -217,14 +211,6 @@ impl Net {
         &self.members[i]
     }
 
-    /// `program` run inside namespace `ns` (ip netns exec replaces itself with the program,
-    /// so the child's pid is the program's).
-    fn exec(&self, ns: &str, program: &Path) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns]).arg(program);
-        cmd
-    }
-
     /// Takes member `i`'s link into bridge `side` ("peer" or "client") down or up, on the hub's
     /// end.
     fn link(&self, side: &str, i: usize, up: bool) {
@@ -313,129 +299,27 @@ fn remove_stale_namespaces() {
 // ---------------------------------------------------------------------------------------------
 // The cluster
 
-struct Member {
-    args: Vec<String>,
-    log: PathBuf,
-    ns: String,
-    child: Option<Child>,
-}
+/// How long the cluster may take to serve again after a fault.
+const RECOVERY: Duration = Duration::from_secs(20);
 
-impl Member {
-    fn spawn(&mut self, net: &Net) {
-        let cmd = net.exec(&self.ns, &tool("etcd"));
-        self.child = Some(common::spawn_etcd(cmd, &self.args, &self.log));
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.as_ref().expect("etcd runs").id() as i32)
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-struct Cluster {
-    members: Vec<Member>,
-    endpoints: String,
-}
-
-impl Cluster {
-    fn start(net: &Net, dir: &Path) -> Cluster {
-        let initial = (0..3)
-            .map(|i| format!("m{i}=http://{PEER_NET}.{}:2380", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
-        let members = (0..3)
-            .map(|i| {
-                let (peer, client) = (
-                    format!("http://{PEER_NET}.{}:2380", i + 1),
-                    format!("http://{CLIENT_NET}.{}:2379", i + 1),
-                );
-                let args = vec![
-                    format!("--name=m{i}"),
-                    format!("--data-dir={}", dir.join(format!("m{i}.data")).display()),
-                    format!("--listen-client-urls={client}"),
-                    format!("--advertise-client-urls={client}"),
-                    format!("--listen-peer-urls={peer}"),
-                    format!("--initial-advertise-peer-urls={peer}"),
-                    format!("--initial-cluster={initial}"),
-                    "--initial-cluster-token=dlfault".into(),
-                    "--initial-cluster-state=new".into(),
-                    "--heartbeat-interval=50".into(),
-                    "--election-timeout=500".into(),
-                    "--logger=zap".into(),
-                    "--log-outputs=stderr".into(),
-                ];
-                Member {
-                    args,
-                    log: dir.join(format!("m{i}.log")),
-                    ns: net.member_ns(i).to_string(),
-                    child: None,
-                }
-            })
-            .collect();
-        let mut cluster = Cluster {
-            members,
-            endpoints: (0..3)
-                .map(|i| format!("http://{CLIENT_NET}.{}:2379", i + 1))
-                .collect::<Vec<_>>()
-                .join(","),
-        };
-        for m in &mut cluster.members {
-            m.spawn(net);
-        }
-        cluster.wait_healthy(net);
-        cluster
-    }
-
-    fn endpoint(&self, i: usize) -> String {
-        format!("http://{CLIENT_NET}.{}:2379", i + 1)
-    }
-
-    fn wait_healthy(&self, net: &Net) {
-        wait_for(Duration::from_secs(20), "every etcd member healthy", || {
-            etcdctl(net, &self.endpoints, &["endpoint", "health"]).is_ok()
-        });
-    }
-
-    /// The leading member, as the members that answer see it.
-    fn leader(&self, net: &Net) -> Option<usize> {
-        let out = etcdctl(net, &self.endpoints, &["endpoint", "status", "-w", "json"]).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
-        v.as_array()?.iter().find_map(|e| {
-            let status = &e["Status"];
-            let me = status["header"]["member_id"].as_u64()?;
-            (status["leader"].as_u64()? == me)
-                .then(|| e["Endpoint"].as_str())
-                .flatten()
-                .and_then(|ep| (0..3).find(|&i| self.endpoint(i) == ep))
+/// The harness's 3-member cluster, member i in namespace `m<i>` on our two networks, reached
+/// from the hub.
+fn start_cluster(net: &Net) -> EtcdCluster {
+    let netns = (0..3)
+        .map(|i| Netns {
+            ns: net.member_ns(i).to_string(),
+            client_ip: format!("{CLIENT_NET}.{}", i + 1),
+            peer_ip: format!("{PEER_NET}.{}", i + 1),
+            via: net.hub.clone(),
         })
-    }
-
-    fn wait_leader(&self, net: &Net) -> usize {
-        wait_until(Duration::from_secs(20), "an etcd leader", || {
-            self.leader(net)
-        })
-    }
+        .collect();
+    EtcdCluster::start_in(netns)
 }
 
 /// `etcdctl` in the hub namespace, where the clients run.
-fn etcdctl(net: &Net, endpoints: &str, args: &[&str]) -> Result<String, String> {
-    let out = net
-        .exec(&net.hub, &tool("etcdctl"))
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoints}"))
-        .args(["--dial-timeout=1s", "--command-timeout=2s"])
+fn etcdctl(cluster: &EtcdCluster, args: &[&str]) -> Result<String, String> {
+    let out = cluster
+        .etcdctl_cmd()
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -527,20 +411,12 @@ fn client_loop(
         let stderr_path = dir.join(format!("stderr{}-{seq}", client.id));
         let mut cmd = match client.kind {
             Kind::Distlock => {
-                let mut cmd = net.exec(&net.hub, Path::new(env!("CARGO_BIN_EXE_distlock")));
-                for (name, _) in std::env::vars_os() {
-                    if name.to_string_lossy().starts_with("DISTLOCK_") {
-                        cmd.env_remove(name);
-                    }
-                }
-                cmd.env("DISTLOCK_CONFIG", "/dev/null")
-                    .env("DISTLOCK_ENDPOINTS", endpoints)
-                    .env("DISTLOCK_PREFIX", PREFIX)
-                    .args([&format!("--lock-name={LOCK}"), &format!("--ttl={TTL}")]);
+                let mut cmd = in_netns(&net.hub, &distlock_std(endpoints, PREFIX));
+                cmd.args([&format!("--lock-name={LOCK}"), &format!("--ttl={TTL}")]);
                 cmd
             }
             Kind::Etcdctl => {
-                let mut cmd = net.exec(&net.hub, &tool("etcdctl"));
+                let mut cmd = in_netns(&net.hub, &Command::new(tool("etcdctl")));
                 cmd.env("ETCDCTL_API", "3")
                     .env("ETCDCTL_ENDPOINTS", endpoints)
                     .env("ETCDCTL_COMMAND_TIMEOUT", "1s")
@@ -567,7 +443,7 @@ fn client_loop(
         exits.lock().unwrap().push(Exit {
             client: client.id,
             seq,
-            code: common::shell_status(status),
+            code: shell_status(status),
             at: now(),
             stderr: fs::read_to_string(&stderr_path).unwrap_or_default(),
         });
@@ -677,19 +553,21 @@ fn holding(
 
 /// How long a fault lasts, or the time left to recover after it: the scenario itself, not a
 /// wait for an event.
-fn pause(d: Duration) {
+fn wait_out(d: Duration) {
     std::thread::sleep(d);
 }
 
 #[test]
 fn fault_suite() {
-    check_prerequisites();
+    if !prerequisites() {
+        return;
+    }
     let started = Instant::now();
     let tmp = scratch_dir();
     let dir = tmp.path();
     let net = Net::create();
-    let mut cluster = Cluster::start(&net, dir);
-    let endpoints = cluster.endpoints.clone();
+    let mut cluster = start_cluster(&net);
+    let endpoints = cluster.endpoints();
 
     // Four distlock clients and etcdctl lock. Client 3 is the one paused past its TTL while
     // it holds: that section works longer than the pause, so its command outlives the lease.
@@ -759,11 +637,7 @@ fn fault_suite() {
     let keys_gone = (|| {
         let deadline = Instant::now() + Duration::from_secs(TTL + 5);
         loop {
-            match etcdctl(
-                &net,
-                &endpoints,
-                &["get", "--prefix", "--keys-only", PREFIX],
-            ) {
+            match etcdctl(&cluster, &["get", "--prefix", "--keys-only", PREFIX]) {
                 Ok(out) if out.trim().is_empty() => return Ok(()),
                 Ok(out) if Instant::now() > deadline => return Err(out),
                 Err(e) if Instant::now() > deadline => return Err(e),
@@ -824,67 +698,67 @@ fn fault_suite() {
 /// The faults, one after another, each with time to recover before the next.
 fn inject_faults(
     net: &Net,
-    cluster: &mut Cluster,
+    cluster: &mut EtcdCluster,
     dir: &Path,
     clients: &[Arc<Client>],
     log: &mut Log,
 ) {
     let settle = Duration::from_secs(3);
-    let follower = |cluster: &Cluster| (cluster.wait_leader(net) + 1) % 3;
-    pause(settle);
+    let follower = |cluster: &EtcdCluster| (cluster.wait_leader(None) + 1) % 3;
+    wait_out(settle);
 
     let f = follower(cluster);
     log.faults
         .push(format!("m{f} crashed, restarted 0.5s later"));
-    cluster.members[f].kill();
-    pause(Duration::from_millis(500));
-    cluster.members[f].spawn(net);
-    cluster.wait_healthy(net);
-    pause(settle);
+    cluster.kill(f);
+    wait_out(Duration::from_millis(500));
+    cluster.restart(f);
+    cluster.wait_healthy(RECOVERY);
+    wait_out(settle);
 
     let f = follower(cluster);
     log.faults.push(format!("m{f} paused 3s"));
-    signal::kill(cluster.members[f].pid(), Signal::SIGSTOP).unwrap();
-    pause(Duration::from_secs(3));
-    signal::kill(cluster.members[f].pid(), Signal::SIGCONT).unwrap();
-    cluster.wait_healthy(net);
-    pause(settle);
+    cluster.pause(f);
+    wait_out(Duration::from_secs(3));
+    cluster.resume(f);
+    cluster.wait_healthy(RECOVERY);
+    wait_out(settle);
 
     let f = follower(cluster);
     log.faults.push(format!("m{f} isolated 4s"));
     net.link("peer", f, false);
     net.link("client", f, false);
-    pause(Duration::from_secs(4));
+    wait_out(Duration::from_secs(4));
     net.link("peer", f, true);
     net.link("client", f, true);
-    cluster.wait_healthy(net);
-    pause(settle);
+    cluster.wait_healthy(RECOVERY);
+    wait_out(settle);
 
-    let l = cluster.wait_leader(net);
+    let l = cluster.wait_leader(None);
     log.faults.push(format!(
         "leader m{l} cut off from the majority 4s (clients still reach it)"
     ));
     net.link("peer", l, false);
-    pause(Duration::from_secs(4));
+    wait_out(Duration::from_secs(4));
     net.link("peer", l, true);
-    cluster.wait_healthy(net);
-    pause(settle);
+    cluster.wait_healthy(RECOVERY);
+    wait_out(settle);
 
-    let l = cluster.wait_leader(net);
+    let l = cluster.wait_leader(None);
     log.faults.push(format!("m{l}'s client link slowed 6s"));
     net.slow(l, true);
-    pause(Duration::from_secs(6));
+    wait_out(Duration::from_secs(6));
     net.slow(l, false);
-    pause(settle);
+    wait_out(settle);
 
-    let l = cluster.wait_leader(net);
+    let l = cluster.wait_leader(None);
     log.faults
         .push(format!("leader m{l} crashed, restarted 0.5s later"));
-    cluster.members[l].kill();
-    pause(Duration::from_millis(500));
-    cluster.members[l].spawn(net);
-    cluster.wait_healthy(net);
-    pause(settle);
+    cluster.kill(l);
+    wait_out(Duration::from_millis(500));
+    cluster.restart(l);
+    cluster.wait_healthy(RECOVERY);
+    wait_out(settle);
 
     // SIGKILL of a distlock that holds the lock: its command must die with it.
     match holding(dir, clients, &[0, 1, 2], false, Duration::from_secs(15)) {
@@ -912,7 +786,7 @@ fn inject_faults(
             .problems
             .push("no quick client held the lock within 15s".into()),
     }
-    pause(settle);
+    wait_out(settle);
 
     // SIGSTOP of client 3's distlock past its TTL while it holds (a long section): its lease
     // expires,
@@ -928,14 +802,10 @@ fn inject_faults(
                 TTL + 2
             ));
             let _ = signal::kill(Pid::from_raw(pid), Signal::SIGSTOP);
-            pause(Duration::from_secs(TTL + 2));
+            wait_out(Duration::from_secs(TTL + 2));
             // Asked while distlock is still stopped, so it cannot have revoked the lease.
             let gone = lease_of(dir, c, seq).and_then(|lease| {
-                let out = etcdctl(
-                    net,
-                    &cluster.endpoints,
-                    &["lease", "timetolive", &lease, "-w", "json"],
-                );
+                let out = etcdctl(cluster, &["lease", "timetolive", &lease, "-w", "json"]);
                 let v: serde_json::Value = serde_json::from_str(&out.ok()?).ok()?;
                 Some(v["ttl"].as_i64()? <= 0)
             });
@@ -946,7 +816,7 @@ fn inject_faults(
             .problems
             .push("client 3 did not hold the lock in a long section within 30s".into()),
     }
-    pause(settle);
+    wait_out(settle);
 }
 
 /// The process group of the command of run `seq` of `client`, once it has started.

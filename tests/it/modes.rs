@@ -4,20 +4,18 @@
 //! written to etcd); a `--lock` whose detaching write lands unanswered leaves no key held by
 //! nobody. Each test starts its own etcd and uses its own key prefix.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::h2proxy::{H2Proxy, Step};
-use common::*;
+use crate::common::h2proxy::{H2Proxy, Step};
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 /// A distlock run in the background with its output in `dir`.
-fn bg(etcd: &Etcd, p: &str, args: &[&str], dir: &Path, what: &str) -> Bg {
+fn bg(etcd: &Etcd, p: &str, args: &[&str], dir: &Path, what: &str) -> Background {
     let mut cmd = distlock_std(&etcd.endpoint(), p);
     cmd.args(args);
-    Bg::logged(cmd, dir, what)
+    Background::logged(cmd, dir, what)
 }
 
 /// The time in a record's RFC 3339 field, as seconds from now (negative: in the past).
@@ -819,7 +817,7 @@ fn a_shared_contender_queues_behind_a_waiting_exclusive_one() {
     let r = run(distlock(&etcd, &p).args(["--lock-name=db", "--shared", "--nowait", "--", "true"]));
     r.code(1);
     assert_eq!(revision(&ep), before, "{r}");
-    let readers: Vec<Bg> = (0..2)
+    let readers: Vec<Background> = (0..2)
         .map(|i| {
             let b = bg(
                 &etcd,
@@ -887,7 +885,7 @@ struct Detached {
     etcd: Etcd,
     p: String,
     key: String,
-    run: Bg,
+    run: Background,
     line: String,
     etcdctl_lease: i64,
     /// What the proxy's rule saw: "detach" (once per try), then maybe "removal".
@@ -909,7 +907,7 @@ fn detach_unanswered(extra: &[&str], answer_the_removal: bool) -> Detached {
     let mut cmd = distlock_std(&proxy.endpoint(), &p);
     cmd.args(["--lock-name=db", "--lock", "--maxtime=1s"])
         .args(extra);
-    let mut run = Bg::logged(cmd, dir.path(), "lock");
+    let mut run = Background::logged(cmd, dir.path(), "lock");
     let key = wait_contenders(&ep, &p, "db", 2).remove(1).key;
     // Its key waits with a record that says not held: the first one that says held is the
     // detach (and its retries).

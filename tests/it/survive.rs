@@ -8,15 +8,13 @@
 //! wrong" are bounded by events: a keepalive counted by the member that received it, the time
 //! the lease would have run out without one.
 
-mod common;
-
 use std::fs;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 /// The holders' TTL: the issue's case (`sleep 7` under `--ttl=6`).
@@ -55,7 +53,12 @@ fn report(out: &Output) -> String {
 
 /// Waits until `what` holds while the holder keeps running; fails at once, with what it said,
 /// if the holder exits first.
-fn while_holding(holder: &mut Bg, timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+fn while_holding(
+    holder: &mut Background,
+    timeout: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+) {
     wait_for(timeout, what, || {
         if let Some(status) = holder.try_status() {
             let mut stderr = String::new();
@@ -69,7 +72,7 @@ fn while_holding(holder: &mut Bg, timeout: Duration, what: &str, mut cond: impl 
 }
 
 /// Lets the command finish and checks the run: exit 0, the command completed, no key left.
-fn finish(holder: Bg, dir: &Path, live: &str, p: &str) {
+fn finish(holder: Background, dir: &Path, live: &str, p: &str) {
     fs::write(dir.join("S"), "").unwrap();
     let out = holder.output(DEADLINE);
     assert_eq!(shell_status(out.status), 0, "{}", report(&out));
@@ -89,7 +92,7 @@ fn finish(holder: Bg, dir: &Path, live: &str, p: &str) {
 
 /// Which member (by index) the holder's keepalive stream runs through: the first keepalive is
 /// counted by the member that received it, a third of the TTL after the lock was taken.
-fn keepalive_member(cluster: &EtcdCluster, holder: &mut Bg) -> usize {
+fn keepalive_member(cluster: &EtcdCluster, holder: &mut Background) -> usize {
     let mut found = None;
     while_holding(holder, DEADLINE, "the holder's first keepalive", || {
         found = cluster
@@ -108,7 +111,7 @@ fn a_holder_survives_its_only_member_restarted() {
     let p = prefix("restart");
     let tmp = scratch_dir();
     let dir = tmp.path();
-    let mut holder = Bg::spawn(holder_cmd(&ep, &p, "r", &waiting_script(dir)), "holder");
+    let mut holder = Background::spawn(holder_cmd(&ep, &p, "r", &waiting_script(dir)), "holder");
     while_holding(&mut holder, DEADLINE, "the command to start", || {
         dir.join("P").exists()
     });
@@ -139,7 +142,7 @@ fn a_holder_survives_the_member_it_uses_dying_for_good() {
     let tmp = scratch_dir();
     let dir = tmp.path();
     let cmd = holder_cmd(&cluster.endpoints(), &p, "m", &waiting_script(dir));
-    let mut holder = Bg::spawn(cmd, "holder");
+    let mut holder = Background::spawn(cmd, "holder");
     let used = keepalive_member(&cluster, &mut holder);
     // A follower, so that no election is involved: only the connection goes away.
     let leader = cluster.wait_leader(None);
@@ -171,7 +174,7 @@ fn a_holder_survives_the_leader_dying() {
     let tmp = scratch_dir();
     let dir = tmp.path();
     let cmd = holder_cmd(&cluster.endpoints(), &p, "l", &waiting_script(dir));
-    let mut holder = Bg::spawn(cmd, "holder");
+    let mut holder = Background::spawn(cmd, "holder");
     // The member the holder talks to leads: its death breaks the stream and needs an election.
     let used = keepalive_member(&cluster, &mut holder);
     cluster.move_leader(used);
@@ -206,7 +209,7 @@ fn a_member_without_a_leader_says_so_at_once() {
     let lonely = (leader + 1) % 3;
     let others: Vec<usize> = (0..3).filter(|&i| i != lonely).collect();
     for &i in &others {
-        cluster.stop(i);
+        cluster.pause(i);
     }
     let port = cluster.members[lonely].client_port;
     wait_for(DEADLINE, "the lone member to lose its leader", || {
@@ -226,7 +229,7 @@ fn a_member_without_a_leader_says_so_at_once() {
     assert!(took < Duration::from_secs(3), "{took:?}: {r}");
 
     for &i in &others {
-        cluster.cont(i);
+        cluster.resume(i);
     }
     wait_for(DEADLINE, "the member to have a leader again", || {
         metric(port, "etcd_server_has_leader") == Some(1)
@@ -248,14 +251,14 @@ fn a_waiter_whose_lease_expired_while_etcd_was_away_joins_again() {
     let mut cmd = distlock_std(&ep, &p);
     cmd.args(["--lock-name=w", "--ttl=10", "--", "sh", "-c"])
         .arg(waiting_script(dir));
-    let mut holder = Bg::spawn(cmd, "holder");
+    let mut holder = Background::spawn(cmd, "holder");
     while_holding(&mut holder, DEADLINE, "the holder's command", || {
         dir.join("P").exists()
     });
     let mut cmd = distlock_std(&ep, &p);
     cmd.args(["--lock-name=w", "--ttl=2", "--timeout=60", "--", "sh", "-c"])
         .arg(format!("echo waiter > '{}/W'", dir.display()));
-    let waiter = Bg::spawn(cmd, "waiter");
+    let waiter = Background::spawn(cmd, "waiter");
     wait_for(DEADLINE, "the waiter's key", || {
         get_prefix(&ep, &p).len() == 2
     });
@@ -263,9 +266,9 @@ fn a_waiter_whose_lease_expired_while_etcd_was_away_joins_again() {
 
     // Frozen past the waiter's TTL, well within the holder's; the waiter's lease expires
     // when etcd runs again (the lessor catches up), the holder's does not.
-    etcd.stop();
+    etcd.pause();
     std::thread::sleep(Duration::from_millis(2200));
-    etcd.cont();
+    etcd.resume();
     wait_for(DEADLINE, "the waiter's first lease to expire", || {
         lease_ttl(&ep, waiter_lease).is_none()
     });
@@ -312,7 +315,7 @@ fn a_command_that_ended_while_distlock_was_paused_keeps_its_status() {
     );
     let mut cmd = distlock_std(&ep, &p);
     cmd.args(["--lock-name=z", "--ttl=2", "--", "sh", "-c", &script]);
-    let mut holder = Bg::spawn(cmd, "holder");
+    let mut holder = Background::spawn(cmd, "holder");
     while_holding(&mut holder, DEADLINE, "the command to start", || {
         dir.join("P").exists()
     });
@@ -356,7 +359,7 @@ fn sigkill_lands_before_the_deadline_whatever_the_grace() {
         "-c",
         &script,
     ]);
-    let mut holder = Bg::spawn(cmd, "holder");
+    let mut holder = Background::spawn(cmd, "holder");
     while_holding(&mut holder, DEADLINE, "the command to start", || {
         dir.join("P").exists()
     });
@@ -367,7 +370,7 @@ fn sigkill_lands_before_the_deadline_whatever_the_grace() {
         .unwrap();
 
     let frozen = Instant::now();
-    etcd.stop();
+    etcd.pause();
     holder.signal(Signal::SIGSTOP);
     std::thread::sleep(Duration::from_secs(2));
     holder.signal(Signal::SIGCONT);
@@ -378,7 +381,7 @@ fn sigkill_lands_before_the_deadline_whatever_the_grace() {
                 .contains(") Z ");
         (!alive).then(Instant::now)
     });
-    etcd.cont();
+    etcd.resume();
     eprintln!("the command died {:?} after etcd froze", gone - frozen);
     let out = holder.output(DEADLINE);
     assert_eq!(shell_status(out.status), 4, "{}", report(&out));

@@ -10,8 +10,6 @@
 //! key, a process state, a lease renewed, a watch re-established) with a deadline, never for a
 //! fixed time.
 
-mod common;
-
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -22,8 +20,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::h2proxy::{varint, Frame, H2Proxy, Step, DATA};
-use common::*;
+use crate::common::h2proxy::{varint, Frame, H2Proxy, Step, DATA};
+use crate::common::*;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
@@ -108,7 +106,7 @@ fn forward_each(etcd: &Etcd, dir: &Path, name: &str, then: &[Signal], last: Sign
     let p = prefix(name);
     let last_name = &last.as_str()[3..];
     let script = trapping_script(dir, last_name, code);
-    let mut d = Bg::logged(distlock_cmd(&ep, &p, name, &sh(&script)), dir, name);
+    let mut d = Background::logged(distlock_cmd(&ep, &p, name, &sh(&script)), dir, name);
     read_pid(&dir.join("P"));
     assert_eq!(contenders(&ep, &p, name).len(), 1);
 
@@ -370,7 +368,7 @@ fn sigkill_of_distlock_kills_the_command_and_the_lease_frees_the_lock() {
     let pidfile = dir.join("P");
     let script = format!("echo $$ > '{}'; exec sleep 1000", pidfile.display());
     let args = [&["--ttl", "2"][..], &sh(&script)].concat();
-    let mut d = Bg::logged(distlock_cmd(&ep, &p, "k", &args), &dir, "distlock");
+    let mut d = Background::logged(distlock_cmd(&ep, &p, "k", &args), &dir, "distlock");
     let command = read_pid(&pidfile);
     wait_for(DEADLINE, "the command to exec sleep", || {
         comm(command) == "sleep"
@@ -406,13 +404,13 @@ fn sigkill_of_a_waiting_distlock_takes_its_watchdog_along() {
     let ep = etcd.endpoint();
     let p = prefix("sigkillwait");
     let (_tmp, dir) = scratch();
-    let _holder = Bg::logged(
+    let _holder = Background::logged(
         distlock_cmd(&ep, &p, "k", &["--", "sleep", "1000"]),
         &dir,
         "holder",
     );
     wait_contenders(&ep, &p, "k", 1);
-    let mut d = Bg::logged(
+    let mut d = Background::logged(
         distlock_cmd(&ep, &p, "k", &["--ttl", "2", "--", "true"]),
         &dir,
         "waiter",
@@ -456,7 +454,7 @@ fn sigkill_of_distlock_kills_what_the_command_started() {
     let grandchild = dir.join("G");
     let script = format!("sleep 1000 & echo $! > '{}'; wait", grandchild.display());
     let args = [&["--ttl", "2"][..], &sh(&script)].concat();
-    let mut d = Bg::logged(distlock_cmd(&ep, &p, "k", &args), &dir, "distlock");
+    let mut d = Background::logged(distlock_cmd(&ep, &p, "k", &args), &dir, "distlock");
     let sleeper = read_pid(&grandchild);
     wait_contenders(&ep, &p, "k", 1);
 
@@ -488,18 +486,18 @@ const LOST_TTL: Duration = Duration::from_secs(3);
 
 /// Starts `distlock --ttl 3 <extra> -- sh -c <script>` and waits until the command wrote its
 /// pid to `P` and the lock's key is there.
-fn start_under_lease(etcd: &Etcd, dir: &Path, extra: &[&str], script: &str) -> (Bg, Pid) {
+fn start_under_lease(etcd: &Etcd, dir: &Path, extra: &[&str], script: &str) -> (Background, Pid) {
     let ep = etcd.endpoint();
     let p = prefix("lost");
     let args = [&["--ttl", "3"][..], extra, &sh(script)].concat();
-    let d = Bg::logged(distlock_cmd(&ep, &p, "lost", &args), dir, "distlock");
+    let d = Background::logged(distlock_cmd(&ep, &p, "lost", &args), dir, "distlock");
     let pid = read_pid(&dir.join("P"));
     wait_contenders(&ep, &p, "lost", 1);
     (d, pid)
 }
 
 /// The exit after a lost lock: code 4, and a last line on stderr that says so.
-fn assert_lost_exit(d: &mut Bg) {
+fn assert_lost_exit(d: &mut Background) {
     let code = d.wait_code(DEADLINE);
     assert_eq!(code, 4, "{}", d.report());
     let stderr = d.stderr();
@@ -524,7 +522,7 @@ fn a_lost_lease_stops_the_command_and_its_group_before_the_ttl_passes() {
     let grandchild = read_pid(&dir.join("G"));
 
     let stopped = Instant::now();
-    etcd.stop();
+    etcd.pause();
     let gone = wait_gone(
         LOST_TTL + Duration::from_secs(2),
         "the command and its child to be stopped",
@@ -557,7 +555,7 @@ fn a_lost_lease_stops_the_command_and_its_group_before_the_ttl_passes() {
         "the lost lock must be one error line: {}",
         d.report()
     );
-    etcd.cont();
+    etcd.resume();
 }
 
 #[test]
@@ -574,7 +572,7 @@ fn a_lost_lease_with_on_lost_warn_lets_the_command_finish_and_exits_4() {
     let (mut d, command) = start_under_lease(&etcd, &dir, &["--on-lost=warn"], &script);
 
     let stopped = Instant::now();
-    etcd.stop();
+    etcd.pause();
     let warned = wait_until(
         LOST_TTL + Duration::from_secs(2),
         "a warning about the lost lock",
@@ -595,7 +593,7 @@ fn a_lost_lease_with_on_lost_warn_lets_the_command_finish_and_exits_4() {
         read_lines(&f) == ["finished"]
     });
     assert_lost_exit(&mut d);
-    etcd.cont();
+    etcd.resume();
 }
 
 #[test]
@@ -611,7 +609,7 @@ fn a_lost_lease_kills_a_command_that_ignores_sigterm_after_the_grace_period() {
     let (mut d, command) = start_under_lease(&etcd, &dir, &["--kill-grace=1s"], &script);
 
     let stopped = Instant::now();
-    etcd.stop();
+    etcd.pause();
     let termed = wait_until(LOST_TTL + Duration::from_secs(2), "SIGTERM", || {
         (!read_lines(&f).is_empty()).then(Instant::now)
     });
@@ -632,7 +630,7 @@ fn a_lost_lease_kills_a_command_that_ignores_sigterm_after_the_grace_period() {
         gone - stopped
     );
     assert_lost_exit(&mut d);
-    etcd.cont();
+    etcd.resume();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -646,7 +644,7 @@ fn an_operators_unlock_stops_the_running_command_and_exits_4() {
     let (_tmp, dir) = scratch();
     let pidfile = dir.join("P");
     let script = format!("echo $$ > '{}'; exec sleep 1000", pidfile.display());
-    let mut d = Bg::logged(distlock_cmd(&ep, &p, "u", &sh(&script)), &dir, "distlock");
+    let mut d = Background::logged(distlock_cmd(&ep, &p, "u", &sh(&script)), &dir, "distlock");
     let command = read_pid(&pidfile);
     wait_contenders(&ep, &p, "u", 1);
 
@@ -716,11 +714,11 @@ fn losing_the_etcd_leader_does_not_stop_the_command_and_the_waiter_runs_after() 
         f = f.display()
     );
     let args = [&["--ttl", "4"][..], &sh(&holder_script)].concat();
-    let mut holder = Bg::logged(distlock_cmd(&all, &p, "ha", &args), &dir, "holder");
+    let mut holder = Background::logged(distlock_cmd(&all, &p, "ha", &args), &dir, "holder");
     let command = read_pid(&dir.join("P"));
     let waiter_script = format!("echo waiter >> '{}'", f.display());
     let args = [&["--ttl", "4"][..], &sh(&waiter_script)].concat();
-    let mut waiter = Bg::logged(distlock_cmd(&all, &p, "ha", &args), &dir, "waiter");
+    let mut waiter = Background::logged(distlock_cmd(&all, &p, "ha", &args), &dir, "waiter");
     let lease = wait_contenders(&all, &p, "ha", 2)[0].lease;
 
     cluster.kill(0);
@@ -786,11 +784,11 @@ fn losing_one_etcd_member_stops_no_command_and_every_lock_is_released() {
     let live = cluster.endpoint(other);
     let p = prefix("member");
     let (_tmp, dir) = scratch();
-    let mut holders: Vec<Bg> = (0..HOLDERS)
+    let mut holders: Vec<Background> = (0..HOLDERS)
         .map(|i| {
             let args = ["--ttl", "10", "--", "sleep", "1000"];
             let cmd = distlock_cmd(&endpoints, &p, &format!("m{i}"), &args);
-            Bg::logged(cmd, &dir, &format!("holder{i}"))
+            Background::logged(cmd, &dir, &format!("holder{i}"))
         })
         .collect();
     wait_for(DEADLINE, "every holder to hold its lock", || {
@@ -853,7 +851,7 @@ fn hold_at_least_keeps_the_lock_after_a_quick_command_then_lets_it_expire() {
     let (_tmp, dir) = scratch();
 
     let started = Instant::now();
-    let mut d = Bg::logged(
+    let mut d = Background::logged(
         distlock_cmd(&ep, &p, "h", &["--hold-at-least", "5", "--", "true"]),
         &dir,
         "distlock",
@@ -970,7 +968,7 @@ fn a_late_record_rewrite_does_not_undo_hold_at_least() {
         "-c",
         &script,
     ];
-    let mut d = Bg::logged(
+    let mut d = Background::logged(
         distlock_cmd(&proxy.endpoint(), &p, "h", &args),
         &dir,
         "distlock",
@@ -1039,7 +1037,8 @@ fn a_waiter_interrupted_by_a_signal_exits_128_plus_n_and_leaves_no_key() {
 
     for (sig, code) in [(Signal::SIGTERM, 128 + 15), (Signal::SIGINT, 128 + 2)] {
         let script = format!("echo ran >> '{}'", f.display());
-        let mut d = Bg::logged(distlock_cmd(&ep, &p, "w", &sh(&script)), &dir, sig.as_str());
+        let mut d =
+            Background::logged(distlock_cmd(&ep, &p, "w", &sh(&script)), &dir, sig.as_str());
         wait_contenders(&ep, &p, "w", 2);
         d.signal(sig);
         assert_eq!(d.wait_code(DEADLINE), code, "{}", d.report());

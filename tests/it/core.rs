@@ -4,13 +4,11 @@
 //! docs/CONTRACT.md is the user contract; the README and docs/etcd-keys.md pin the output
 //! and key formats it leaves open.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 // ---------------------------------------------------------------------------------------------
@@ -37,7 +35,7 @@ fn lease_of_key(key: &str) -> i64 {
 }
 
 /// A distlock run-mode waiter in the background, whose command appends `n` to `file`.
-fn append_waiter(etcd: &Etcd, p: &str, name: &str, file: &Path, n: u32) -> Bg {
+fn append_waiter(etcd: &Etcd, p: &str, name: &str, file: &Path, n: u32) -> Background {
     let mut cmd = distlock_std(&etcd.endpoint(), p);
     cmd.arg(format!("--lock-name={name}")).args([
         "--",
@@ -45,7 +43,7 @@ fn append_waiter(etcd: &Etcd, p: &str, name: &str, file: &Path, n: u32) -> Bg {
         "-c",
         &format!("echo {n} >> '{}'", file.display()),
     ]);
-    Bg::spawn(cmd, &format!("distlock waiter {n}"))
+    Background::spawn(cmd, &format!("distlock waiter {n}"))
 }
 
 /// The `since` field: RFC 3339, and (when in UTC, as the contract shows) close to now.
@@ -198,7 +196,7 @@ fn run_mode_gives_the_command_its_lock_environment_and_releases_after() {
         "sh",
         "s3cr3t",
     ]);
-    let job = Bg::spawn(cmd, "distlock run");
+    let job = Background::spawn(cmd, "distlock run");
 
     wait_for(DEADLINE, "the command to write its environment", || {
         env_file.exists()
@@ -683,13 +681,13 @@ fn a_hung_etcd_is_exit_3_within_maxtime() {
     // own deadline ends the wait.
     let etcd = Etcd::start();
     let p = prefix("hung");
-    etcd.stop();
+    etcd.pause();
     for args in [["--lock-name=x", "--lock"], ["--lock-name=x", "--unlock"]] {
         let r = run(distlock(&etcd, &p).env("DISTLOCK_MAXTIME", "1s").args(args));
         r.code(3).one_error_line();
         assert!(r.took < Duration::from_millis(2500), "{args:?}: {r}");
     }
-    etcd.cont();
+    etcd.resume();
     assert_eq!(get_prefix(&etcd.endpoint(), "").len(), 0);
 }
 

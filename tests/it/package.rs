@@ -5,14 +5,31 @@
 //! run what it installed: the binary, the man page, the completions and the configuration.
 //!
 //! Needs dpkg-deb, man, rpm and objdump, and what scripts/release needs (cargo-deb,
-//! cargo-generate-rpm, cargo-zigbuild, Zig); scripts/setup installs them all. A missing tool
-//! fails the test with a message saying so: a package that was never built must not pass.
+//! cargo-generate-rpm, cargo-zigbuild, Zig); scripts/setup installs them all. Without them
+//! each test skips, saying so; under DISTLOCK_REQUIRE_ALL=1 (scripts/test) a missing tool
+//! fails the test: there, a package that was never built must not pass.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+
+use crate::common::{needs, Need};
+
+/// What the suite needs beyond etcd: scripts/release's builder and packagers, and the tools
+/// that read what it wrote (scripts/setup installs them all). Without them each test skips,
+/// saying so (and fails under DISTLOCK_REQUIRE_ALL=1, as in scripts/test).
+const NEEDS: &[Need] = &[
+    Need::Cargo("zigbuild"),
+    Need::Zig,
+    Need::Cargo("deb"),
+    Need::Cargo("generate-rpm"),
+    Need::Program("dpkg-deb"),
+    Need::Program("rpm"),
+    Need::Program("man"),
+    Need::Program("objdump"),
+];
 
 /// Every file the .deb must install (directories are implied).
 const EXPECTED_FILES: &[&str] = &[
@@ -259,6 +276,9 @@ fn option_env_vars() -> Vec<String> {
 
 #[test]
 fn package_installs_binary_man_page_completions_config_and_docs() {
+    if !needs(NEEDS) {
+        return;
+    }
     let listed = contents(&package().deb);
     let files: BTreeSet<&str> = listed
         .iter()
@@ -287,6 +307,9 @@ fn package_installs_binary_man_page_completions_config_and_docs() {
 
 #[test]
 fn configuration_file_is_a_conffile() {
+    if !needs(NEEDS) {
+        return;
+    }
     let deb = &package().deb;
     let conffiles = stdout_ok(Command::new("dpkg-deb").arg("-I").arg(deb).arg("conffiles"));
     assert_eq!(
@@ -310,6 +333,9 @@ fn configuration_file_is_a_conffile() {
 
 #[test]
 fn unpacked_binary_reports_its_version_and_git_revision() {
+    if !needs(NEEDS) {
+        return;
+    }
     for (package_kind, bin) in package().binaries() {
         let version = stdout_ok(Command::new(&bin).arg("--version"));
         let expected = format!("distlock {VERSION}");
@@ -348,6 +374,9 @@ fn git_short_rev() -> Option<String> {
 
 #[test]
 fn unpacked_help_documents_exit_codes_environment_and_files() {
+    if !needs(NEEDS) {
+        return;
+    }
     let bin = package().root.join("usr/bin/distlock");
     let help = stdout_ok(Command::new(&bin).arg("--help"));
     for needle in ["Exit codes:", "128+N", "Files: /etc/distlock/distlock.yaml"] {
@@ -363,6 +392,9 @@ fn unpacked_help_documents_exit_codes_environment_and_files() {
 
 #[test]
 fn man_page_renders_with_exit_status_environment_and_files() {
+    if !needs(NEEDS) {
+        return;
+    }
     let page = package().root.join("usr/share/man/man1/distlock.1.gz");
     // --warnings: groff reports roff problems on stderr; a clean page has none.
     let out = run(Command::new("man")
@@ -440,6 +472,9 @@ fn man_page_renders_with_exit_status_environment_and_files() {
 
 #[test]
 fn shipped_configuration_files_load() {
+    if !needs(NEEDS) {
+        return;
+    }
     let root = &package().root;
     for file in [
         "etc/distlock/distlock.yaml",
@@ -460,6 +495,9 @@ fn shipped_configuration_files_load() {
 
 #[test]
 fn completions_load() {
+    if !needs(NEEDS) {
+        return;
+    }
     let root = &package().root;
     let bash = root.join("usr/share/bash-completion/completions/distlock");
     let out = run(Command::new("bash")
@@ -482,6 +520,9 @@ fn completions_load() {
 
 #[test]
 fn release_writes_three_packages_and_checksums_that_verify() {
+    if !needs(NEEDS) {
+        return;
+    }
     let package = package();
     let mut names: Vec<String> = fs::read_dir(&package.dist)
         .expect("read dist/")
@@ -543,6 +584,9 @@ fn glibc_needs(bin: &Path) -> ((u32, u32), Vec<String>) {
 
 #[test]
 fn every_package_carries_one_portable_binary_that_needs_at_most_glibc_2_17() {
+    if !needs(NEEDS) {
+        return;
+    }
     let binaries = package().binaries();
     let first = fs::read(&binaries[0].1).expect("read the .deb's binary");
     for (package_kind, bin) in &binaries {
@@ -590,6 +634,9 @@ fn rpm_query(args: &[&str]) -> String {
 
 #[test]
 fn rpm_names_version_license_summary_and_url() {
+    if !needs(NEEDS) {
+        return;
+    }
     let info = rpm_query(&["-i"]);
     let field = |name: &str| -> String {
         info.lines()
@@ -619,6 +666,9 @@ fn rpm_names_version_license_summary_and_url() {
 
 #[test]
 fn rpm_lists_binary_man_page_completions_config_and_docs_with_their_modes() {
+    if !needs(NEEDS) {
+        return;
+    }
     let listed: Vec<(String, String)> = rpm_query(&["--qf", "[%{FILEMODES:perms} %{FILENAMES}\n]"])
         .lines()
         .map(|l| {
@@ -642,6 +692,9 @@ fn rpm_lists_binary_man_page_completions_config_and_docs_with_their_modes() {
 
 #[test]
 fn rpm_configuration_file_is_config_noreplace() {
+    if !needs(NEEDS) {
+        return;
+    }
     assert_eq!(
         rpm_query(&["--configfiles"]).lines().collect::<Vec<_>>(),
         ["/etc/distlock/distlock.yaml"]
@@ -660,6 +713,9 @@ fn rpm_configuration_file_is_config_noreplace() {
 
 #[test]
 fn rpm_installs_into_a_scratch_root_and_runs_from_there() {
+    if !needs(NEEDS) {
+        return;
+    }
     let root = &package().rpm_root;
     for file in EXPECTED_RPM_FILES {
         assert!(
@@ -690,6 +746,9 @@ fn rpm_installs_into_a_scratch_root_and_runs_from_there() {
 
 #[test]
 fn tarball_holds_binary_man_page_completions_configs_and_readme() {
+    if !needs(NEEDS) {
+        return;
+    }
     let package = package();
     let top = format!("distlock-{VERSION}-x86_64-linux");
     let listed: Vec<String> = stdout_ok(Command::new("tar").arg("-tzf").arg(&package.tarball))
@@ -734,6 +793,9 @@ fn tarball_holds_binary_man_page_completions_configs_and_readme() {
 
 #[test]
 fn readme_install_section_names_the_files_release_writes() {
+    if !needs(NEEDS) {
+        return;
+    }
     let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .expect("read README.md");
     let install = readme

@@ -1,12 +1,10 @@
-//! Checks the test harness itself (tests/common): that it starts a working etcd and a working
+//! Checks the test harness itself (tests/it/common): that it starts a working etcd and a working
 //! 3-member cluster, that the etcdctl helpers read back what they wrote, and that failover
 //! helpers find the new leader. If these fail, every other integration test would too.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn single_member_serves_and_etcdctl_helpers_round_trip() {
@@ -82,12 +80,12 @@ fn cluster_of_three_replicates_and_fails_over() {
     // Freezing the leader makes the other two elect a new one.
     let old = cluster.wait_leader(None);
     let t = Instant::now();
-    cluster.stop(old);
+    cluster.pause(old);
     let new = cluster.wait_leader(Some(old));
     eprintln!("failover took {:?}", t.elapsed());
     assert_ne!(new, old);
     put(&all, "/k2", "v2");
-    cluster.cont(old);
+    cluster.resume(old);
 
     // A killed member comes back with its data and catches up.
     let victim = (new + 1) % 3;
