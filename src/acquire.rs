@@ -335,7 +335,7 @@ impl Turns<'_> {
         unread: Unread,
         ahead: &[Contender],
     ) -> Result<Option<bool>> {
-        let (etcd, queue) = (self.etcd, self.queue);
+        let etcd = self.etcd;
         let semaphore = waited
             && matches!(self.me, Access::Semaphore(_))
             && self.record.mode == RecordMode::Run;
@@ -350,14 +350,12 @@ impl Turns<'_> {
         }
         match queue::rewrite(etcd, ticket, lease.id, &stamped).await {
             Ok(written) => Ok(Some(written)),
-            // etcd takes no write (its quota is full, say): the read-only claim confirms our
-            // key instead, so the queue still drains.
+            // etcd takes no write (its quota is full, say): a read confirms our key instead,
+            // so the queue still drains. A plain read: etcd 3.5 refuses even a read-only
+            // transaction while its quota is full.
             Err(e) => {
-                tracing::debug!("{e}; claiming the lock instead");
-                match queue::claim(etcd, queue, ticket).await? {
-                    Turn::Mine { .. } => Ok(Some(true)),
-                    Turn::Wait { .. } => Err(e),
-                }
+                tracing::debug!("{e}; reading our key instead");
+                queue::still_there(etcd, ticket).await.map(Some)
             }
         }
     }

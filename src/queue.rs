@@ -295,6 +295,13 @@ pub(crate) async fn rewrite(
     Ok(etcd.txn("keep the lock", txn).await?.succeeded())
 }
 
+/// Whether our key is still there (not deleted, nor deleted and made again).
+pub(crate) async fn still_there(etcd: &Etcd, ticket: &Ticket) -> Result<bool> {
+    let response = etcd.get("check our key", &ticket.key, None).await?;
+    let mine = response.kvs().first().map(|kv| kv.create_revision());
+    Ok(mine == Some(ticket.revision))
+}
+
 /// The head of the queue (the legacy key if there is one), which holds the lock by rule.
 pub(crate) async fn head(etcd: &Etcd, queue: &Queue) -> Result<Option<Contender>> {
     let txn = Txn::new().and_then([
