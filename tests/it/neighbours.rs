@@ -513,15 +513,25 @@ impl<'e> Scene<'e> {
 /// its command, and says its key was deleted.
 #[test]
 fn a_waiter_whose_key_is_deleted_never_runs_beside_another() {
+    a_removed_waiter_gives_up("del-waiter", &[], |w| {
+        vec!["del".into(), "--".into(), w.key.key.clone()]
+    });
+}
+
+/// B holds, W waits behind it (with `w_args`), X behind W, Y (etcdctl) behind X; `etcdctl
+/// <remove(W)>`, then B leaves. X takes the lock, then Y; W gives up (exit 3) without running
+/// its command, and says its key was deleted.
+fn a_removed_waiter_gives_up(name: &str, w_args: &[&str], remove: impl Fn(&Party) -> Vec<String>) {
     let etcd = Etcd::start();
-    let mut s = Scene::new(&etcd, "del-waiter");
+    let mut s = Scene::new(&etcd, name);
     let b = s.distlock("B", Hold::Gate, &[]);
     s.wait_started("B");
-    let w = s.distlock("W", Hold::Work, &[]);
+    let w = s.distlock("W", Hold::Work, w_args);
     let x = s.distlock("X", Hold::Work, &[]);
     let y = s.etcdctl_lock("Y", Hold::Work);
 
-    s.etcdctl(&["del", "--", &w.key.key]);
+    let args = remove(&w);
+    s.etcdctl(&args.iter().map(String::as_str).collect::<Vec<_>>());
     s.open("B");
     let mut all = [b, w, x, y];
     s.finish(&mut all);
@@ -641,31 +651,9 @@ fn a_waiter_deleted_with_the_holder_in_one_revision_never_runs() {
 /// (exit 3) without running its command, and says so.
 #[test]
 fn a_waiter_whose_lease_is_revoked_never_runs_beside_another() {
-    let etcd = Etcd::start();
-    let mut s = Scene::new(&etcd, "revoke-waiter");
-    let b = s.distlock("B", Hold::Gate, &[]);
-    s.wait_started("B");
-    let w = s.distlock("W", Hold::Work, &["--ttl=30"]);
-    let x = s.distlock("X", Hold::Work, &[]);
-    let y = s.etcdctl_lock("Y", Hold::Work);
-
-    s.etcdctl(&["lease", "revoke", &w.lease()]);
-    s.open("B");
-    let mut all = [b, w, x, y];
-    s.finish(&mut all);
-
-    s.expect_no_overlap(&[]);
-    let [b, w, x, y] = &all;
-    for party in [b, x, y] {
-        s.expect_code(party, 0);
-        s.expect_ran(party);
-    }
-    s.expect_gave_up(w);
-    for party in &all {
-        s.expect_error_style(party);
-    }
-    s.expect_nothing_left(&all);
-    s.verdict(&all);
+    a_removed_waiter_gives_up("revoke-waiter", &["--ttl=30"], |w| {
+        vec!["lease".into(), "revoke".into(), w.lease()]
+    });
 }
 
 /// B holds, W (distlock) and X (etcdctl) wait: `etcdctl lease revoke <B's lease>`. B is stopped
