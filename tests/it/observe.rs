@@ -111,7 +111,7 @@ fn assert_waiting_line(line: &str, name: &str, pid: u64, reason: &str) {
     assert_eq!(quoted, format!("\"{reason}\""), "reason in {line:?}");
 }
 
-/// The fields every CONTENDER object has (README, "Looking at locks"), with their types.
+/// The fields every CONTENDER object has (docs/CONTRACT.md, "JSON output"), with their types.
 fn assert_contender_shape(c: &Value) {
     let obj = c
         .as_object()
