@@ -50,7 +50,8 @@ impl Held {
     /// short hold costs no write.
     pub async fn lost(&self, margin: Duration) -> String {
         let released = async {
-            // The stream that watched our key while we waited watches it on.
+            // The stream that has watched our key since before we joined watches it on; if it
+            // broke, a new watch from the revision we took the lock at.
             if let Some(mut watches) = self.watches.take() {
                 if watches.removed().await.is_some() {
                     return;

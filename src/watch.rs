@@ -75,8 +75,9 @@ pub enum Gone {
 ///
 /// etcd sends a stream's responses in the order of their revisions, so a removal of our key
 /// is read before any removal ahead of us at a later revision; but two removals at the same
-/// revision (`etcdctl del --prefix`) come in either order. So the hand-over still reads our
-/// key at the removal's revision before taking the lock (see `wait::mutex`).
+/// revision (`etcdctl del --prefix`) come in either order. So the hand-over still proves our
+/// key is there, with a write guarded by its create revision, before it acts on the lock
+/// (see `wait::mutex`).
 pub struct Watches {
     stream: WatchStream,
     key: String,
@@ -218,28 +219,6 @@ fn held_at(event: &Event, created: i64) -> Option<i64> {
         .flatten()
 }
 
-/// Returns once the key `key` created at revision `created` is gone, or when the watch ends
-/// for any other reason. `read_at` is the revision at which we last saw the key. The watch
-/// starts at `read_at + 1`, so it costs no read and misses nothing.
-async fn wait_deleted(etcd: &Etcd, key: &str, created: i64, read_at: i64) -> Result<Gone> {
-    let options = WatchOptions::new()
-        .with_filters([WatchFilterType::NoPut])
-        .with_prev_key()
-        .with_start_revision(read_at + 1);
-    let Some(stream) = open(etcd, key, options).await else {
-        return Ok(Gone::Unsure);
-    };
-    let gone = until(stream, |response| {
-        let event = response
-            .events()
-            .iter()
-            .find(|e| e.event_type() == EventType::Delete)?;
-        Some(held_at(event, created).map_or(Gone::Unsure, |at| Gone::Held { at }))
-    })
-    .await;
-    Ok(gone.unwrap_or(Gone::Unsure))
-}
-
 /// Returns when our key is gone: an operator's `--unlock`, or the lease expired. Only that:
 /// a broken watch or an unreachable member is not a lost lock (the lease deadline, watched
 /// elsewhere, decides when etcd has been unreachable for too long). `revision` is one at which
@@ -248,20 +227,17 @@ async fn wait_deleted(etcd: &Etcd, key: &str, created: i64, read_at: i64) -> Res
 pub async fn wait_released(etcd: &Etcd, ticket: &Ticket, revision: i64) {
     let mut read_at = revision;
     loop {
-        if wait_deleted(etcd, &ticket.key, ticket.revision, read_at)
-            .await
-            .is_ok()
-        {
-            match etcd.get("check the lock", &ticket.key, None).await {
-                Ok(response) => match response.kvs().first() {
-                    Some(kv) if kv.create_revision() == ticket.revision => {
-                        read_at = response.header().map_or(read_at, |h| h.revision());
-                        continue;
-                    }
-                    _ => return,
-                },
-                Err(e) => tracing::debug!("{e}"),
-            }
+        // Removed, or the watch ended: etcd says which.
+        removal_of(etcd, &ticket.key, read_at + 1).await;
+        match etcd.get("check the lock", &ticket.key, None).await {
+            Ok(response) => match response.kvs().first() {
+                Some(kv) if kv.create_revision() == ticket.revision => {
+                    read_at = response.header().map_or(read_at, |h| h.revision());
+                    continue;
+                }
+                _ => return,
+            },
+            Err(e) => tracing::debug!("{e}"),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
