@@ -162,9 +162,9 @@ pub async fn wait_turn(
 /// revision: a write it makes anyway (the next waiter's fast path needs it), so checking our
 /// key costs no extra request. Our key's watch, on the same stream, reports a removal at an
 /// earlier revision before this one, but two at the same revision come in either order
-/// (`etcdctl del --prefix`): hence the guarded write. Only distlock writes `held`, and only while it holds the lock
-/// (`Record::taken_at`, or joining an empty queue); etcdctl's keys, a waiter that gave up, or
-/// a legacy key get the claim transaction as before.
+/// (`etcdctl del --prefix`): hence the guarded write. Only distlock writes `held`, and only
+/// while it holds the lock (`Record::taken_at`, or joining an empty queue); etcdctl's keys, a
+/// waiter that gave up, or a legacy key get the claim transaction as before.
 ///
 /// The one thing this does not look at again is the legacy key: one that exists when we join
 /// or claim is waited for as before, but one that the Go tool writes while a distlock holds
@@ -180,10 +180,9 @@ async fn mutex(
     refresh: Option<Duration>,
     mut on_wait: impl FnMut(&Contender),
 ) -> Result<(i64, Unread)> {
-    let mut unread = Unread::No;
     loop {
         let (blocker, head, ahead, revision) = match turn {
-            Turn::Mine { revision } => return Ok((revision, unread)),
+            Turn::Mine { revision } => return Ok((revision, Unread::No)),
             Turn::Wait {
                 blocker,
                 head,
@@ -232,8 +231,7 @@ async fn mutex(
             Gone::Held { at }
                 if blocker.key != queue.legacy && at - revision <= TAKEOVER_WINDOW =>
             {
-                unread = Unread::Yes;
-                Turn::Mine { revision }
+                return Ok((revision, Unread::Yes))
             }
             _ => queue::claim(etcd, queue, ticket).await?,
         };
