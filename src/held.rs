@@ -165,7 +165,8 @@ impl Held {
             queue::move_to_lease(&self.etcd, &self.ticket, lease.map_or(0, |l| l.id), &record)
                 .await;
         if let Err(e) = moved {
-            let withdrawn = queue::withdraw(&self.etcd, &self.ticket).await;
+            let (key, created) = (&self.ticket.key, self.ticket.revision);
+            let withdrawn = queue::withdraw(&self.etcd, "remove our key", key, created).await;
             self.release_quietly().await;
             if let Err(left) = withdrawn {
                 tracing::debug!("{left}");

@@ -167,14 +167,8 @@ fn keys(holders: &[&Contender]) -> String {
 /// other locks are not ours to free. Returns whether the key was still there.
 pub(crate) async fn remove(etcd: &Etcd, holder: &Contender) -> Result<bool> {
     let alone = holder.lease != 0 && holds_alone(etcd, holder).await;
-    let txn = Txn::new()
-        .when([Compare::create_revision(
-            holder.key.clone(),
-            CompareOp::Equal,
-            holder.create_revision,
-        )])
-        .and_then([TxnOp::delete(holder.key.clone(), None)]);
-    if !etcd.txn("remove the lock", txn).await?.succeeded() {
+    let (key, created) = (&holder.key, holder.create_revision);
+    if !queue::withdraw(etcd, "remove the lock", key, created).await? {
         return Ok(false);
     }
     if alone {

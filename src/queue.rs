@@ -261,17 +261,14 @@ pub(crate) async fn move_to_lease(
     Ok(response.succeeded())
 }
 
-/// Removes our key, guarded by its create revision: whichever lease it is on, and only if it
-/// is still ours.
-pub(crate) async fn withdraw(etcd: &Etcd, ticket: &Ticket) -> Result<()> {
+/// Removes the key `key` created at `created`, whichever lease it is on, and only if it is
+/// still that key (guarded by its create revision: a successor of the same name is left alone).
+/// Returns whether it did; `what` names the request in errors.
+pub(crate) async fn withdraw(etcd: &Etcd, what: &str, key: &str, created: i64) -> Result<bool> {
     let txn = Txn::new()
-        .when([Compare::create_revision(
-            ticket.key.clone(),
-            CompareOp::Equal,
-            ticket.revision,
-        )])
-        .and_then([TxnOp::delete(ticket.key.clone(), None)]);
-    etcd.txn("remove our key", txn).await.map(drop)
+        .when([Compare::create_revision(key, CompareOp::Equal, created)])
+        .and_then([TxnOp::delete(key, None)]);
+    Ok(etcd.txn(what, txn).await?.succeeded())
 }
 
 /// Rewrites our record, only while our key is still ours and still on `lease`: a key moved
