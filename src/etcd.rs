@@ -150,7 +150,9 @@ impl Etcd {
             let now = Instant::now();
             let this_try = attempt.min(limit.until.saturating_duration_since(now));
             tracing::trace!("etcd request: {what} (up to {})", duration(this_try));
-            let error = match timeout(this_try, request(self.client.clone())).await {
+            // What failed: the request, or (its token stale) authenticating again; `None`: no
+            // answer in time.
+            let failed = match timeout(this_try, request(self.client.clone())).await {
                 Ok(Ok(value)) => return Ok(value),
                 // Our token is no good any more (see `is_stale_token`): authenticate again,
                 // then repeat the request. A refusal of the password itself is final.
@@ -159,18 +161,19 @@ impl Etcd {
                     let left = limit.until.saturating_duration_since(Instant::now());
                     match timeout(left, self.client.refresh_token()).await {
                         Ok(Ok(())) => continue,
-                        Ok(Err(e)) if !is_transient(&e, self.endpoints.contains("https://")) => {
-                            return Err(describe(e))
-                        }
-                        Ok(Err(e)) => describe(e),
-                        Err(_) => unreachable(&self.endpoints, limit),
+                        Ok(Err(e)) => Some(e),
+                        Err(_) => None,
                     }
                 }
-                Ok(Err(e)) if !is_transient(&e, self.endpoints.contains("https://")) => {
+                Ok(Err(e)) => Some(e),
+                Err(_) => None,
+            };
+            let error = match failed {
+                Some(e) if !is_transient(&e, self.endpoints.contains("https://")) => {
                     return Err(describe(e))
                 }
-                Ok(Err(e)) => describe(e),
-                Err(_) => unreachable(&self.endpoints, limit),
+                Some(e) => describe(e),
+                None => unreachable(&self.endpoints, limit),
             };
             if Instant::now() + RETRY_PAUSE >= limit.until {
                 return Err(error);
