@@ -57,6 +57,7 @@ pub mod access;
 pub mod acquire;
 pub mod error;
 pub mod etcd;
+pub mod feed;
 pub mod held;
 pub mod holders;
 mod lease;

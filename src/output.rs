@@ -20,8 +20,12 @@ use serde_json::json;
 use std::time::Duration;
 use tokio::time::Instant;
 
+mod feed;
 mod locks;
+mod metrics;
+pub use feed::print_event;
 pub use locks::{print_list, print_status};
+pub use metrics::print_metrics;
 
 fn print_json(value: &serde_json::Value) {
     // A Value always serializes.
@@ -34,7 +38,8 @@ fn print_json(value: &serde_json::Value) {
 /// `--lock`'s result: as text, lines ready for `eval` in a shell script.
 pub fn print_locked(format: Format, name: &LockName, key: &str, token: i64, ttl: Option<Duration>) {
     match format {
-        Format::Text => {
+        // Prometheus is for --list only (config refuses it here).
+        Format::Text | Format::Prometheus => {
             say!("DISTLOCK_KEY={key}");
             say!("DISTLOCK_FENCING_TOKEN={token}");
         }
@@ -150,7 +155,8 @@ pub fn init_logging(format: Format, quiet: bool, verbose: u8) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         Format::Json => builder.json().init(),
-        Format::Text => builder.event_format(Plain).init(),
+        // log_format takes text or json only.
+        Format::Text | Format::Prometheus => builder.event_format(Plain).init(),
     }
 }
 

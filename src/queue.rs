@@ -378,6 +378,16 @@ pub async fn contenders(etcd: &Etcd, queue: &Queue) -> Result<Vec<Contender>> {
 }
 
 /// Every lock under `prefix`, by name, each with its contenders holder first.
+/// The lock a key under `prefix` belongs to: `<prefix><name>/<lease>` is a contender of
+/// `name`, `<prefix><name>` its legacy key (`true`).
+pub(crate) fn lock_of<'a>(prefix: &str, key: &'a str) -> Option<(&'a str, bool)> {
+    let rest = key.strip_prefix(prefix)?;
+    Some(match rest.split_once('/') {
+        Some((name, _)) => (name, false),
+        None => (rest, true),
+    })
+}
+
 pub async fn all_locks(etcd: &Etcd, prefix: &str) -> Result<Vec<(String, Vec<Contender>)>> {
     let options = GetOptions::new()
         .with_prefix()
@@ -385,11 +395,10 @@ pub async fn all_locks(etcd: &Etcd, prefix: &str) -> Result<Vec<(String, Vec<Con
     let response = etcd.get("list the locks", prefix, Some(options)).await?;
     let mut locks: Vec<(String, Vec<Contender>)> = Vec::new();
     for contender in response.kvs().iter().map(Contender::from) {
-        let rest = contender.key.strip_prefix(prefix).unwrap_or(&contender.key);
-        let (name, legacy) = match rest.split_once('/') {
-            Some((name, _)) => (name.to_string(), false),
-            None => (rest.to_string(), true),
+        let Some((name, legacy)) = lock_of(prefix, &contender.key) else {
+            continue;
         };
+        let name = name.to_string();
         let slot = match locks.iter().position(|(n, _)| *n == name) {
             Some(i) => i,
             None => {

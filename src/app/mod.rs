@@ -20,7 +20,7 @@ mod modes;
 mod release;
 mod supervise;
 
-use modes::{extend_mode, list_mode, lock_mode, status_mode, unlock_mode};
+use modes::{extend_mode, follow_mode, list_mode, lock_mode, status_mode, unlock_mode};
 use supervise::run_mode;
 
 /// How the run ended, for `main` to turn into an exit code.
@@ -42,6 +42,7 @@ pub async fn dispatch(config: Config) -> Result<Outcome> {
         }
         Mode::Status(name) => status_mode(&config, name).await,
         Mode::List => list_mode(&config).await,
+        Mode::Follow(name) => follow_mode(&config, name.as_ref()).await,
         Mode::ShowConfig => {
             output::print_settings(config.output, &config.settings);
             Ok(Outcome::Code(0))

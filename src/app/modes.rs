@@ -2,9 +2,10 @@
 
 use super::{acquire, Outcome};
 use crate::command::Signals;
-use crate::config::{Config, Expiry, LockName};
+use crate::config::{Config, Expiry, Format, LockName};
 use crate::etcd::Etcd;
 use crate::exit::{Failure, Result};
+use crate::feed::Feed;
 use crate::holders;
 use crate::output;
 use crate::queue::{self, Queue};
@@ -84,6 +85,35 @@ pub(super) async fn list_mode(config: &Config) -> Result<Outcome> {
         .into_iter()
         .map(|(name, contenders)| (name, holders::views(&contenders)))
         .collect();
-    output::print_list(config.output, &locks);
+    match config.output {
+        Format::Prometheus => output::print_metrics(&locks),
+        format => output::print_list(format, &locks),
+    }
     Ok(Outcome::Code(0))
+}
+
+/// `--list --follow`, `--status --follow`: the locks as they are, then every change, until a
+/// signal ends it (exit 0: that is how a feed ends) or nobody reads stdout any more.
+pub(super) async fn follow_mode(config: &Config, name: Option<&LockName>) -> Result<Outcome> {
+    let mut signals = Signals::catch()?;
+    let etcd = Etcd::connect(&config.etcd()).await?;
+    let only = name.map(LockName::to_string);
+    let mut feed = Feed::start(&etcd, &config.prefix, only.as_deref()).await?;
+    tracing::info!(
+        "following {} from revision {}",
+        only.as_deref().unwrap_or("every lock"),
+        feed.revision()
+    );
+    let mut events = feed.snapshot();
+    loop {
+        for event in &events {
+            if output::print_event(config.output, event).is_err() {
+                return Ok(Outcome::Code(0));
+            }
+        }
+        events = tokio::select! {
+            _ = signals.recv() => return Ok(Outcome::Code(0)),
+            next = feed.next() => next?,
+        };
+    }
 }

@@ -121,6 +121,15 @@ impl Config {
         let kill_grace = kill_grace(&mut l, ttl)?;
         let conflict_exit_code = l.value(&settings::CONFLICT_EXIT_CODE)?;
         let output = l.value(&settings::OUTPUT)?;
+        // Only a list of every lock is a set of metrics; other modes print nothing, or text
+        // and JSON.
+        if output == Format::Prometheus && !matches!(mode, Mode::List | Mode::Run(..)) {
+            return Err(Failure::Usage(format!(
+                "{}=prometheus is for --list (without --follow); {} prints text or json",
+                l.source_of(&settings::OUTPUT.spec),
+                mode.flag()
+            )));
+        }
         let log_format = l.value(&settings::LOG_FORMAT)?;
         let security = security(&cli, &mut l)?;
 

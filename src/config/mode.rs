@@ -21,6 +21,8 @@ pub enum Mode {
     Extend(LockName, Expiry, Option<String>),
     Status(LockName),
     List,
+    /// `--list --follow` (every lock) or `--status --follow` (this one).
+    Follow(Option<LockName>),
     ShowConfig,
 }
 
@@ -79,8 +81,19 @@ pub(super) fn choose(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
             long(&settings::SHOW_CONFIG)
         )));
     }
+    if cli.follow && !(cli.list || cli.status) {
+        return Err(Failure::Usage(format!(
+            "{} goes with {} or {}",
+            long(&settings::FOLLOW),
+            long(&settings::LIST),
+            long(&settings::STATUS)
+        )));
+    }
     if cli.list {
-        return Ok(Mode::List);
+        return Ok(match cli.follow {
+            true => Mode::Follow(None),
+            false => Mode::List,
+        });
     }
     if cli.show_config {
         return Ok(Mode::ShowConfig);
@@ -104,6 +117,8 @@ pub(super) fn choose(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
         Mode::Unlock(name, which)
     } else if let Some(expiry) = extend {
         Mode::Extend(name, expiry, which)
+    } else if cli.status && cli.follow {
+        Mode::Follow(Some(name))
     } else if cli.status {
         Mode::Status(name)
     } else {
@@ -116,7 +131,12 @@ pub(super) fn choose(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
 /// in an hour; `--ttl` does). From the file or the environment they are fleet-wide defaults for
 /// run mode, and other modes leave them alone.
 pub(super) fn check_run_flags(cli: &Cli, mode: &Mode) -> Result<()> {
-    let (Mode::Lock(_) | Mode::Unlock(..) | Mode::Extend(..) | Mode::Status(_) | Mode::List) = mode
+    let (Mode::Lock(_)
+    | Mode::Unlock(..)
+    | Mode::Extend(..)
+    | Mode::Status(_)
+    | Mode::List
+    | Mode::Follow(_)) = mode
     else {
         return Ok(());
     };
@@ -149,12 +169,14 @@ impl Mode {
             Mode::Extend(..) => Some(&settings::EXTEND.spec),
             Mode::Status(_) => Some(&settings::STATUS),
             Mode::List => Some(&settings::LIST),
+            Mode::Follow(None) => Some(&settings::LIST),
+            Mode::Follow(Some(_)) => Some(&settings::STATUS),
             Mode::ShowConfig => Some(&settings::SHOW_CONFIG),
         }
     }
 
     /// The flag that chose this mode, for messages.
-    fn flag(&self) -> String {
+    pub(super) fn flag(&self) -> String {
         self.spec().map_or_else(|| "a command".into(), long)
     }
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 use std::time::Duration;
 
 /// The number of holders a lock allows, as its holders' records say (1: a mutex).
-fn max_holders(views: &[View]) -> u32 {
+pub(super) fn max_holders(views: &[View]) -> u32 {
     views
         .iter()
         .find(|v| v.holds)

@@ -209,6 +209,16 @@ pub const SHARED: Def<bool> = Def {
     parse: values::switch,
 };
 
+/// A modifier of `--list` and `--status`, not a mode: a flag and nothing else.
+pub const FOLLOW: OptionSpec = OptionSpec {
+    flag: Some("follow"),
+    ..spec(
+        "follow",
+        "With --list or --status: then print a line per event (queued, took, released, ...) \
+         until interrupted",
+    )
+};
+
 pub const NOWAIT: OptionSpec = OptionSpec {
     flag: Some("nowait"),
     ..spec(
@@ -379,17 +389,19 @@ pub const CONFLICT_EXIT_CODE: Def<u8> = Def {
 pub const OUTPUT: Def<Format> = Def {
     spec: OptionSpec {
         default: Some("text"),
-        more: "json is a stable shape for monitoring, documented in the README.",
+        more: "json is a stable shape for monitoring, documented in the contract; prometheus \
+               (--list only) is node_exporter's textfile format.",
         example: Some("text"),
         ..setting(
             "output",
             "output",
             "DISTLOCK_OUTPUT",
             "FORMAT",
-            "Output of --status, --list, --lock and --show-config: text or json",
+            "Output of --status, --list, --lock and --show-config: text or json; --list also \
+             prometheus",
         )
     },
-    parse: values::format,
+    parse: values::output,
 };
 
 pub const LOG_FORMAT: Def<Format> = Def {
@@ -433,6 +445,7 @@ pub const OPTIONS: &[&OptionSpec] = &[
     &SHARED.spec,
     &EXTEND.spec,
     &HOLDER,
+    &FOLLOW,
     &NOWAIT,
     &TIMEOUT.spec,
     &ENDPOINTS.spec,

@@ -27,6 +27,8 @@ pub enum OnLost {
 pub enum Format {
     Text,
     Json,
+    /// node_exporter's textfile-collector format (`--list` only).
+    Prometheus,
 }
 
 /// `--extend`: when the lock taken with `--lock` should expire from now on.
@@ -130,6 +132,14 @@ pub fn format(text: &str) -> Result<Format, String> {
         "text" => Ok(Format::Text),
         "json" => Ok(Format::Json),
         _ => Err("expected \"text\" or \"json\"".into()),
+    }
+}
+
+/// `--output`: what `format` takes, and node_exporter's textfile format for `--list`.
+pub fn output(text: &str) -> Result<Format, String> {
+    match text {
+        "prometheus" => Ok(Format::Prometheus),
+        _ => format(text).map_err(|_| "expected \"text\", \"json\" or \"prometheus\"".into()),
     }
 }
 

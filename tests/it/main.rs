@@ -9,6 +9,7 @@ mod core;
 mod cost;
 mod examples;
 mod faults;
+mod follow;
 mod harness;
 mod hostile;
 mod library;
