@@ -63,6 +63,7 @@ mod lease;
 pub mod name;
 pub mod queue;
 pub mod record;
+pub mod stamp;
 mod tls;
 pub mod view;
 mod wait;
