@@ -12,6 +12,7 @@ mod faults;
 mod harness;
 mod hostile;
 mod library;
+mod min_interval;
 mod modes;
 mod neighbours;
 mod observe;
