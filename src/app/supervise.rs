@@ -37,12 +37,12 @@ pub(super) async fn run_mode(
     let watchdog = command::Watchdog::start()?;
     let (held, stamp) = match config.min_interval {
         None => (acquire(config, name, &record, &mut signals).await?, None),
-        Some(interval) => {
+        Some(every) => {
             let etcd = Etcd::connect(&config.etcd()).await?;
             interval::look(&etcd, config, name).await?;
             let held = acquire_on(&etcd, config, name, &record, &mut signals).await?;
-            let pending = interval::start(&etcd, config, name, &held, interval).await?;
-            (held, Some((pending, interval)))
+            let pending = interval::start(&etcd, config, name, &held, every).await?;
+            (held, Some((pending, every)))
         }
     };
 
@@ -71,8 +71,8 @@ pub(super) async fn run_mode(
     let ended = supervise(config, &held, &mut command, &mut signals).await;
     // --min-interval: the stamp before the lock, so that the next holder sees it.
     let succeeded = matches!(&ended, Ok(status) if status.success());
-    if let (Some((pending, interval)), true) = (&stamp, succeeded) {
-        interval::finish(pending, &held, *interval).await;
+    if let (Some((pending, every)), true) = (&stamp, succeeded) {
+        interval::finish(pending, &held, *every).await;
     }
     // The lock first: the next holder is waiting for it, the clean-up is not. Stopped for
     // --max-runtime, the lock is still ours, to release or keep as usual.
