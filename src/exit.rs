@@ -12,8 +12,8 @@ pub const OK: u8 = 0;
 /// until it has a code and a meaning.
 #[derive(Debug)]
 pub enum Failure {
-    /// Busy (`--nowait`, `--timeout`), or nothing to unlock. Its code is the
-    /// `conflict_exit_code` setting; `NotAcquired::code` is its default.
+    /// Busy (`--nowait`, `--timeout`), skipped by `--min-interval`, or nothing to unlock. Its
+    /// code is the `conflict_exit_code` setting; `NotAcquired::code` is its default.
     NotAcquired(String),
     /// Bad command line, environment or configuration file; nothing was changed in etcd.
     Usage(String),
@@ -53,8 +53,8 @@ impl Failure {
     pub fn meaning(&self) -> &'static str {
         match self {
             Failure::NotAcquired(_) => {
-                "not acquired (busy with --nowait, --timeout passed); --unlock of a free lock \
-                 (--conflict-exit-code changes it)"
+                "not acquired (busy with --nowait, --timeout passed), or skipped by \
+                 --min-interval; --unlock of a free lock (--conflict-exit-code changes it)"
             }
             Failure::Usage(_) => "usage or configuration error; nothing was changed in etcd",
             Failure::Etcd(_) => {

@@ -12,6 +12,8 @@
 //! - Hold: the [`Held`] lock's lease is kept alive in the background; [`Held::lost`] completes
 //!   when the lock is lost (or may be lost within a margin you choose).
 //! - Release: [`Held::release`]; from any node, [`holders::unlock`].
+//! - At most once per interval: [`stamp`] reads and writes `--min-interval`'s stamp, a key on
+//!   a lease etcd counts down.
 //! - Status and list: [`queue::contenders`] and [`queue::all_locks`] read the queues,
 //!   [`holders::views`] says who holds and who they are ([`view::View`]).
 //!
@@ -64,6 +66,7 @@ mod lease;
 pub mod name;
 pub mod queue;
 pub mod record;
+pub mod stamp;
 mod tls;
 pub mod view;
 mod wait;

@@ -18,7 +18,9 @@ mod settings;
 
 // The lock itself is the library (src/lib.rs); the binary's modules name its parts as if they
 // were their own (`crate::etcd`).
-use distlock::{access, acquire, error, etcd, feed, held, holders, name, queue, record, view};
+use distlock::{
+    access, acquire, error, etcd, feed, held, holders, name, queue, record, stamp, view,
+};
 
 use exit::Failure;
 use std::process::ExitCode;

@@ -89,6 +89,7 @@ fn durations(config: &Config) -> Vec<(&'static str, Duration)> {
     }
     all.extend(config.lock_ttl.map(|d| ("lock ttl", d)));
     all.extend(config.hold_at_least.map(|d| ("hold_at_least", d)));
+    all.extend(config.min_interval.map(|d| ("min_interval", d)));
     all.extend(config.max_runtime.map(|d| ("max_runtime", d)));
     all
 }

@@ -41,6 +41,13 @@ impl Queue {
     }
 }
 
+/// The key of lock `name`'s `--min-interval` stamp, `<prefix>.distlock/stamp/<name>`: among
+/// distlock's own metadata, apart from the lock's queue (`<prefix><name>/`), which etcdctl and
+/// the Go tool read too. See `stamp.rs`.
+pub fn stamp_key(prefix: &str, name: &LockName) -> String {
+    format!("{prefix}.distlock/stamp/{name}")
+}
+
 /// A key that holds or waits for the lock, as read from etcd.
 #[derive(Debug, Clone)]
 pub struct Contender {

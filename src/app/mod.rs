@@ -16,6 +16,7 @@ use crate::record::Record;
 use std::time::Duration;
 use tokio::time::Instant;
 
+mod interval;
 mod modes;
 mod release;
 mod supervise;
@@ -59,6 +60,17 @@ async fn acquire(
     signals: &mut Signals,
 ) -> Result<Held> {
     let etcd = Etcd::connect(&config.etcd()).await?;
+    acquire_on(&etcd, config, name, record, signals).await
+}
+
+/// `acquire`, on a connection the caller has made (and uses before or after).
+async fn acquire_on(
+    etcd: &Etcd,
+    config: &Config,
+    name: &LockName,
+    record: &Record,
+    signals: &mut Signals,
+) -> Result<Held> {
     let request = Request {
         prefix: &config.prefix,
         name,
@@ -74,7 +86,7 @@ async fn acquire(
         progress: Progress::new(name, config.quiet),
         signals,
     };
-    Ok(acquire::acquire(&etcd, &request, &mut hooks).await?)
+    Ok(acquire::acquire(etcd, &request, &mut hooks).await?)
 }
 
 /// The binary's side of a wait: progress lines, and signals that end it.

@@ -10,6 +10,7 @@ use crate::holders;
 use crate::output;
 use crate::queue::{self, Queue};
 use crate::record::{Mode as RecordMode, Record};
+use crate::stamp;
 use crate::view::View;
 
 pub(super) async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcome> {
@@ -74,7 +75,8 @@ pub(super) async fn extend_mode(
 pub(super) async fn status_mode(config: &Config, name: &LockName) -> Result<Outcome> {
     let etcd = Etcd::connect(&config.etcd()).await?;
     let views = holders::status(&etcd, &Queue::new(&config.prefix, name)).await?;
-    output::print_status(config.output, name, &views);
+    let stamp = stamp::read(&etcd, &queue::stamp_key(&config.prefix, name)).await?;
+    output::print_status(config.output, name, &views, stamp.as_ref());
     Ok(Outcome::Code(0))
 }
 

@@ -3,14 +3,15 @@
 //! `--max-runtime` passes.
 
 use super::release::{release, release_after_loss, release_or_hold};
-use super::{acquire, Outcome};
+use super::{acquire, acquire_on, interval, Outcome};
 use crate::command::{self, Command, Signals};
 use crate::config::{Config, LockName, OnLost};
 use crate::error::{duration, signal_name};
-use crate::etcd::LeaseState;
+use crate::etcd::{Etcd, LeaseState};
 use crate::exit::{Failure, Result};
 use crate::held::Held;
 use crate::record::{Mode as RecordMode, Record};
+use crate::stamp::Pending;
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
@@ -34,7 +35,16 @@ pub(super) async fn run_mode(
     // Before the queue, not after the hand-over: forking distlock there would delay the
     // command's start.
     let watchdog = command::Watchdog::start()?;
-    let held = acquire(config, name, &record, &mut signals).await?;
+    let (held, stamp) = match config.min_interval {
+        None => (acquire(config, name, &record, &mut signals).await?, None),
+        Some(every) => {
+            let etcd = Etcd::connect(&config.etcd()).await?;
+            interval::look(&etcd, config, name).await?;
+            let held = acquire_on(&etcd, config, name, &record, &mut signals).await?;
+            let pending = interval::start(&etcd, config, name, &held, every).await?;
+            (held, Some((pending, every)))
+        }
+    };
 
     let token = held.token().to_string();
     let env = [
@@ -47,21 +57,31 @@ pub(super) async fn run_mode(
     ];
     if let Err(e) = lease_for_the_command(config, &held, &mut signals).await {
         release_after_loss(&held).await;
+        cancel_stamp(&stamp).await;
         return Err(e);
     }
     let mut command = match Command::spawn(argv, &env, watchdog.group()) {
         Ok(command) => command,
         Err(e) => {
             release(&held).await;
+            cancel_stamp(&stamp).await;
             return Err(e);
         }
     };
     let ended = supervise(config, &held, &mut command, &mut signals).await;
+    // --min-interval: the stamp before the lock, so that the next holder sees it.
+    let succeeded = matches!(&ended, Ok(status) if status.success());
+    if let (Some((pending, every)), true) = (&stamp, succeeded) {
+        interval::finish(pending, &held, *every).await;
+    }
     // The lock first: the next holder is waiting for it, the clean-up is not. Stopped for
     // --max-runtime, the lock is still ours, to release or keep as usual.
     match &ended {
         Ok(_) | Err(Failure::TimedOut(_)) => release_or_hold(config, &held).await,
         Err(_) => release_after_loss(&held).await,
+    }
+    if !succeeded {
+        cancel_stamp(&stamp).await;
     }
     drop(watchdog);
     let status = ended?;
@@ -69,6 +89,13 @@ pub(super) async fn run_mode(
         Some(signal) if signal == nix::libc::SIGINT => Outcome::Signal(signal),
         _ => Outcome::Code(command::shell_status(status)),
     })
+}
+
+/// A run that stamps nothing (its command failed or never ran) lets its stamp's lease go.
+async fn cancel_stamp(stamp: &Option<(Pending, Duration)>) {
+    if let Some((pending, _)) = stamp {
+        interval::cancel(pending).await;
+    }
 }
 
 /// Stop the command this long before etcd may expire the lease, on top of the grace period:

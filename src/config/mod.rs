@@ -70,6 +70,8 @@ pub struct Config {
     pub lock_ttl: Option<Duration>,
     pub maxtime: Duration,
     pub hold_at_least: Option<Duration>,
+    /// `--min-interval`: at most one successful run per this, fleet-wide.
+    pub min_interval: Option<Duration>,
     /// Stop the command after this long (exit 124).
     pub max_runtime: Option<Duration>,
     pub on_lost: OnLost,
@@ -116,6 +118,7 @@ impl Config {
         let ttl = l.value(&settings::TTL)?;
         let maxtime = l.value(&settings::MAXTIME)?;
         let hold_at_least = l.get(&settings::HOLD_AT_LEAST)?;
+        let min_interval = l.get(&settings::MIN_INTERVAL)?;
         let max_runtime = l.get(&settings::MAX_RUNTIME)?;
         let on_lost = l.value(&settings::ON_LOST)?;
         let kill_grace = kill_grace(&mut l, ttl)?;
@@ -150,6 +153,7 @@ impl Config {
             ttl,
             maxtime,
             hold_at_least,
+            min_interval,
             max_runtime,
             on_lost,
             kill_grace,
@@ -412,6 +416,7 @@ mod tests {
         for flag in [
             "--max-runtime=1h",
             "--hold-at-least=5m",
+            "--min-interval=1h",
             "--on-lost=warn",
             "--kill-grace=1s",
         ] {

@@ -4,6 +4,7 @@
 use super::print_json;
 use crate::access::Access;
 use crate::config::{Format, LockName};
+use crate::stamp::Found;
 use crate::view::{clean, format_age, Kind, View};
 use serde_json::json;
 use std::time::Duration;
@@ -17,8 +18,9 @@ pub(super) fn max_holders(views: &[View]) -> u32 {
         .unwrap_or(1)
 }
 
-/// `--status`: the holders, then the waiters in queue order. `views` come from `queue`.
-pub fn print_status(format: Format, name: &LockName, views: &[View]) {
+/// `--status`: the holders, then the waiters in queue order. `views` come from `queue`;
+/// `stamp` is the `--min-interval` stamp, if one stands.
+pub fn print_status(format: Format, name: &LockName, views: &[View], stamp: Option<&Found>) {
     let (holders, waiters): (Vec<&View>, Vec<&View>) = views.iter().partition(|v| v.holds);
     let n = max_holders(views);
     if format == Format::Json {
@@ -29,10 +31,12 @@ pub fn print_status(format: Format, name: &LockName, views: &[View]) {
             "waiters": waiters,
             "holders": holders,
             "max_holders": n,
+            "min_interval": stamp.map(stamp_json),
         }));
     }
     let Some(first) = holders.first() else {
         say!("{name}: free");
+        print_stamp(stamp);
         return;
     };
     // Say how each contender takes the lock only where that is not all exclusive.
@@ -59,6 +63,44 @@ pub fn print_status(format: Format, name: &LockName, views: &[View]) {
             false => String::new(),
         };
         say!("  waiting {}{access}: {}", i + 1, waiter.describe());
+    }
+    print_stamp(stamp);
+}
+
+/// The `--min-interval` stamp in `--status`'s JSON: the last successful run, and when etcd
+/// expires the stamp (`null`: never, it is on no lease).
+fn stamp_json(found: &Found) -> serde_json::Value {
+    let s = found.stamp.as_ref();
+    json!({
+        "key": found.key,
+        "host": s.map(|s| &s.host),
+        "pid": s.map(|s| s.pid),
+        "started": s.map(|s| &s.started),
+        "interval_s": s.map(|s| s.interval_s),
+        "token": s.map(|s| s.token),
+        "expires_in_s": found.expires_in_s,
+    })
+}
+
+/// The `--min-interval` stamp in `--status`'s text, if one stands.
+fn print_stamp(stamp: Option<&Found>) {
+    let Some(found) = stamp else { return };
+    let runs_out = match found.expires_in_s {
+        Some(secs) => format!("next run allowed in {}s", secs.max(0)),
+        None => "on no lease: runs are skipped until it is deleted".into(),
+    };
+    match &found.stamp {
+        Some(s) => say!(
+            "  min-interval:  last run {} on {} (token {}), every {}s; {runs_out}",
+            clean(&s.started, 40),
+            clean(&s.host, 60),
+            s.token,
+            s.interval_s
+        ),
+        None => say!(
+            "  min-interval:  stamp {}; {runs_out}",
+            clean(&found.key, 300)
+        ),
     }
 }
 

@@ -314,6 +314,27 @@ pub const HOLD_AT_LEAST: Def<Duration> = Def {
     parse: values::whole_seconds,
 };
 
+pub const MIN_INTERVAL: Def<Duration> = Def {
+    spec: OptionSpec {
+        run_only: true,
+        more: "Whole seconds. A run whose command exits 0 leaves a stamp in etcd on a lease of \
+               this TTL; until etcd expires it, every later run under the lock name, on any \
+               server, is skipped: the command does not run and distlock exits 1 (see \
+               conflict_exit_code). etcd counts the interval, not the servers' clocks; it may \
+               lengthen it on a leader change, never shorten it. Set it per job.",
+        example: Some("1h"),
+        ..setting(
+            "min_interval",
+            "min-interval",
+            "DISTLOCK_MIN_INTERVAL",
+            "D",
+            "Run at most once per D, fleet-wide: skip (exit 1) until D has passed since the last \
+             run that exited 0 started",
+        )
+    },
+    parse: values::whole_seconds,
+};
+
 pub const MAX_RUNTIME: Def<Duration> = Def {
     spec: OptionSpec {
         run_only: true,
@@ -454,6 +475,7 @@ pub const OPTIONS: &[&OptionSpec] = &[
     &TTL.spec,
     &MAXTIME.spec,
     &HOLD_AT_LEAST.spec,
+    &MIN_INTERVAL.spec,
     &MAX_RUNTIME.spec,
     &ON_LOST.spec,
     &KILL_GRACE.spec,

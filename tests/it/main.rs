@@ -13,6 +13,7 @@ mod follow;
 mod harness;
 mod hostile;
 mod library;
+mod min_interval;
 mod modes;
 mod neighbours;
 mod observe;

@@ -630,9 +630,11 @@ impl Etcd {
     pub fn leases(&self) -> Vec<i64> {
         let out = self.etcdctl(&["lease", "list", "-w", "json"]);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        // etcdctl 3.4 writes `id`, 3.5 `ID`.
+        let id = |l: &serde_json::Value| l["id"].as_i64().or_else(|| l["ID"].as_i64());
         v["leases"]
             .as_array()
-            .map(|l| l.iter().filter_map(|l| l["ID"].as_i64()).collect())
+            .map(|l| l.iter().filter_map(id).collect())
             .unwrap_or_default()
     }
 
