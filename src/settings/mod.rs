@@ -196,8 +196,9 @@ pub const SHARED: Def<bool> = Def {
                one (the default, and every etcdctl lock) runs alone. A shared contender that \
                arrives after a waiting exclusive one queues behind it. Not with max_holders.",
         example: Some("false"),
-        // A switch: `--shared`, DISTLOCK_SHARED=1, `shared: true`.
+        // A switch: `--shared` (`-s`, as flock), DISTLOCK_SHARED=1, `shared: true`.
         value: None,
+        short: Some('s'),
         ..setting(
             "shared",
             "shared",
@@ -211,6 +212,7 @@ pub const SHARED: Def<bool> = Def {
 
 pub const NOWAIT: OptionSpec = OptionSpec {
     flag: Some("nowait"),
+    short: Some('n'),
     ..spec(
         "nowait",
         "Fail at once when the lock is busy (same as --timeout=0)",
@@ -220,14 +222,16 @@ pub const NOWAIT: OptionSpec = OptionSpec {
 pub const TIMEOUT: Def<Wait> = Def {
     spec: OptionSpec {
         default: Some("-1"),
-        more: "0 fails at once when busy. --nowait on the command line overrides it.",
+        more: "0 fails at once when busy. --nowait on the command line overrides it. Also \
+               fractional seconds (0.5), as flock -w takes them.",
         example: Some("10m"),
+        short: Some('w'),
         ..setting(
             "timeout",
             "timeout",
             "DISTLOCK_TIMEOUT",
             "T",
-            "Longest wait: seconds (30) or a duration (90s, 5m); -1 waits forever",
+            "Longest wait: seconds (30, 0.5) or a duration (90s, 5m); -1 waits forever",
         )
     },
     parse: values::timeout,
@@ -254,6 +258,18 @@ pub const HOLDER: OptionSpec = OptionSpec {
         "holder",
         "With --extend or --unlock: the holder to act on when several hold the lock, by its key \
          or lease id (see --status)",
+    )
+};
+
+/// `-c CMD`, as flock has it: one shell command line, run as `/bin/sh -c CMD`, instead of a
+/// command after `--`.
+pub const SHELL_COMMAND: OptionSpec = OptionSpec {
+    flag: Some("command"),
+    short: Some('c'),
+    value: Some("CMD"),
+    ..spec(
+        "shell_command",
+        "Run the shell command line CMD (/bin/sh -c CMD), as flock -c; instead of -- COMMAND",
     )
 };
 
@@ -365,6 +381,7 @@ pub const CONFLICT_EXIT_CODE: Def<u8> = Def {
         default: Some("1"),
         more: "E.g. 75 (EX_TEMPFAIL) tells \"busy\" apart from the command's own exit 1.",
         example: Some("75"),
+        short: Some('E'),
         ..setting(
             "conflict_exit_code",
             "conflict-exit-code",
@@ -433,6 +450,7 @@ pub const OPTIONS: &[&OptionSpec] = &[
     &SHARED.spec,
     &EXTEND.spec,
     &HOLDER,
+    &SHELL_COMMAND,
     &NOWAIT,
     &TIMEOUT.spec,
     &ENDPOINTS.spec,

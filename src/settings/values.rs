@@ -222,12 +222,13 @@ pub fn max_holders(text: &str) -> Result<u32, String> {
     }
 }
 
-/// A switch given as a YAML value or a variable: `true` or `false`.
+/// A switch given as a YAML value or a variable, one rule for both: true/false, yes/no, on/off
+/// or 1/0, in any case.
 pub fn switch(text: &str) -> Result<bool, String> {
-    match text.trim() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err("expected true or false".into()),
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err("expected true or false (also yes/no, on/off, 1/0)".into()),
     }
 }
 
@@ -245,6 +246,21 @@ pub fn expiry(text: &str) -> Result<Expiry, String> {
 pub fn timeout(text: &str) -> Result<Wait, String> {
     if text.trim() == "-1" {
         return Ok(Wait::Forever);
+    }
+    // Fractional seconds, as `flock -w 0.5` takes them.
+    if let Some(secs) = text
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|_| text.contains('.'))
+    {
+        return Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| *d <= LONGEST)
+            .map(Wait::Upto)
+            .ok_or_else(|| {
+                "expected seconds (30, 0.5) or a duration (90s, 5m), or -1 to wait forever".into()
+            });
     }
     duration(text)
         .map(Wait::Upto)
@@ -264,6 +280,11 @@ mod tests {
         assert!(duration("-5").is_err());
         assert_eq!(timeout("-1"), Ok(Wait::Forever));
         assert_eq!(timeout("0"), Ok(Wait::Upto(Duration::ZERO)));
+        assert_eq!(timeout("0.5"), Ok(Wait::Upto(Duration::from_millis(500))));
+        assert_eq!(timeout("2.25"), Ok(Wait::Upto(Duration::from_millis(2250))));
+        for bad in ["-0.5", "0.5.1", "NaN.", "inf."] {
+            assert!(timeout(bad).is_err(), "{bad:?}");
+        }
         assert!(whole_seconds("0").is_err());
         assert!(whole_seconds("1500ms").is_err());
         assert_eq!(positive_duration("500ms"), Ok(Duration::from_millis(500)));
@@ -281,7 +302,14 @@ mod tests {
         for bad in ["0", "-5", "500ms", "soon", ""] {
             assert!(expiry(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(switch("true"), Ok(true));
-        assert!(switch("yes").is_err());
+        for yes in ["true", "yes", "on", "1", "True", "YES", " On "] {
+            assert_eq!(switch(yes), Ok(true), "{yes:?}");
+        }
+        for no in ["false", "no", "off", "0", "FALSE", "No"] {
+            assert_eq!(switch(no), Ok(false), "{no:?}");
+        }
+        for bad in ["", "y", "2", "banana", "truee"] {
+            assert!(switch(bad).is_err(), "{bad:?}");
+        }
     }
 }
