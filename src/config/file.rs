@@ -167,9 +167,16 @@ impl<'de> Visitor<'de> for EntriesVisitor {
             }
             seen.push(spec.name);
             let value = match spec.yaml {
+                // Buffered to try both shapes, so the error has no position: name the key.
                 Yaml::List => map
-                    .next_value::<Option<Vec<Scalar>>>()?
-                    .map(|list| list.into_iter().map(|s| s.0).collect::<Vec<_>>().join(",")),
+                    .next_value::<Option<List>>()
+                    .map_err(|_| {
+                        de::Error::custom(format_args!(
+                            "`{}`: expected a list, or a string of comma-separated values",
+                            spec.name
+                        ))
+                    })?
+                    .map(|l| l.0),
                 _ => map.next_value::<Option<Scalar>>()?.map(|s| s.0),
             };
             entries.extend(value.map(|v| (spec.name, v)));
@@ -218,6 +225,25 @@ struct Scalar(String);
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d).map(Scalar)
+    }
+}
+
+/// A list setting's value: a YAML list, or one string that is comma-separated as the flag's
+/// (`endpoints: http://a:2379,http://b:2379`); either way joined by commas, as a flag gives it.
+struct List(String);
+
+impl<'de> Deserialize<'de> for List {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Shape {
+            Many(Vec<Scalar>),
+            One(Scalar),
+        }
+        Ok(List(match Shape::deserialize(d)? {
+            Shape::Many(list) => list.into_iter().map(|s| s.0).collect::<Vec<_>>().join(","),
+            Shape::One(one) => one.0,
+        }))
     }
 }
 
@@ -279,6 +305,16 @@ mod tests {
             text_of(&file, "endpoints").as_deref(),
             Some("http://a:1,http://b:2")
         );
-        assert!(parse(Path::new("x.yaml"), b"endpoints: http://a:1\n").is_err());
+        for one in [
+            &b"endpoints: http://a:1,http://b:2\n"[..],
+            b"endpoints: \"http://a:1, http://b:2\"\n",
+            b"endpoints: [http://a:1, http://b:2]\n",
+        ] {
+            let file = parse(Path::new("x.yaml"), one).unwrap();
+            let text = text_of(&file, "endpoints").unwrap().replace(' ', "");
+            assert_eq!(text, "http://a:1,http://b:2");
+        }
+        let err = parse(Path::new("x.yaml"), b"ttl: 5\nendpoints: {a: 1}\n").unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
     }
 }

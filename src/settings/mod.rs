@@ -222,8 +222,7 @@ pub const NOWAIT: OptionSpec = OptionSpec {
 pub const TIMEOUT: Def<Wait> = Def {
     spec: OptionSpec {
         default: Some("-1"),
-        more: "0 fails at once when busy. --nowait on the command line overrides it. Also \
-               fractional seconds (0.5), as flock -w takes them.",
+        more: "0 fails at once when busy. --nowait on the command line overrides it.",
         example: Some("10m"),
         short: Some('w'),
         ..setting(

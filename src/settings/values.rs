@@ -44,14 +44,30 @@ pub const MAX_HOLDERS: u32 = 1000;
 
 pub use crate::name::LockName;
 
-/// A value as `--show-config` shows it.
+/// A value as `--show-config` shows it: as text, and typed for `--output=json` (numbers,
+/// booleans, lists; durations in seconds).
 pub trait Show {
     fn show(&self) -> String;
+    fn json(&self) -> Value;
+}
+
+use serde_json::{json, Value};
+
+/// A duration in seconds: a whole number when it is one, else a fraction (0.5).
+fn seconds(d: &Duration) -> Value {
+    match d.subsec_nanos() {
+        0 => json!(d.as_secs()),
+        _ => json!(d.as_secs_f64()),
+    }
 }
 
 impl Show for String {
     fn show(&self) -> String {
         self.clone()
+    }
+
+    fn json(&self) -> Value {
+        Value::String(self.clone())
     }
 }
 
@@ -59,11 +75,19 @@ impl Show for LockName {
     fn show(&self) -> String {
         self.to_string()
     }
+
+    fn json(&self) -> Value {
+        Value::String(self.to_string())
+    }
 }
 
 impl Show for Duration {
     fn show(&self) -> String {
         humantime::format_duration(*self).to_string()
+    }
+
+    fn json(&self) -> Value {
+        seconds(self)
     }
 }
 
@@ -74,11 +98,22 @@ impl Show for Wait {
             Wait::Upto(d) => d.show(),
         }
     }
+
+    fn json(&self) -> Value {
+        match self {
+            Wait::Forever => json!(-1),
+            Wait::Upto(d) => seconds(d),
+        }
+    }
 }
 
 impl Show for Vec<String> {
     fn show(&self) -> String {
         self.join(",")
+    }
+
+    fn json(&self) -> Value {
+        json!(self)
     }
 }
 
@@ -86,17 +121,29 @@ impl Show for u8 {
     fn show(&self) -> String {
         self.to_string()
     }
+
+    fn json(&self) -> Value {
+        json!(self)
+    }
 }
 
 impl Show for u32 {
     fn show(&self) -> String {
         self.to_string()
     }
+
+    fn json(&self) -> Value {
+        json!(self)
+    }
 }
 
 impl Show for bool {
     fn show(&self) -> String {
         self.to_string()
+    }
+
+    fn json(&self) -> Value {
+        json!(self)
     }
 }
 
@@ -107,17 +154,32 @@ impl Show for Expiry {
             Expiry::Never => "never".into(),
         }
     }
+
+    fn json(&self) -> Value {
+        match self {
+            Expiry::After(d) => seconds(d),
+            Expiry::Never => json!("never"),
+        }
+    }
 }
 
 impl Show for OnLost {
     fn show(&self) -> String {
         format!("{self:?}").to_lowercase()
     }
+
+    fn json(&self) -> Value {
+        Value::String(self.show())
+    }
 }
 
 impl Show for Format {
     fn show(&self) -> String {
         format!("{self:?}").to_lowercase()
+    }
+
+    fn json(&self) -> Value {
+        Value::String(self.show())
     }
 }
 
@@ -141,7 +203,8 @@ pub fn on_lost(text: &str) -> Result<OnLost, String> {
     }
 }
 
-/// A comma-separated list of http:// or https:// URLs (a YAML list arrives joined by commas).
+/// A comma-separated list of http:// or https:// URLs, or `host:port` without a scheme as
+/// etcdctl takes them (`config` adds the scheme); a YAML list arrives joined by commas.
 pub fn endpoints(text: &str) -> Result<Vec<String>, String> {
     let list: Vec<String> = text
         .split(',')
@@ -157,10 +220,15 @@ pub fn endpoints(text: &str) -> Result<Vec<String>, String> {
 }
 
 fn endpoint(endpoint: &str) -> Result<(), String> {
-    let rest = endpoint
-        .strip_prefix("http://")
-        .or_else(|| endpoint.strip_prefix("https://"))
-        .ok_or_else(|| format!("endpoint {endpoint:?} is not an http:// or https:// URL"))?;
+    let rest = match endpoint.split_once("://") {
+        None => endpoint,
+        Some(("http" | "https", rest)) => rest,
+        Some(_) => {
+            return Err(format!(
+                "endpoint {endpoint:?} is not an http:// or https:// URL, or host:port"
+            ))
+        }
+    };
     let host = rest.split('/').next().unwrap_or_default();
     if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c.is_control()) {
         return Err(format!("endpoint {endpoint:?} has no valid host"));
@@ -288,6 +356,29 @@ mod tests {
         assert!(whole_seconds("0").is_err());
         assert!(whole_seconds("1500ms").is_err());
         assert_eq!(positive_duration("500ms"), Ok(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn endpoints_may_leave_out_the_scheme() {
+        assert_eq!(
+            endpoints("127.0.0.1:2379, https://b:2379"),
+            Ok(vec!["127.0.0.1:2379".into(), "https://b:2379".into()])
+        );
+        for bad in ["unix://x", "ftp://a:1", "http://", "a b:1", ""] {
+            assert!(endpoints(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn values_show_typed_in_json() {
+        assert_eq!(Duration::from_secs(5400).json(), json!(5400));
+        assert_eq!(Duration::from_millis(500).json(), json!(0.5));
+        assert_eq!(Wait::Forever.json(), json!(-1));
+        assert_eq!(Wait::Upto(Duration::from_secs(30)).json(), json!(30));
+        assert_eq!(3u32.json(), json!(3));
+        assert_eq!(false.json(), json!(false));
+        assert_eq!(vec!["a".to_string()].json(), json!(["a"]));
+        assert_eq!(Format::Json.json(), json!("json"));
     }
 
     #[test]
