@@ -270,6 +270,7 @@ impl Cli {
                 std::env::remove_var(name);
             }
         }
+        check_switch_variables()?;
         Self::parse_from_args(std::env::args_os().collect())
     }
 
@@ -318,6 +319,24 @@ impl Cli {
     }
 }
 
+/// A switch's variable (`DISTLOCK_SHARED=maybe`) is refused here, naming it, as every other
+/// bad variable is refused by `config`; clap would name only the flag.
+fn check_switch_variables() -> Result<(), ParseError> {
+    let switches = settings::OPTIONS
+        .iter()
+        .filter(|spec| spec.value.is_none() && spec.yaml != Yaml::No);
+    for var in switches.filter_map(|spec| spec.env) {
+        let Some(text) = std::env::var_os(var) else {
+            continue;
+        };
+        let text = text.to_string_lossy();
+        if let Err(e) = settings::values::switch(&text) {
+            return Err(ParseError::Invalid(format!("{var}={text:?}: {e}")));
+        }
+    }
+    Ok(())
+}
+
 /// `-c CMD`: the command that runs the line, as flock runs it (`sh -c`).
 fn shell_command(line: &str) -> Vec<OsString> {
     ["/bin/sh", "-c", line].map(OsString::from).to_vec()
@@ -344,6 +363,8 @@ pub enum ParseError {
     /// Also carries `--help` and `--version`, which are not errors.
     Clap(clap::Error),
     UnknownOption(String),
+    /// A value clap would explain less well.
+    Invalid(String),
 }
 
 impl From<clap::Error> for ParseError {
@@ -362,6 +383,7 @@ impl std::fmt::Display for ParseError {
                 let first = first.strip_prefix("error: ").unwrap_or(first);
                 write!(f, "{first}; see distlock --help")
             }
+            ParseError::Invalid(message) => f.write_str(message),
             ParseError::UnknownOption(option) if option.contains("did you mean") => {
                 write!(f, "unknown option {option} (see distlock --help)")
             }
@@ -423,13 +445,18 @@ pub fn go_style_to_gnu(cmd: &clap::Command, args: Vec<OsString>) -> Result<Vec<O
                 }
             }
             // Short flags, bundled (-q, -vv, -nq), the last one perhaps with its value (-w 30,
-            // -w30, -qw 30): the value is never the start of the command.
-            None if !text.starts_with("--") => match shorts_take_next(body, short) {
-                Some(true) => {
-                    out.push(arg);
+            // -w30, -qw 30): the value is never the start of the command. An attached value
+            // becomes a word of its own, or clap would take `-E75` for the command.
+            None if !text.starts_with("--") => match shorts_and_value(body, short) {
+                Some((flags, Value::Next)) => {
+                    out.push(OsString::from(format!("-{flags}")));
                     out.extend(iter.next());
                 }
-                Some(false) => out.push(arg),
+                Some((flags, Value::Attached(value))) => {
+                    out.push(OsString::from(format!("-{flags}")));
+                    out.push(OsString::from(value));
+                }
+                Some((_, Value::None)) => out.push(arg),
                 None => return Err(unknown(cmd, text)),
             },
             None => return Err(unknown(cmd, text)),
@@ -439,16 +466,35 @@ pub fn go_style_to_gnu(cmd: &clap::Command, args: Vec<OsString>) -> Result<Vec<O
     Ok(out)
 }
 
-/// For bundled short flags (`qw` of `-qw`): whether the next word is the last one's value, or
-/// `None` if one is not ours.
-fn shorts_take_next(bundle: &str, short: impl Fn(char) -> Option<bool>) -> Option<bool> {
+/// Where the value of bundled short flags is.
+enum Value<'a> {
+    None,
+    /// The next word (`-w 30`).
+    Next,
+    /// The rest of the bundle (`-w30`).
+    Attached(&'a str),
+}
+
+/// Bundled short flags (`qw30` of `-qw30`): the flags up to the one that takes a value, and
+/// where that value is; `None` if one of them is not ours.
+fn shorts_and_value(
+    bundle: &str,
+    short: impl Fn(char) -> Option<bool>,
+) -> Option<(&str, Value<'_>)> {
     for (at, c) in bundle.char_indices() {
         if short(c)? {
-            // The rest of the bundle is the value, else the next word is.
-            return Some(at + c.len_utf8() == bundle.len());
+            let (flags, rest) = bundle.split_at(at + c.len_utf8());
+            return Some(match rest {
+                "" => (flags, Value::Next),
+                // `-E=75`, as clap takes it.
+                _ => (
+                    flags,
+                    Value::Attached(rest.strip_prefix('=').unwrap_or(rest)),
+                ),
+            });
         }
     }
-    Some(false)
+    Some((bundle, Value::None))
 }
 
 /// An unknown option, as the error shows it: the option, and the flag it was probably meant to
@@ -670,8 +716,16 @@ mod tests {
         );
         assert_eq!(
             rewrite(&["distlock", "-qw", "0.5", "-E75", "-sn", "-lock", "cmd", "-w"]),
-            ["distlock", "-qw", "0.5", "-E75", "-sn", "--lock", "cmd", "-w"]
+            ["distlock", "-qw", "0.5", "-E", "75", "-sn", "--lock", "cmd", "-w"]
         );
+        assert_eq!(
+            rewrite(&["distlock", "-qw0.5", "-E=75", "-w", "-1", "cmd"]),
+            ["distlock", "-qw", "0.5", "-E", "75", "-w", "-1", "cmd"]
+        );
+        let cli =
+            Cli::parse_from_args(args(&["distlock", "-E75", "--lock-name=q", "--status"])).unwrap();
+        assert!(cli.status && cli.command.is_empty());
+        assert_eq!(cli.value("conflict_exit_code").map(|(t, _)| t), Some("75"));
         let cli = Cli::parse_from_args(args(&[
             "distlock",
             "-n",
