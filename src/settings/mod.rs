@@ -426,7 +426,11 @@ pub const LOG_FORMAT: Def<Format> = Def {
 pub const QUIET: OptionSpec = OptionSpec {
     flag: Some("quiet"),
     short: Some('q'),
-    ..spec("quiet", "Say less: no progress messages while waiting")
+    ..spec(
+        "quiet",
+        "Say less: no progress lines, and nothing when the lock is skipped (busy with -n, -w \
+         passed; the exit code tells); errors still print",
+    )
 };
 
 pub const VERBOSE: OptionSpec = OptionSpec {
