@@ -5,7 +5,7 @@
 use crate::cli::Cli;
 use crate::exit::{Failure, Result};
 use crate::settings::{self, OptionSpec, Yaml};
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -167,16 +167,7 @@ impl<'de> Visitor<'de> for EntriesVisitor {
             }
             seen.push(spec.name);
             let value = match spec.yaml {
-                // Buffered to try both shapes, so the error has no position: name the key.
-                Yaml::List => map
-                    .next_value::<Option<List>>()
-                    .map_err(|_| {
-                        de::Error::custom(format_args!(
-                            "`{}`: expected a list, or a string of comma-separated values",
-                            spec.name
-                        ))
-                    })?
-                    .map(|l| l.0),
+                Yaml::List => map.next_value::<Option<List>>()?.map(|l| l.0),
                 _ => map.next_value::<Option<Scalar>>()?.map(|s| s.0),
             };
             entries.extend(value.map(|v| (spec.name, v)));
@@ -234,16 +225,29 @@ struct List(String);
 
 impl<'de> Deserialize<'de> for List {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Shape {
-            Many(Vec<Scalar>),
-            One(Scalar),
+        d.deserialize_any(ListVisitor)
+    }
+}
+
+struct ListVisitor;
+
+impl<'de> Visitor<'de> for ListVisitor {
+    type Value = List;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list, or a string of comma-separated values")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<List, E> {
+        Ok(List(text.to_string()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<List, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Scalar(item)) = seq.next_element()? {
+            items.push(item);
         }
-        Ok(List(match Shape::deserialize(d)? {
-            Shape::Many(list) => list.into_iter().map(|s| s.0).collect::<Vec<_>>().join(","),
-            Shape::One(one) => one.0,
-        }))
+        Ok(List(items.join(",")))
     }
 }
 
@@ -314,7 +318,14 @@ mod tests {
             let text = text_of(&file, "endpoints").unwrap().replace(' ', "");
             assert_eq!(text, "http://a:1,http://b:2");
         }
-        let err = parse(Path::new("x.yaml"), b"ttl: 5\nendpoints: {a: 1}\n").unwrap_err();
-        assert!(err.to_string().contains("line 2"), "{err}");
+        // The line of the value that is neither.
+        for (bad, line) in [
+            (&b"ttl: 5\nendpoints: {a: 1}\n"[..], "line 2"),
+            (b"ttl: 5\nendpoints:\n  a: b\n", "line 3"),
+            (b"endpoints: 2379\n", "line 1"),
+        ] {
+            let err = parse(Path::new("x.yaml"), bad).unwrap_err();
+            assert!(err.to_string().contains(line), "{err}");
+        }
     }
 }

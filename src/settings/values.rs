@@ -221,6 +221,12 @@ pub fn endpoints(text: &str) -> Result<Vec<String>, String> {
 
 fn endpoint(endpoint: &str) -> Result<(), String> {
     let rest = match endpoint.split_once("://") {
+        // etcdctl's form: a port is what tells it from a typo (`endpoints: yes`).
+        None if !has_port(endpoint) => {
+            return Err(format!(
+                "endpoint {endpoint:?} is not an http:// or https:// URL, or host:port"
+            ))
+        }
         None => endpoint,
         Some(("http" | "https", rest)) => rest,
         Some(_) => {
@@ -234,6 +240,13 @@ fn endpoint(endpoint: &str) -> Result<(), String> {
         return Err(format!("endpoint {endpoint:?} has no valid host"));
     }
     Ok(())
+}
+
+/// `host:port` (`127.0.0.1:2379`, `[::1]:2379`): a host, and a port in digits.
+fn has_port(endpoint: &str) -> bool {
+    endpoint.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 pub fn exit_code(text: &str) -> Result<u8, String> {
@@ -364,7 +377,19 @@ mod tests {
             endpoints("127.0.0.1:2379, https://b:2379"),
             Ok(vec!["127.0.0.1:2379".into(), "https://b:2379".into()])
         );
-        for bad in ["unix://x", "ftp://a:1", "http://", "a b:1", ""] {
+        assert!(endpoints("[::1]:2379").is_ok());
+        for bad in [
+            "unix://x",
+            "ftp://a:1",
+            "http://",
+            "a b:1",
+            "",
+            "localhost",
+            "2379",
+            ":2379",
+            "a:",
+            "yes",
+        ] {
             assert!(endpoints(bad).is_err(), "{bad:?}");
         }
     }

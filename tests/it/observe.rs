@@ -841,11 +841,9 @@ fn json_output_from_flag_env_and_yaml_for_lock_status_list_and_show_config() {
         };
         assert_eq!(v["output"]["value"], "json", "{way}: {v}");
         assert_eq!(v["output"]["source"], expected, "{way}: {v}");
+        // Typed values (numbers, booleans, lists, null), never a nested object.
         for (key, entry) in v.as_object().unwrap() {
-            assert!(
-                entry["value"].is_string() || entry["value"].is_null(),
-                "{way}: {key}: {entry}"
-            );
+            assert!(!entry["value"].is_object(), "{way}: {key}: {entry}");
             assert!(entry["source"].is_string(), "{way}: {key}: {entry}");
         }
     }
