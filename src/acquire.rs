@@ -101,6 +101,7 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
         me,
         nowait,
         until: request.timeout.map(|d| started + d),
+        timeout: request.timeout,
         refresh: hooks.refresh(),
         holder: RefCell::new(None),
     };
@@ -222,6 +223,8 @@ struct Turns<'a> {
     nowait: bool,
     /// When the wait in the queue ends (the timeout); reaching etcd is bounded by maxtime.
     until: Option<Instant>,
+    /// The timeout itself, for the message that gives up.
+    timeout: Option<Duration>,
     refresh: Option<Duration>,
     /// The holder as far as the wait knows it, for progress lines and the busy error.
     holder: RefCell<Option<Contender>>,
@@ -405,11 +408,18 @@ impl Turns<'_> {
         }
     }
 
+    /// The timeout passed: says so, and for how long we waited, so it reads as a decision and
+    /// not as `--nowait`'s "busy".
     fn timed_out(&self) -> Error {
+        let waited = duration(self.timeout.unwrap_or_default());
         match self.holder.borrow().as_ref() {
-            Some(head) => busy(self.name, head),
+            Some(head) => Error::Conflict(format!(
+                "gave up on {} after waiting {waited}: held by {}",
+                self.name,
+                describe(head)
+            )),
             None => Error::Conflict(format!(
-                "{} is busy: timed out waiting in its queue",
+                "gave up on {} after waiting {waited} in its queue",
                 self.name
             )),
         }

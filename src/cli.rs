@@ -6,7 +6,6 @@
 //! validates them, so an error can say where a bad value came from.
 
 use crate::settings::{self, OptionSpec, Yaml};
-use clap::builder::FalseyValueParser;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use std::ffi::OsString;
@@ -100,6 +99,10 @@ fn option_arg(spec: &'static OptionSpec) -> Option<Arg> {
     if let Some(short) = spec.short {
         arg = arg.short(short);
     }
+    if spec.name == settings::SHELL_COMMAND.name {
+        // flock's -c: one shell command line, or a command after --, not both.
+        arg = arg.conflicts_with("command");
+    }
     if let Some(env) = spec.env {
         arg = arg.env(env);
     }
@@ -128,12 +131,16 @@ fn option_arg(spec: &'static OptionSpec) -> Option<Arg> {
             // (`--lock-name --nowait`), not a lock named "--nowait".
             arg.allow_hyphen_values(spec.name == settings::TIMEOUT.spec.name)
         }
-        None if spec.short.is_some() => arg.action(ArgAction::Count),
-        // A switch that is also a setting (variable, YAML key): its variable counts as unset
-        // when false-ish ("0", "false", "no", "off"), as a switch that was not given.
+        // -q, -qq, -v, -vv.
+        None if [settings::QUIET.name, settings::VERBOSE.name].contains(&spec.name) => {
+            arg.action(ArgAction::Count)
+        }
+        // A switch that is also a setting (variable, YAML key): its variable is read by the
+        // same rule as the YAML key (`values::switch`), and a false one counts as a switch
+        // that was not given.
         None if spec.yaml != Yaml::No => arg
             .action(ArgAction::SetTrue)
-            .value_parser(FalseyValueParser::new()),
+            .value_parser(settings::values::switch),
         None => arg.action(ArgAction::SetTrue),
     })
 }
@@ -265,6 +272,7 @@ impl Cli {
                 std::env::remove_var(name);
             }
         }
+        check_switch_variables()?;
         Self::parse_from_args(std::env::args_os().collect())
     }
 
@@ -294,10 +302,13 @@ impl Cli {
             config: matches.get_one::<OsString>(settings::CONFIG.name).cloned(),
             quiet: count(settings::QUIET.name),
             verbose: count(settings::VERBOSE.name),
-            command: matches
-                .get_many::<OsString>("command")
-                .map(|c| c.cloned().collect())
-                .unwrap_or_default(),
+            command: match matches.get_one::<String>(settings::SHELL_COMMAND.name) {
+                Some(line) => shell_command(line),
+                None => matches
+                    .get_many::<OsString>("command")
+                    .map(|c| c.cloned().collect())
+                    .unwrap_or_default(),
+            },
             values,
         })
     }
@@ -309,6 +320,29 @@ impl Cli {
             .find(|(n, ..)| *n == name)
             .map(|(_, text, given)| (text.as_str(), given))
     }
+}
+
+/// A switch's variable (`DISTLOCK_SHARED=maybe`) is refused here, naming it, as every other
+/// bad variable is refused by `config`; clap would name only the flag.
+fn check_switch_variables() -> Result<(), ParseError> {
+    let switches = settings::OPTIONS
+        .iter()
+        .filter(|spec| spec.value.is_none() && spec.yaml != Yaml::No);
+    for var in switches.filter_map(|spec| spec.env) {
+        let Some(text) = std::env::var_os(var) else {
+            continue;
+        };
+        let text = text.to_string_lossy();
+        if let Err(e) = settings::values::switch(&text) {
+            return Err(ParseError::Invalid(format!("{var}={text:?}: {e}")));
+        }
+    }
+    Ok(())
+}
+
+/// `-c CMD`: the command that runs the line, as flock runs it (`sh -c`).
+fn shell_command(line: &str) -> Vec<OsString> {
+    ["/bin/sh", "-c", line].map(OsString::from).to_vec()
 }
 
 /// A setting's text and how it was given, when a flag or a variable gave it.
@@ -332,6 +366,8 @@ pub enum ParseError {
     /// Also carries `--help` and `--version`, which are not errors.
     Clap(clap::Error),
     UnknownOption(String),
+    /// A value clap would explain less well.
+    Invalid(String),
 }
 
 impl From<clap::Error> for ParseError {
@@ -349,6 +385,10 @@ impl std::fmt::Display for ParseError {
                 let first = text.lines().next().unwrap_or_default();
                 let first = first.strip_prefix("error: ").unwrap_or(first);
                 write!(f, "{first}; see distlock --help")
+            }
+            ParseError::Invalid(message) => f.write_str(message),
+            ParseError::UnknownOption(option) if option.contains("did you mean") => {
+                write!(f, "unknown option {option} (see distlock --help)")
             }
             ParseError::UnknownOption(option) => write!(
                 f,
@@ -373,8 +413,14 @@ pub fn go_style_to_gnu(cmd: &clap::Command, args: Vec<OsString>) -> Result<Vec<O
             // `--unlock=KEY` takes its value only after '='.
             .map(|a| a.get_action().takes_values() && !a.is_require_equals_set()),
     };
-    let is_short =
-        |c: char| matches!(c, 'h' | 'V') || cmd.get_arguments().any(|a| a.get_short() == Some(c));
+    // Whether `c` is a short flag of ours, and whether it takes a value (`-w 30`, `-w30`).
+    let short = |c: char| match c {
+        'h' | 'V' => Some(false),
+        _ => cmd
+            .get_arguments()
+            .find(|a| a.get_short() == Some(c))
+            .map(|a| a.get_action().takes_values()),
+    };
     let mut out = Vec::with_capacity(args.len());
     let mut iter = args.into_iter();
     if let Some(program) = iter.next() {
@@ -401,13 +447,134 @@ pub fn go_style_to_gnu(cmd: &clap::Command, args: Vec<OsString>) -> Result<Vec<O
                     }
                 }
             }
-            // Bundled short flags: -q, -vv.
-            None if !text.starts_with("--") && body.chars().all(is_short) => out.push(arg),
-            None => return Err(text.split('=').next().unwrap_or(text).to_string()),
+            // Short flags, bundled (-q, -vv, -nq), the last one perhaps with its value (-w 30,
+            // -w30, -qw 30): the value is never the start of the command. An attached value
+            // becomes a word of its own, or clap would take `-E75` for the command.
+            None if !text.starts_with("--") => match shorts_and_value(body, short) {
+                Some((flags, Value::Next)) => {
+                    out.push(OsString::from(format!("-{flags}")));
+                    out.extend(iter.next());
+                }
+                Some((flags, Value::Attached(value))) => {
+                    out.push(OsString::from(format!("-{flags}")));
+                    out.push(OsString::from(value));
+                }
+                Some((_, Value::None)) => out.push(arg),
+                None => return Err(unknown(cmd, text)),
+            },
+            None => return Err(unknown(cmd, text)),
         }
     }
     out.extend(iter);
     Ok(out)
+}
+
+/// Where the value of bundled short flags is.
+enum Value<'a> {
+    None,
+    /// The next word (`-w 30`).
+    Next,
+    /// The rest of the bundle (`-w30`).
+    Attached(&'a str),
+}
+
+/// Bundled short flags (`qw30` of `-qw30`): the flags up to the one that takes a value, and
+/// where that value is; `None` if one of them is not ours.
+fn shorts_and_value(
+    bundle: &str,
+    short: impl Fn(char) -> Option<bool>,
+) -> Option<(&str, Value<'_>)> {
+    for (at, c) in bundle.char_indices() {
+        if short(c)? {
+            let (flags, rest) = bundle.split_at(at + c.len_utf8());
+            return Some(match rest {
+                "" => (flags, Value::Next),
+                // `-E=75`, as clap takes it.
+                _ => (
+                    flags,
+                    Value::Attached(rest.strip_prefix('=').unwrap_or(rest)),
+                ),
+            });
+        }
+    }
+    Some((bundle, Value::None))
+}
+
+/// An unknown option, as the error shows it: the option, and the flag it was probably meant to
+/// be (`--lockname`, `--lock_name` and `DISTLOCK_LOCKNAME` are `--lock-name`).
+fn unknown(cmd: &clap::Command, text: &str) -> String {
+    let typed = text.split('=').next().unwrap_or(text);
+    match suggest(cmd, typed) {
+        Some(flag) => format!("{typed}; did you mean --{flag}?"),
+        None => typed.to_string(),
+    }
+}
+
+/// The long flag `typed` most likely means: the same in another spelling (a YAML key, a
+/// variable, `_` for `-`, any case), else one at most two typos away.
+fn suggest(cmd: &clap::Command, typed: &str) -> Option<String> {
+    let plain = |s: &str| -> String {
+        let s: String = s
+            .to_ascii_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .collect();
+        s.strip_prefix("distlock").map(str::to_string).unwrap_or(s)
+    };
+    let want = plain(typed);
+    if want.len() < 2 {
+        return None;
+    }
+    // Each flag with the spellings it goes by: the flag, its YAML key and its variable.
+    let flags: Vec<(&str, Vec<String>)> = cmd
+        .get_arguments()
+        .filter(|a| !a.is_hide_set())
+        .filter_map(|a| {
+            let long = a.get_long()?;
+            let mut names = vec![plain(long), plain(a.get_id().as_str())];
+            names.extend(a.get_env().map(|e| plain(&e.to_string_lossy())));
+            Some((long, names))
+        })
+        .collect();
+    if let Some((long, _)) = flags.iter().find(|(_, names)| names.contains(&want)) {
+        return Some(long.to_string());
+    }
+    flags
+        .iter()
+        .map(|(long, names)| {
+            let nearest = names
+                .iter()
+                .map(|n| edits(n, &want))
+                .min()
+                .unwrap_or(usize::MAX);
+            (nearest, *long)
+        })
+        .filter(|(n, _)| *n <= 2 && *n < want.len() / 2 + 1)
+        .min_by_key(|(n, _)| *n)
+        .map(|(_, long)| long.to_string())
+}
+
+/// The edit distance between `a` and `b` (insertions, deletions, substitutions, swaps).
+fn edits(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    d[0] = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -515,15 +682,114 @@ mod tests {
     #[test]
     fn unknown_options_before_the_command_are_errors() {
         assert_eq!(
-            go_style_to_gnu(&command(), args(&["distlock", "--nowiat", "backup.sh"])),
-            Err("--nowiat".to_string())
-        );
-        assert_eq!(
             go_style_to_gnu(&command(), args(&["distlock", "-x", "backup.sh"])),
             Err("-x".to_string())
         );
+        assert_eq!(
+            go_style_to_gnu(&command(), args(&["distlock", "--nowiat", "backup.sh"])),
+            Err("--nowiat; did you mean --nowait?".to_string())
+        );
         assert!(go_style_to_gnu(&command(), args(&["distlock", "--", "--nowiat"])).is_ok());
         assert!(go_style_to_gnu(&command(), args(&["distlock", "--help"])).is_ok());
+    }
+
+    #[test]
+    fn flocks_short_flags_take_their_values() {
+        assert_eq!(
+            rewrite(&[
+                "distlock",
+                "-n",
+                "-w",
+                "-1",
+                "-lock-name=x",
+                "-E",
+                "75",
+                "cmd"
+            ]),
+            [
+                "distlock",
+                "-n",
+                "-w",
+                "-1",
+                "--lock-name=x",
+                "-E",
+                "75",
+                "cmd"
+            ]
+        );
+        assert_eq!(
+            rewrite(&["distlock", "-qw", "0.5", "-E75", "-sn", "-lock", "cmd", "-w"]),
+            ["distlock", "-qw", "0.5", "-E", "75", "-sn", "--lock", "cmd", "-w"]
+        );
+        assert_eq!(
+            rewrite(&["distlock", "-qw0.5", "-E=75", "-w", "-1", "cmd"]),
+            ["distlock", "-qw", "0.5", "-E", "75", "-w", "-1", "cmd"]
+        );
+        let cli =
+            Cli::parse_from_args(args(&["distlock", "-E75", "--lock-name=q", "--status"])).unwrap();
+        assert!(cli.status && cli.command.is_empty());
+        assert_eq!(cli.value("conflict_exit_code").map(|(t, _)| t), Some("75"));
+        let cli = Cli::parse_from_args(args(&[
+            "distlock",
+            "-n",
+            "-s",
+            "-E",
+            "75",
+            "-w",
+            "0.5",
+            "-lock-name=x",
+            "true",
+        ]))
+        .unwrap();
+        assert!(cli.nowait);
+        assert_eq!(cli.value("shared").map(|(t, _)| t), Some("true"));
+        assert_eq!(cli.value("conflict_exit_code").map(|(t, _)| t), Some("75"));
+        assert_eq!(cli.value("timeout").map(|(t, _)| t), Some("0.5"));
+        assert_eq!(cli.command, ["true"]);
+    }
+
+    #[test]
+    fn dash_c_runs_a_shell_line_and_excludes_a_command() {
+        let cli =
+            Cli::parse_from_args(args(&["distlock", "-lock-name=x", "-c", "a && b"])).unwrap();
+        assert_eq!(cli.command, ["/bin/sh", "-c", "a && b"]);
+        let cli =
+            Cli::parse_from_args(args(&["distlock", "--command=a;b", "--lock-name=x"])).unwrap();
+        assert_eq!(cli.command, ["/bin/sh", "-c", "a;b"]);
+        for both in [
+            &["distlock", "-c", "a", "--", "b"][..],
+            &["distlock", "-c", "a", "b"],
+        ] {
+            assert!(Cli::parse_from_args(args(both)).is_err(), "{both:?}");
+        }
+    }
+
+    #[test]
+    fn other_spellings_of_a_flag_point_at_it() {
+        for typed in [
+            "--lockname",
+            "--lock_name",
+            "-lockname=x",
+            "--LOCK-NAME",
+            "--DISTLOCK_LOCKNAME",
+            "--lock-nmae",
+        ] {
+            let err = go_style_to_gnu(&command(), args(&["distlock", typed, "x", "true"]));
+            let typed = typed.split('=').next().unwrap();
+            assert_eq!(
+                err,
+                Err(format!("{typed}; did you mean --lock-name?")),
+                "{typed}"
+            );
+        }
+        let err = go_style_to_gnu(&command(), args(&["distlock", "--hold_at_least=5", "t"]));
+        assert_eq!(
+            err,
+            Err("--hold_at_least; did you mean --hold-at-least?".into())
+        );
+        // Nothing close: no guess.
+        let err = go_style_to_gnu(&command(), args(&["distlock", "--frobnicate", "t"]));
+        assert_eq!(err, Err("--frobnicate".into()));
     }
 
     #[test]

@@ -274,6 +274,12 @@ fn give_terminal_to(group: Pid) {
 fn spawn_error(program: &OsString, e: &io::Error) -> Failure {
     let name = program.to_string_lossy();
     match e.kind() {
+        // A whole shell line given as one word (`-- "yum -y upgrade && echo done"`).
+        io::ErrorKind::NotFound if name.contains(char::is_whitespace) => {
+            Failure::NotFound(format!(
+                "command not found: {name:?}; to run a shell command line use -c '…' or -- sh -c '…'"
+            ))
+        }
         io::ErrorKind::NotFound => Failure::NotFound(format!(
             "command not found: {name}; check its name and PATH"
         )),

@@ -12,9 +12,13 @@ pub const OK: u8 = 0;
 /// until it has a code and a meaning.
 #[derive(Debug)]
 pub enum Failure {
-    /// Busy (`--nowait`, `--timeout`), skipped by `--min-interval`, or nothing to unlock. Its
-    /// code is the `conflict_exit_code` setting; `NotAcquired::code` is its default.
+    /// Nothing to unlock, or busy where that is not a skip. Its code is the
+    /// `conflict_exit_code` setting; `NotAcquired::code` is its default.
     NotAcquired(String),
+    /// A skip: the lock was busy with `--nowait`, the `--timeout` passed, or `--min-interval`
+    /// has not (a run that decides not to run, as cron expects). Code and meaning as
+    /// `NotAcquired`, but `-q` silences its line: the exit code tells, as with `flock -n`.
+    Skipped(String),
     /// Bad command line, environment or configuration file; nothing was changed in etcd.
     Usage(String),
     /// etcd could not be reached, refused the request, rejected the credentials or a TLS
@@ -38,7 +42,7 @@ pub type Result<T, E = Failure> = std::result::Result<T, E>;
 impl Failure {
     pub fn code(&self) -> u8 {
         match self {
-            Failure::NotAcquired(_) => 1,
+            Failure::NotAcquired(_) | Failure::Skipped(_) => 1,
             Failure::Usage(_) => 2,
             Failure::Etcd(_) => 3,
             Failure::Lost(_) => 4,
@@ -52,7 +56,7 @@ impl Failure {
     /// What the code means, as the documentation says it.
     pub fn meaning(&self) -> &'static str {
         match self {
-            Failure::NotAcquired(_) => {
+            Failure::NotAcquired(_) | Failure::Skipped(_) => {
                 "not acquired (busy with --nowait, --timeout passed), or skipped by \
                  --min-interval; --unlock of a free lock (--conflict-exit-code changes it)"
             }
@@ -115,6 +119,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::NotAcquired(m)
+            | Failure::Skipped(m)
             | Failure::Usage(m)
             | Failure::Etcd(m)
             | Failure::Lost(m)
@@ -133,6 +138,21 @@ impl fmt::Display for Failure {
 }
 
 impl std::error::Error for Failure {}
+
+impl Failure {
+    /// Whether this is a skip (`Skipped`), which `-q` does not print.
+    pub fn is_skip(&self) -> bool {
+        matches!(self, Failure::Skipped(_))
+    }
+
+    /// A failure to take the lock: "busy" and "timed out" are skips, the rest as usual.
+    pub fn from_acquire(e: distlock::Error) -> Failure {
+        match e {
+            distlock::Error::Conflict(m) => Failure::Skipped(m),
+            e => e.into(),
+        }
+    }
+}
 
 /// The library's errors, as the run's failures.
 impl From<distlock::Error> for Failure {

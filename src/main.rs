@@ -54,6 +54,7 @@ fn main() -> ExitCode {
     output::init_logging(config.log_format, config.quiet, config.verbose);
     let json_logs = config.log_format == config::Format::Json;
     let conflict_exit_code = config.conflict_exit_code;
+    let quiet = config.quiet;
     // One lease, one watch and one child need no thread pool.
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -68,8 +69,12 @@ fn main() -> ExitCode {
             fail(&e, json_logs);
             die_of(nix::libc::SIGINT)
         }
+        // A skip says nothing with -q, like `flock -n`: the exit code tells.
+        Err(e) if e.is_skip() && quiet => ExitCode::from(conflict_exit_code),
         // "Not acquired" exits with the code the configuration chose.
-        Err(e @ Failure::NotAcquired(_)) => fail_with(&e, json_logs, conflict_exit_code),
+        Err(e @ (Failure::NotAcquired(_) | Failure::Skipped(_))) => {
+            fail_with(&e, json_logs, conflict_exit_code)
+        }
         Err(e) => fail(&e, json_logs),
     }
 }

@@ -58,7 +58,7 @@ pub fn print_settings(format: Format, settings: &[Setting]) {
         let map: serde_json::Map<String, serde_json::Value> = settings
             .iter()
             .map(|s| {
-                let entry = json!({ "value": s.value, "source": s.source.to_string() });
+                let entry = json!({ "value": s.json, "source": s.source.to_string() });
                 (s.key.to_string(), entry)
             })
             .collect();

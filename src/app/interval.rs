@@ -22,7 +22,7 @@ use std::time::Duration;
 /// stands. Costs one read, and one more when there is a stamp.
 pub(super) async fn look(etcd: &Etcd, config: &Config, name: &LockName) -> Result<()> {
     match stamp::read(etcd, &stamp_key(&config.prefix, name)).await? {
-        Some(found) => Err(Failure::NotAcquired(skipped(name, &found))),
+        Some(found) => Err(Failure::Skipped(skipped(name, &found))),
         None => Ok(()),
     }
 }

@@ -8,7 +8,7 @@ use crate::command::Signals;
 use crate::config::{Config, LockName, Mode, Wait};
 use crate::error::Error;
 use crate::etcd::Etcd;
-use crate::exit::Result;
+use crate::exit::{Failure, Result};
 use crate::held::Held;
 use crate::output::{self, Progress};
 use crate::queue::Contender;
@@ -86,7 +86,9 @@ async fn acquire_on(
         progress: Progress::new(name, config.quiet),
         signals,
     };
-    Ok(acquire::acquire(etcd, &request, &mut hooks).await?)
+    acquire::acquire(etcd, &request, &mut hooks)
+        .await
+        .map_err(Failure::from_acquire)
 }
 
 /// The binary's side of a wait: progress lines, and signals that end it.

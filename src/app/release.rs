@@ -49,8 +49,9 @@ fn warn_not_released(held: &Held, e: &Error) {
 /// place) that nobody keeps alive, and lets our own lease go.
 async fn hold_on(held: &Held, min: Duration) {
     match held.keep_until(min).await {
+        // Expected on every run of a fleet-wide cron job: only with -v.
         Ok(Some(secs)) => {
-            tracing::info!("holding {} for {secs}s more (--hold-at-least)", held.key())
+            tracing::debug!("holding {} for {secs}s more (--hold-at-least)", held.key())
         }
         Ok(None) => {}
         Err(e) => tracing::warn!("cannot keep the lock for --hold-at-least: {e}"),

@@ -132,7 +132,8 @@ pub fn readme_settings() -> String {
         String::from("| flag | env | YAML key | default | meaning |\n|---|---|---|---|---|\n");
     for spec in OPTIONS {
         let flag = match (spec.short, spec.flag, spec.value) {
-            (Some(short), Some(long), _) => format!("`-{short}`, `--{long}`"),
+            (Some(short), Some(long), Some(value)) => format!("`-{short}`, `--{long} {value}`"),
+            (Some(short), Some(long), None) => format!("`-{short}`, `--{long}`"),
             (None, Some(long), Some(value)) => format!("`--{long} {value}`"),
             (None, Some(long), None) => format!("`--{long}`"),
             _ => String::new(),

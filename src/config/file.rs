@@ -5,7 +5,7 @@
 use crate::cli::Cli;
 use crate::exit::{Failure, Result};
 use crate::settings::{self, OptionSpec, Yaml};
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -167,9 +167,7 @@ impl<'de> Visitor<'de> for EntriesVisitor {
             }
             seen.push(spec.name);
             let value = match spec.yaml {
-                Yaml::List => map
-                    .next_value::<Option<Vec<Scalar>>>()?
-                    .map(|list| list.into_iter().map(|s| s.0).collect::<Vec<_>>().join(",")),
+                Yaml::List => map.next_value::<Option<List>>()?.map(|l| l.0),
                 _ => map.next_value::<Option<Scalar>>()?.map(|s| s.0),
             };
             entries.extend(value.map(|v| (spec.name, v)));
@@ -218,6 +216,38 @@ struct Scalar(String);
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d).map(Scalar)
+    }
+}
+
+/// A list setting's value: a YAML list, or one string that is comma-separated as the flag's
+/// (`endpoints: http://a:2379,http://b:2379`); either way joined by commas, as a flag gives it.
+struct List(String);
+
+impl<'de> Deserialize<'de> for List {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ListVisitor)
+    }
+}
+
+struct ListVisitor;
+
+impl<'de> Visitor<'de> for ListVisitor {
+    type Value = List;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list, or a string of comma-separated values")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<List, E> {
+        Ok(List(text.to_string()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<List, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Scalar(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(List(items.join(",")))
     }
 }
 
@@ -279,6 +309,23 @@ mod tests {
             text_of(&file, "endpoints").as_deref(),
             Some("http://a:1,http://b:2")
         );
-        assert!(parse(Path::new("x.yaml"), b"endpoints: http://a:1\n").is_err());
+        for one in [
+            &b"endpoints: http://a:1,http://b:2\n"[..],
+            b"endpoints: \"http://a:1, http://b:2\"\n",
+            b"endpoints: [http://a:1, http://b:2]\n",
+        ] {
+            let file = parse(Path::new("x.yaml"), one).unwrap();
+            let text = text_of(&file, "endpoints").unwrap().replace(' ', "");
+            assert_eq!(text, "http://a:1,http://b:2");
+        }
+        // The line of the value that is neither.
+        for (bad, line) in [
+            (&b"ttl: 5\nendpoints: {a: 1}\n"[..], "line 2"),
+            (b"ttl: 5\nendpoints:\n  a: b\n", "line 3"),
+            (b"endpoints: 2379\n", "line 1"),
+        ] {
+            let err = parse(Path::new("x.yaml"), bad).unwrap_err();
+            assert!(err.to_string().contains(line), "{err}");
+        }
     }
 }

@@ -79,7 +79,8 @@ impl<'a> Layers<'a> {
         Ok(match self.layer(def, default)? {
             Some((value, source)) => Some(self.record(&def.spec, value, source)),
             None => {
-                self.show(&def.spec, "(not set)".into(), Source::Default);
+                let null = serde_json::Value::Null;
+                self.show(&def.spec, "(not set)".into(), null, Source::Default);
                 None
             }
         })
@@ -92,15 +93,22 @@ impl<'a> Layers<'a> {
 
     /// Records a value whose source the caller worked out.
     pub fn record<T: Show>(&mut self, spec: &OptionSpec, value: T, source: Source) -> T {
-        self.show(spec, value.show(), source);
+        self.show(spec, value.show(), value.json(), source);
         value
     }
 
-    /// Records what `--show-config` shows for `spec`.
-    pub fn show(&mut self, spec: &OptionSpec, value: String, source: Source) {
+    /// Records what `--show-config` shows for `spec`, as text and as JSON.
+    pub fn show(
+        &mut self,
+        spec: &OptionSpec,
+        value: String,
+        json: serde_json::Value,
+        source: Source,
+    ) {
         self.settings.push(Setting {
             key: spec.name,
             value,
+            json,
             source,
         });
     }

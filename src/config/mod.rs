@@ -50,6 +50,8 @@ impl fmt::Display for Source {
 pub struct Setting {
     pub key: &'static str,
     pub value: String,
+    /// The value typed, for `--output=json`; `null` when unset.
+    pub json: serde_json::Value,
     pub source: Source,
 }
 
@@ -113,7 +115,6 @@ impl Config {
             )));
         }
         let wait = wait(&cli, &mut l)?;
-        let endpoints = l.value(&settings::ENDPOINTS)?;
         let prefix = l.value(&settings::PREFIX)?;
         let ttl = l.value(&settings::TTL)?;
         let maxtime = l.value(&settings::MAXTIME)?;
@@ -135,6 +136,7 @@ impl Config {
         }
         let log_format = l.value(&settings::LOG_FORMAT)?;
         let security = security(&cli, &mut l)?;
+        let endpoints = endpoints(&mut l, &security)?;
 
         Ok(Config {
             // The file's `ttl` sets the lease TTL; only a --ttl or DISTLOCK_TTL given for this
@@ -205,6 +207,25 @@ fn wait(cli: &Cli, l: &mut Layers) -> Result<Wait> {
     Ok(l.record(&def.spec, wait, source))
 }
 
+/// Endpoints without a scheme (`127.0.0.1:2379`, as etcdctl takes them) are http://, or
+/// https:// when a TLS file (cacert, cert, key) is given, as etcdctl decides.
+fn endpoints(l: &mut Layers, security: &Security) -> Result<Vec<String>> {
+    let def = &settings::ENDPOINTS;
+    let (list, source) = l
+        .layer(def, Layers::default(def)?)?
+        .ok_or_else(|| Failure::Usage(format!("{} has no built-in default", def.spec.name)))?;
+    let tls = security.cacert.is_some() || security.cert.is_some() || security.key.is_some();
+    let scheme = if tls { "https://" } else { "http://" };
+    let list = list
+        .into_iter()
+        .map(|e| match e.contains("://") {
+            true => e,
+            false => format!("{scheme}{e}"),
+        })
+        .collect();
+    Ok(l.record(&def.spec, list, source))
+}
+
 /// By default at most TTL/4, and never over TTL/2, so that the command is gone before etcd can
 /// expire the lock.
 fn kill_grace(l: &mut Layers, ttl: Duration) -> Result<Duration> {
@@ -267,7 +288,11 @@ fn security(cli: &Cli, l: &mut Layers) -> Result<Security> {
     } else {
         "(not set)"
     };
-    l.show(&settings::PASSWORD, shown.into(), source);
+    let json = match password {
+        Some(_) => shown.into(),
+        None => serde_json::Value::Null,
+    };
+    l.show(&settings::PASSWORD, shown.into(), json, source);
     if password.is_some() && user.is_none() {
         return Err(Failure::Usage(
             "a password was given but no --user (DISTLOCK_USER, user)".into(),
@@ -429,6 +454,19 @@ mod tests {
             );
             assert!(resolve(&["--lock-name=x", flag, "true"]).is_ok(), "{flag}");
         }
+    }
+
+    #[test]
+    fn endpoints_without_a_scheme_are_http_or_with_tls_files_https() {
+        let config = resolve(&["--show-config", "--endpoints=127.0.0.1:2379,http://b:1"]).unwrap();
+        assert_eq!(config.endpoints, ["http://127.0.0.1:2379", "http://b:1"]);
+        let config = resolve(&[
+            "--show-config",
+            "--endpoints=e1:2379,http://b:1",
+            "--cacert=/etc/ca.pem",
+        ])
+        .unwrap();
+        assert_eq!(config.endpoints, ["https://e1:2379", "http://b:1"]);
     }
 
     #[test]

@@ -8,7 +8,9 @@ pub const ENDPOINTS: Def<Vec<String>> = Def {
     spec: OptionSpec {
         yaml: Yaml::List,
         default: Some("http://127.0.0.1:2379"),
-        more: "In this file, a YAML list.",
+        more: "In this file, a YAML list or one comma-separated string. host:port without a \
+               scheme, as etcdctl takes it, is http://, or https:// when cacert, cert or key is \
+               given.",
         example: Some(
             "http://etcd1.example.com:2379,http://etcd2.example.com:2379,http://etcd3.example.com:2379",
         ),
@@ -17,7 +19,7 @@ pub const ENDPOINTS: Def<Vec<String>> = Def {
             "endpoints",
             "DISTLOCK_ENDPOINTS",
             "URLS",
-            "Comma-separated etcd URLs; https:// means TLS",
+            "Comma-separated etcd URLs (or host:port); https:// means TLS",
         )
     },
     parse: values::endpoints,

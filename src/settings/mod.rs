@@ -196,8 +196,9 @@ pub const SHARED: Def<bool> = Def {
                one (the default, and every etcdctl lock) runs alone. A shared contender that \
                arrives after a waiting exclusive one queues behind it. Not with max_holders.",
         example: Some("false"),
-        // A switch: `--shared`, DISTLOCK_SHARED=1, `shared: true`.
+        // A switch: `--shared` (`-s`, as flock), DISTLOCK_SHARED=1, `shared: true`.
         value: None,
+        short: Some('s'),
         ..setting(
             "shared",
             "shared",
@@ -221,6 +222,7 @@ pub const FOLLOW: OptionSpec = OptionSpec {
 
 pub const NOWAIT: OptionSpec = OptionSpec {
     flag: Some("nowait"),
+    short: Some('n'),
     ..spec(
         "nowait",
         "Fail at once when the lock is busy (same as --timeout=0)",
@@ -232,12 +234,13 @@ pub const TIMEOUT: Def<Wait> = Def {
         default: Some("-1"),
         more: "0 fails at once when busy. --nowait on the command line overrides it.",
         example: Some("10m"),
+        short: Some('w'),
         ..setting(
             "timeout",
             "timeout",
             "DISTLOCK_TIMEOUT",
             "T",
-            "Longest wait: seconds (30) or a duration (90s, 5m); -1 waits forever",
+            "Longest wait: seconds (30, 0.5) or a duration (90s, 5m); -1 waits forever",
         )
     },
     parse: values::timeout,
@@ -264,6 +267,18 @@ pub const HOLDER: OptionSpec = OptionSpec {
         "holder",
         "With --extend or --unlock: the holder to act on when several hold the lock, by its key \
          or lease id (see --status)",
+    )
+};
+
+/// `-c CMD`, as flock has it: one shell command line, run as `/bin/sh -c CMD`, instead of a
+/// command after `--`.
+pub const SHELL_COMMAND: OptionSpec = OptionSpec {
+    flag: Some("command"),
+    short: Some('c'),
+    value: Some("CMD"),
+    ..spec(
+        "shell_command",
+        "Run the shell command line CMD (/bin/sh -c CMD), as flock -c; instead of -- COMMAND",
     )
 };
 
@@ -396,6 +411,7 @@ pub const CONFLICT_EXIT_CODE: Def<u8> = Def {
         default: Some("1"),
         more: "E.g. 75 (EX_TEMPFAIL) tells \"busy\" apart from the command's own exit 1.",
         example: Some("75"),
+        short: Some('E'),
         ..setting(
             "conflict_exit_code",
             "conflict-exit-code",
@@ -443,7 +459,11 @@ pub const LOG_FORMAT: Def<Format> = Def {
 pub const QUIET: OptionSpec = OptionSpec {
     flag: Some("quiet"),
     short: Some('q'),
-    ..spec("quiet", "Say less: no progress messages while waiting")
+    ..spec(
+        "quiet",
+        "Say less: no progress lines, and nothing when the lock is skipped (busy with -n, -w \
+         passed; the exit code tells); errors still print",
+    )
 };
 
 pub const VERBOSE: OptionSpec = OptionSpec {
@@ -467,6 +487,7 @@ pub const OPTIONS: &[&OptionSpec] = &[
     &EXTEND.spec,
     &HOLDER,
     &FOLLOW,
+    &SHELL_COMMAND,
     &NOWAIT,
     &TIMEOUT.spec,
     &ENDPOINTS.spec,

@@ -46,14 +46,30 @@ pub const MAX_HOLDERS: u32 = 1000;
 
 pub use crate::name::LockName;
 
-/// A value as `--show-config` shows it.
+/// A value as `--show-config` shows it: as text, and typed for `--output=json` (numbers,
+/// booleans, lists; durations in seconds).
 pub trait Show {
     fn show(&self) -> String;
+    fn json(&self) -> Value;
+}
+
+use serde_json::{json, Value};
+
+/// A duration in seconds: a whole number when it is one, else a fraction (0.5).
+fn seconds(d: &Duration) -> Value {
+    match d.subsec_nanos() {
+        0 => json!(d.as_secs()),
+        _ => json!(d.as_secs_f64()),
+    }
 }
 
 impl Show for String {
     fn show(&self) -> String {
         self.clone()
+    }
+
+    fn json(&self) -> Value {
+        Value::String(self.clone())
     }
 }
 
@@ -61,11 +77,19 @@ impl Show for LockName {
     fn show(&self) -> String {
         self.to_string()
     }
+
+    fn json(&self) -> Value {
+        Value::String(self.to_string())
+    }
 }
 
 impl Show for Duration {
     fn show(&self) -> String {
         humantime::format_duration(*self).to_string()
+    }
+
+    fn json(&self) -> Value {
+        seconds(self)
     }
 }
 
@@ -76,11 +100,22 @@ impl Show for Wait {
             Wait::Upto(d) => d.show(),
         }
     }
+
+    fn json(&self) -> Value {
+        match self {
+            Wait::Forever => json!(-1),
+            Wait::Upto(d) => seconds(d),
+        }
+    }
 }
 
 impl Show for Vec<String> {
     fn show(&self) -> String {
         self.join(",")
+    }
+
+    fn json(&self) -> Value {
+        json!(self)
     }
 }
 
@@ -88,17 +123,29 @@ impl Show for u8 {
     fn show(&self) -> String {
         self.to_string()
     }
+
+    fn json(&self) -> Value {
+        json!(self)
+    }
 }
 
 impl Show for u32 {
     fn show(&self) -> String {
         self.to_string()
     }
+
+    fn json(&self) -> Value {
+        json!(self)
+    }
 }
 
 impl Show for bool {
     fn show(&self) -> String {
         self.to_string()
+    }
+
+    fn json(&self) -> Value {
+        json!(self)
     }
 }
 
@@ -109,17 +156,32 @@ impl Show for Expiry {
             Expiry::Never => "never".into(),
         }
     }
+
+    fn json(&self) -> Value {
+        match self {
+            Expiry::After(d) => seconds(d),
+            Expiry::Never => json!("never"),
+        }
+    }
 }
 
 impl Show for OnLost {
     fn show(&self) -> String {
         format!("{self:?}").to_lowercase()
     }
+
+    fn json(&self) -> Value {
+        Value::String(self.show())
+    }
 }
 
 impl Show for Format {
     fn show(&self) -> String {
         format!("{self:?}").to_lowercase()
+    }
+
+    fn json(&self) -> Value {
+        Value::String(self.show())
     }
 }
 
@@ -151,7 +213,8 @@ pub fn on_lost(text: &str) -> Result<OnLost, String> {
     }
 }
 
-/// A comma-separated list of http:// or https:// URLs (a YAML list arrives joined by commas).
+/// A comma-separated list of http:// or https:// URLs, or `host:port` without a scheme as
+/// etcdctl takes them (`config` adds the scheme); a YAML list arrives joined by commas.
 pub fn endpoints(text: &str) -> Result<Vec<String>, String> {
     let list: Vec<String> = text
         .split(',')
@@ -167,15 +230,33 @@ pub fn endpoints(text: &str) -> Result<Vec<String>, String> {
 }
 
 fn endpoint(endpoint: &str) -> Result<(), String> {
-    let rest = endpoint
-        .strip_prefix("http://")
-        .or_else(|| endpoint.strip_prefix("https://"))
-        .ok_or_else(|| format!("endpoint {endpoint:?} is not an http:// or https:// URL"))?;
+    let rest = match endpoint.split_once("://") {
+        // etcdctl's form: a port is what tells it from a typo (`endpoints: yes`).
+        None if !has_port(endpoint) => {
+            return Err(format!(
+                "endpoint {endpoint:?} is not an http:// or https:// URL, or host:port"
+            ))
+        }
+        None => endpoint,
+        Some(("http" | "https", rest)) => rest,
+        Some(_) => {
+            return Err(format!(
+                "endpoint {endpoint:?} is not an http:// or https:// URL, or host:port"
+            ))
+        }
+    };
     let host = rest.split('/').next().unwrap_or_default();
     if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c.is_control()) {
         return Err(format!("endpoint {endpoint:?} has no valid host"));
     }
     Ok(())
+}
+
+/// `host:port` (`127.0.0.1:2379`, `[::1]:2379`): a host, and a port in digits.
+fn has_port(endpoint: &str) -> bool {
+    endpoint.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 pub fn exit_code(text: &str) -> Result<u8, String> {
@@ -232,12 +313,13 @@ pub fn max_holders(text: &str) -> Result<u32, String> {
     }
 }
 
-/// A switch given as a YAML value or a variable: `true` or `false`.
+/// A switch given as a YAML value or a variable, one rule for both: true/false, yes/no, on/off
+/// or 1/0, in any case.
 pub fn switch(text: &str) -> Result<bool, String> {
-    match text.trim() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err("expected true or false".into()),
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err("expected true or false (also yes/no, on/off, 1/0)".into()),
     }
 }
 
@@ -255,6 +337,21 @@ pub fn expiry(text: &str) -> Result<Expiry, String> {
 pub fn timeout(text: &str) -> Result<Wait, String> {
     if text.trim() == "-1" {
         return Ok(Wait::Forever);
+    }
+    // Fractional seconds, as `flock -w 0.5` takes them.
+    if let Some(secs) = text
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|_| text.contains('.'))
+    {
+        return Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| *d <= LONGEST)
+            .map(Wait::Upto)
+            .ok_or_else(|| {
+                "expected seconds (30, 0.5) or a duration (90s, 5m), or -1 to wait forever".into()
+            });
     }
     duration(text)
         .map(Wait::Upto)
@@ -274,9 +371,49 @@ mod tests {
         assert!(duration("-5").is_err());
         assert_eq!(timeout("-1"), Ok(Wait::Forever));
         assert_eq!(timeout("0"), Ok(Wait::Upto(Duration::ZERO)));
+        assert_eq!(timeout("0.5"), Ok(Wait::Upto(Duration::from_millis(500))));
+        assert_eq!(timeout("2.25"), Ok(Wait::Upto(Duration::from_millis(2250))));
+        for bad in ["-0.5", "0.5.1", "NaN.", "inf."] {
+            assert!(timeout(bad).is_err(), "{bad:?}");
+        }
         assert!(whole_seconds("0").is_err());
         assert!(whole_seconds("1500ms").is_err());
         assert_eq!(positive_duration("500ms"), Ok(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn endpoints_may_leave_out_the_scheme() {
+        assert_eq!(
+            endpoints("127.0.0.1:2379, https://b:2379"),
+            Ok(vec!["127.0.0.1:2379".into(), "https://b:2379".into()])
+        );
+        assert!(endpoints("[::1]:2379").is_ok());
+        for bad in [
+            "unix://x",
+            "ftp://a:1",
+            "http://",
+            "a b:1",
+            "",
+            "localhost",
+            "2379",
+            ":2379",
+            "a:",
+            "yes",
+        ] {
+            assert!(endpoints(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn values_show_typed_in_json() {
+        assert_eq!(Duration::from_secs(5400).json(), json!(5400));
+        assert_eq!(Duration::from_millis(500).json(), json!(0.5));
+        assert_eq!(Wait::Forever.json(), json!(-1));
+        assert_eq!(Wait::Upto(Duration::from_secs(30)).json(), json!(30));
+        assert_eq!(3u32.json(), json!(3));
+        assert_eq!(false.json(), json!(false));
+        assert_eq!(vec!["a".to_string()].json(), json!(["a"]));
+        assert_eq!(Format::Json.json(), json!("json"));
     }
 
     #[test]
@@ -291,7 +428,14 @@ mod tests {
         for bad in ["0", "-5", "500ms", "soon", ""] {
             assert!(expiry(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(switch("true"), Ok(true));
-        assert!(switch("yes").is_err());
+        for yes in ["true", "yes", "on", "1", "True", "YES", " On "] {
+            assert_eq!(switch(yes), Ok(true), "{yes:?}");
+        }
+        for no in ["false", "no", "off", "0", "FALSE", "No"] {
+            assert_eq!(switch(no), Ok(false), "{no:?}");
+        }
+        for bad in ["", "y", "2", "banana", "truee"] {
+            assert!(switch(bad).is_err(), "{bad:?}");
+        }
     }
 }

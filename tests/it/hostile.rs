@@ -228,8 +228,8 @@ fn cases(live_port: u16) -> Vec<Case> {
         case("a mapping under prefix", &lock)
             .yaml("prefix:\n  nested:\n    deep: 1\n")
             .yaml_error(2, "prefix"),
-        case("endpoints not a list", &lock)
-            .yaml("endpoints: http://127.0.0.1:2379\n")
+        case("endpoints: a number", &lock)
+            .yaml("endpoints: 2379\n")
             .yaml_error(1, "endpoints"),
         case("ttl: abc", &lock)
             .yaml("ttl: abc\n")
@@ -310,9 +310,9 @@ fn cases(live_port: u16) -> Vec<Case> {
         case("endpoint ftp://x", &lock)
             .arg("--endpoints=ftp://x")
             .expect(&["ftp://x"]),
-        case("endpoint without a scheme", &lock)
-            .arg("--endpoints=localhost:2379")
-            .expect(&["localhost:2379"]),
+        case("endpoint without a scheme or a port", &lock)
+            .arg("--endpoints=localhost")
+            .expect(&["localhost"]),
         case("endpoint http://", &lock).arg("--endpoints=http://"),
         case("endpoint https://", &lock).arg("--endpoints=https://"),
         case("endpoint with a space", &lock).arg("--endpoints=http://a b:2379"),

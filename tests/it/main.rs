@@ -9,6 +9,7 @@ mod core;
 mod cost;
 mod examples;
 mod faults;
+mod flock;
 mod follow;
 mod harness;
 mod hostile;

@@ -841,11 +841,9 @@ fn json_output_from_flag_env_and_yaml_for_lock_status_list_and_show_config() {
         };
         assert_eq!(v["output"]["value"], "json", "{way}: {v}");
         assert_eq!(v["output"]["source"], expected, "{way}: {v}");
+        // Typed values (numbers, booleans, lists, null), never a nested object.
         for (key, entry) in v.as_object().unwrap() {
-            assert!(
-                entry["value"].is_string() || entry["value"].is_null(),
-                "{way}: {key}: {entry}"
-            );
+            assert!(!entry["value"].is_object(), "{way}: {key}: {entry}");
             assert!(entry["source"].is_string(), "{way}: {key}: {entry}");
         }
     }
@@ -1108,12 +1106,23 @@ fn show_config_reports_every_setting_with_its_source_and_hides_the_password() {
         all_settings(),
         "{v}"
     );
+    // The same values, typed: durations in seconds, numbers as numbers.
+    let typed = [
+        ("timeout", serde_json::json!(45)),
+        ("ttl", serde_json::json!(20)),
+        ("kill_grace", serde_json::json!(1)),
+        ("conflict_exit_code", serde_json::json!(7)),
+        ("maxtime", serde_json::json!(5)),
+    ];
     for (key, value, source) in expected {
         let entry = &v[key];
-        assert!(
-            entry["value"].as_str().is_some_and(|v| v.contains(value)),
-            "{key} should be {value:?}: {entry}"
-        );
+        match typed.iter().find(|(k, _)| *k == key) {
+            Some((_, typed)) => assert_eq!(&entry["value"], typed, "{key}: {entry}"),
+            None => assert!(
+                entry["value"].as_str().is_some_and(|v| v.contains(value)),
+                "{key} should be {value:?}: {entry}"
+            ),
+        }
         assert_eq!(entry["source"], source, "source of {key}: {entry}");
     }
     assert_eq!(v["output"]["source"], "flag --output");
