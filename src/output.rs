@@ -21,7 +21,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 mod locks;
+mod manage;
 pub use locks::{print_list, print_status};
+pub use manage::{print_extended, print_unlocked};
 
 fn print_json(value: &serde_json::Value) {
     // A Value always serializes.
@@ -92,6 +94,8 @@ pub struct Progress {
     /// Looked at once a second; it costs no etcd request, the holder is already known.
     next_check: Instant,
     last: Option<(String, Instant)>,
+    /// `--lock`: a `--lock` of this host ahead of us is named as such (`manage::own_lock`).
+    own_lock: bool,
 }
 
 impl Progress {
@@ -101,7 +105,13 @@ impl Progress {
             quiet,
             next_check: Instant::now() + Duration::from_secs(1),
             last: None,
+            own_lock: false,
         }
+    }
+
+    /// For `--lock`, which may wait on this host's own `--lock` (see `manage::own_lock`).
+    pub fn locking(self, own_lock: bool) -> Progress {
+        Progress { own_lock, ..self }
     }
 
     /// How often the wait should read the holder for these lines; never when they are not
@@ -124,7 +134,12 @@ impl Progress {
             Some((key, at)) => *key != holder.key || now >= *at + LINE_EVERY,
         };
         if say {
-            tracing::info!("waiting for {}: held by {}", self.name, describe(holder));
+            let who = match self.own_lock {
+                true => manage::own_lock(&self.name, holder),
+                false => None,
+            };
+            let who = who.unwrap_or_else(|| describe(holder));
+            tracing::info!("waiting for {}: held by {who}", self.name);
             self.last = Some((holder.key.clone(), now));
         }
     }

@@ -70,7 +70,7 @@ async fn acquire(
         record,
     };
     let mut hooks = Hooks {
-        progress: Progress::new(name, config.quiet),
+        progress: Progress::new(name, config.quiet).locking(matches!(config.mode, Mode::Lock(_))),
         signals,
     };
     Ok(acquire::acquire(&etcd, &request, &mut hooks).await?)

@@ -4,9 +4,9 @@
 use super::print_json;
 use crate::access::Access;
 use crate::config::{Format, LockName};
-use crate::view::{clean, format_age, Kind, View};
+use crate::view::{clean, format_age, human_duration, utc, utc_of, Kind, View};
 use serde_json::json;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// The number of holders a lock allows, as its holders' records say (1: a mutex).
 fn max_holders(views: &[View]) -> u32 {
@@ -38,7 +38,7 @@ pub fn print_status(format: Format, name: &LockName, views: &[View]) {
     // Say how each contender takes the lock only where that is not all exclusive.
     let modes = views.iter().any(|v| v.access != Access::Exclusive.as_str());
     if holders.len() == 1 && n == 1 {
-        say!("{name}: held by {}", first.describe());
+        say!("{name}: held by {}", first.describe_holder());
         print_holder(first, modes, "  ");
     } else {
         match n {
@@ -46,7 +46,7 @@ pub fn print_status(format: Format, name: &LockName, views: &[View]) {
             n => say!("{name}: held by {} of at most {n}", holders.len()),
         }
         for (i, holder) in holders.iter().enumerate() {
-            say!("  holder {}: {}", i + 1, holder.describe());
+            say!("  holder {}: {}", i + 1, holder.describe_holder());
             print_holder(holder, modes, "    ");
         }
     }
@@ -64,11 +64,7 @@ pub fn print_status(format: Format, name: &LockName, views: &[View]) {
 
 /// A holder's details, one per line.
 fn print_holder(holder: &View, modes: bool, indent: &str) {
-    let ttl = match (holder.ttl_left, &holder.lease) {
-        (Some(left), _) => format!("expires in {left}s unless renewed"),
-        (None, None) => "held until unlocked".into(),
-        (None, Some(_)) => "lease gone".into(),
-    };
+    let ttl = lease_line(holder);
     say!("{indent}key:           {}", clean(&holder.key, 300));
     say!("{indent}fencing token: {}", holder.fencing_token);
     if let Some(mode) = holder.mode {
@@ -81,12 +77,48 @@ fn print_holder(holder: &View, modes: bool, indent: &str) {
         say!("{indent}program:       {}", clean(program, 100));
     }
     if let Some(since) = &holder.since {
-        say!("{indent}since:         {since}");
+        say!("{indent}since:         {}", utc_of(since));
     }
     say!("{indent}lease:         {ttl}");
-    if let Some(expires) = &holder.expires {
+    if let Some(expires) = holder.expires.as_deref().filter(|e| !as_asked(holder, e)) {
         // What was asked for: a leader change restarts the lease's countdown (see README).
-        say!("{indent}expires:       {}", clean(expires, 40));
+        say!("{indent}expires:       {} (as asked)", utc_of(expires));
+    }
+}
+
+/// Whether the lease expires when the record says it was meant to (within a few seconds),
+/// so that the lease line says it all.
+fn as_asked(holder: &View, expires: &str) -> bool {
+    let asked = humantime::parse_rfc3339_weak(expires).ok();
+    let lease = holder.expires_at.as_deref();
+    let lease = lease.and_then(|at| humantime::parse_rfc3339_weak(at).ok());
+    match (asked, lease) {
+        (Some(a), Some(l)) => {
+            let apart = a.duration_since(l).or_else(|_| l.duration_since(a));
+            apart.is_ok_and(|d| d <= Duration::from_secs(2))
+        }
+        _ => false,
+    }
+}
+
+/// What a holder's lease line says: how long it lasts and whether anything renews it.
+fn lease_line(holder: &View) -> String {
+    let expiry = |left: i64| {
+        let left = left.max(0) as u64;
+        let at = SystemTime::now() + Duration::from_secs(left);
+        format!("expires in {}, at {}", human_duration(left), utc(at))
+    };
+    match (holder.ttl_left, &holder.lease) {
+        (None, None) => "held until unlocked".into(),
+        (None, Some(_)) => "lease gone".into(),
+        // A running command's lease: its TTL is what counts, the countdown restarts.
+        (Some(left), _) if holder.renewed && holder.kind == Kind::Distlock => format!(
+            "{}, renewed while it runs",
+            human_duration(holder.ttl.unwrap_or(left.max(0) as u64))
+        ),
+        (Some(left), _) if holder.renewed => format!("{} unless renewed", expiry(left)),
+        // Nothing renews it: a --lock --ttl, or --hold-at-least after the command.
+        (Some(left), _) => expiry(left),
     }
 }
 
@@ -119,11 +151,7 @@ pub fn print_list(format: Format, locks: &[(String, Vec<View>)]) {
                 n => format!("{holding}/{n}"),
             };
             let who = holder.map_or(String::new(), |h| match h.kind {
-                Kind::Distlock => format!(
-                    "{} ({})",
-                    clean(h.host.as_deref().unwrap_or("?"), 60),
-                    h.pid.unwrap_or_default()
-                ),
+                Kind::Distlock => h.who(false),
                 Kind::Legacy => {
                     format!("{} (Go tool)", clean(h.host.as_deref().unwrap_or("?"), 60))
                 }
