@@ -103,10 +103,14 @@ fn as_asked(holder: &View, expires: &str) -> bool {
 
 /// What a holder's lease line says: how long it lasts and whether anything renews it.
 fn lease_line(holder: &View) -> String {
-    let expiry = |left: i64| {
+    let expiry = |left: i64, unless: &str| {
         let left = left.max(0) as u64;
         let at = SystemTime::now() + Duration::from_secs(left);
-        format!("expires in {}, at {}", human_duration(left), utc(at))
+        format!(
+            "expires in {}{unless}, at {}",
+            human_duration(left),
+            utc(at)
+        )
     };
     match (holder.ttl_left, &holder.lease) {
         (None, None) => "held until unlocked".into(),
@@ -116,9 +120,9 @@ fn lease_line(holder: &View) -> String {
             "{}, renewed while it runs",
             human_duration(holder.ttl.unwrap_or(left.max(0) as u64))
         ),
-        (Some(left), _) if holder.renewed => format!("{} unless renewed", expiry(left)),
+        (Some(left), _) if holder.renewed => expiry(left, " unless renewed"),
         // Nothing renews it: a --lock --ttl, or --hold-at-least after the command.
-        (Some(left), _) => expiry(left),
+        (Some(left), _) => expiry(left, ""),
     }
 }
 
