@@ -291,6 +291,7 @@ fn quoted(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::hostname;
 
     #[test]
     fn ages_are_short_at_any_size() {
@@ -319,6 +320,50 @@ mod tests {
         assert!(describe(&legacy).contains("oldhost"));
         assert!(describe(&contender("/distlock/x/1", b"", 7)).contains("not distlock's"));
         assert!(describe(&contender("/distlock/x/1", &[0xff, 0, 1], 7)).contains("not distlock's"));
+    }
+
+    #[test]
+    fn durations_and_times_read_as_a_person_writes_them() {
+        assert_eq!(human_duration(3598), "59m 58s");
+        assert_eq!(human_duration(723), "12m 3s");
+        assert_eq!(human_duration(0), "0s");
+        let at = UNIX_EPOCH + Duration::from_secs(1_796_565_780);
+        assert_eq!(utc(at), "2026-12-06 14:03:00 UTC");
+        assert_eq!(utc_of("2026-12-06T14:03:00Z"), "2026-12-06 14:03:00 UTC");
+        assert_eq!(utc_of("not a \u{1b}time"), "not a \\u{1b}time");
+    }
+
+    #[test]
+    fn a_holder_whose_process_exited_by_design_is_shown_so() {
+        let record = |mode, expires: Option<&str>| {
+            let r = Record::new(mode, None, "", None);
+            let r = Record {
+                host: "elsewhere".into(),
+                pid: 4242,
+                user: "root".into(),
+                expires: expires.map(String::from),
+                ..r
+            };
+            View::of(&contender("/d/x/1", &r.to_json(), 7))
+        };
+        let lock = record(record::Mode::Lock, None);
+        assert_eq!(
+            lock.who(true),
+            "elsewhere (pid 4242 (exited; --lock), root)"
+        );
+        assert!(!lock.renewed && !lock.this_host);
+        let run = record(record::Mode::Run, None);
+        assert_eq!(run.who(false), "elsewhere (pid 4242)");
+        assert!(run.renewed);
+        let kept = record(record::Mode::Run, Some("2026-12-06T14:03:00Z"));
+        assert_eq!(kept.exited(), Some("--hold-at-least"));
+        assert!(!kept.renewed);
+        let here = Record::new(record::Mode::Run, None, "", None);
+        let here = View::of(&contender("/d/x/2", &here.to_json(), 7));
+        assert!(here.this_host);
+        assert!(here
+            .who(false)
+            .starts_with(&format!("this host ({}, pid ", hostname())));
     }
 
     #[test]

@@ -132,3 +132,50 @@ fn time_of_day(at: SystemTime) -> String {
         None => format!("{minute} UTC"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Record;
+
+    fn released(record: Record) -> String {
+        let record = Record {
+            host: "node-3".into(),
+            pid: 4242,
+            reason: "Upgrade RPMs".into(),
+            ..record
+        };
+        let c = Contender {
+            key: "/distlock/percona_prod/1".into(),
+            value: record.to_json(),
+            create_revision: 5,
+            lease: 1,
+        };
+        let view = View {
+            age_seconds: Some(723),
+            ..View::of(&c)
+        };
+        let name = crate::config::LockName::parse("percona_prod").unwrap();
+        unlocked_line(&name, &view)
+    }
+
+    #[test]
+    fn unlock_says_whose_lock_and_what_becomes_of_its_command() {
+        let run = Record::new(Mode::Run, Some("yum".into()), "", None);
+        let head = "released percona_prod held by node-3 pid 4242";
+        assert_eq!(
+            released(run.clone().on_lost("kill")),
+            format!("{head} (running yum) for 12m 3s (reason \"Upgrade RPMs\"); its command will be stopped")
+        );
+        assert!(released(run.clone().on_lost("warn")).ends_with(
+            "left to finish, and distlock there warns that the lock is lost (--on-lost=warn)"
+        ));
+        // An older distlock's record does not say.
+        assert!(released(run)
+            .ends_with("; its command will be stopped, unless it runs with --on-lost=warn"));
+        assert_eq!(
+            released(Record::new(Mode::Lock, None, "", None)),
+            format!("{head} (exited; --lock) for 12m 3s (reason \"Upgrade RPMs\")")
+        );
+    }
+}
