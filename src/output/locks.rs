@@ -145,7 +145,7 @@ pub fn print_list(format: Format, locks: &[(String, Vec<View>)]) {
             .collect();
         return print_json(&json!({ "locks": locks }));
     }
-    let rows: Vec<[String; 6]> = locks
+    let rows: Vec<[String; 7]> = locks
         .iter()
         .map(|(name, views)| {
             let holder = views.iter().find(|v| v.holds);
@@ -169,14 +169,18 @@ pub fn print_list(format: Format, locks: &[(String, Vec<View>)]) {
                 clean(name, 255),
                 who,
                 age,
+                holder.map_or("-".into(), expires_cell),
                 holders,
                 (views.len() - holding).to_string(),
                 clean(reason, 80),
             ]
         })
         .collect();
-    let header = ["LOCK", "HOLDER", "FOR", "HOLDERS", "WAITING", "REASON"].map(String::from);
-    let mut widths = [0; 6];
+    let header = [
+        "LOCK", "HOLDER", "FOR", "EXPIRES", "HOLDERS", "WAITING", "REASON",
+    ]
+    .map(String::from);
+    let mut widths = [0; 7];
     for row in std::iter::once(&header).chain(&rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -189,5 +193,25 @@ pub fn print_list(format: Format, locks: &[(String, Vec<View>)]) {
             .map(|(cell, w)| format!("{cell:w$}"))
             .collect();
         say!("{}", line.join("  ").trim_end());
+    }
+}
+
+/// When the holder's lock expires by itself, for `--list` (from its record, no request):
+/// `in 59m 58s`; `never` for a lock held until unlocked; `-` where a running process renews
+/// it (or another tool's key says nothing); `overdue` when the time asked for has passed but
+/// the lease lives on (etcd restarted its countdown on a leader change).
+fn expires_cell(holder: &View) -> String {
+    let asked = holder.expires.as_deref();
+    match (holder.kind, asked) {
+        (Kind::Distlock, Some(at)) => match humantime::parse_rfc3339_weak(at) {
+            Ok(at) => match at.duration_since(SystemTime::now()) {
+                Ok(left) => format!("in {}", human_duration(left.as_secs())),
+                Err(_) => "overdue".into(),
+            },
+            Err(_) => clean(at, 40),
+        },
+        (Kind::Distlock, None) if holder.exited().is_some() => "never".into(),
+        (Kind::Legacy, _) => "never".into(),
+        _ => "-".into(),
     }
 }

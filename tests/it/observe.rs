@@ -436,6 +436,23 @@ fn status_shows_the_ttl_left_of_a_running_holder_and_of_a_lock_with_ttl() {
     let at = humantime::parse_rfc3339(at).unwrap_or_else(|e| panic!("{at}: {e}"));
     let at = at.duration_since(UNIX_EPOCH).unwrap().as_secs();
     assert!((unix_now() + 24..=unix_now() + 31).contains(&at), "{v}");
+
+    // --list's EXPIRES: nothing for a running command, in how long for the --lock --ttl.
+    let r = run(distlock(&etcd, &p).arg("--list"));
+    let lines: Vec<&str> = r.code(0).stdout.lines().collect();
+    let starts = column_starts(lines[0]);
+    let rows: Vec<Vec<String>> = lines[1..].iter().map(|l| cells(l, &starts)).collect();
+    assert_eq!(
+        (rows[0][0].as_str(), rows[0][3].as_str()),
+        ("job", "-"),
+        "{r}"
+    );
+    assert_eq!(rows[1][0], "maint", "{r}");
+    let left = rows[1][3]
+        .strip_prefix("in ")
+        .and_then(|d| humantime::parse_duration(d).ok())
+        .unwrap_or_else(|| panic!("{r}"));
+    assert!((20..=30).contains(&left.as_secs()), "{r}");
 }
 
 #[test]
@@ -643,7 +660,7 @@ fn list_shows_one_aligned_row_per_lock_whatever_is_in_etcd() {
     let header = column_starts(lines[0]);
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["LOCK", "HOLDER", "FOR", "HOLDERS", "WAITING", "REASON"],
+        ["LOCK", "HOLDER", "FOR", "EXPIRES", "HOLDERS", "WAITING", "REASON"],
         "{r}"
     );
     let rows: Vec<Vec<String>> = lines[1..].iter().map(|l| cells(l, &header)).collect();
@@ -653,8 +670,8 @@ fn list_shows_one_aligned_row_per_lock_whatever_is_in_etcd() {
         found[0].clone()
     };
     for c in &rows {
-        assert_eq!(c[4], "0", "nobody waits: {c:?}");
-        assert_eq!(c[3], "1", "one holder each: {c:?}");
+        assert_eq!(c[5], "0", "nobody waits: {c:?}");
+        assert_eq!(c[4], "1", "one holder each: {c:?}");
         assert!(c[2] == "-" || is_age(&c[2]), "age {:?}", c[2]);
     }
 
@@ -669,7 +686,8 @@ fn list_shows_one_aligned_row_per_lock_whatever_is_in_etcd() {
         "{long:?}"
     );
     assert!(is_age(&long[2]), "{long:?}");
-    let reason = &long[5];
+    assert_eq!(long[3], "never", "a --lock without --ttl: {long:?}");
+    let reason = &long[6];
     assert!(
         reason.starts_with(UNICODE_REASON) && reason.ends_with('…'),
         "a 5000-character reason is cut, its start kept: {reason:?}"
@@ -680,7 +698,7 @@ fn list_shows_one_aligned_row_per_lock_whatever_is_in_etcd() {
     );
 
     let uni = row(zoo.unicode);
-    assert_eq!(uni[5], UNICODE_REASON);
+    assert_eq!(uni[6], UNICODE_REASON);
     assert!(
         uni[1].starts_with(&format!("this host ({}, pid ", hostname())),
         "{uni:?}"
@@ -692,10 +710,10 @@ fn list_shows_one_aligned_row_per_lock_whatever_is_in_etcd() {
         "three days: {old:?}"
     );
     assert!(old[1].contains("oldhost"), "{old:?}");
-    assert_eq!(old[5], "three days");
+    assert_eq!(old[6], "three days");
     let ancient = row("gotool");
     assert!(ancient[2].contains('d'), "{ancient:?}");
-    assert_eq!(ancient[5], "old reason");
+    assert_eq!(ancient[6], "old reason");
 
     for name in ["ctl", "binary", "notjson", "othershape"] {
         let c = row(name);
@@ -704,7 +722,7 @@ fn list_shows_one_aligned_row_per_lock_whatever_is_in_etcd() {
     }
     let esc = row("esc");
     assert!(
-        esc[1].starts_with('h') && esc[5].starts_with('r'),
+        esc[1].starts_with('h') && esc[6].starts_with('r'),
         "{esc:?}"
     );
     assert!(
