@@ -270,7 +270,12 @@ fn extend_moves_the_expiry_and_keeps_the_key_place_and_token() {
     wait_contenders(&ep, &p, "db", 2);
 
     let r = run(distlock(&etcd, &p).args(["--lock-name=db", "--extend=2h"]));
-    r.code(0);
+    let line = r.code(0).one_error_line();
+    assert!(
+        line.starts_with(&format!("distlock: {key} now expires in 2h, at "))
+            && line.ends_with(" UTC"),
+        "{r}"
+    );
     let after = get_key(&ep, &key).expect("the key is still there");
     assert_eq!(after.create_revision, token, "same place and fencing token");
     assert_ne!(after.lease, before.lease, "moved to a fresh lease");
