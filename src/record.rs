@@ -33,8 +33,9 @@ pub struct Record {
     #[serde(default)]
     pub shared: bool,
     /// When a lock taken with `--lock --ttl`, `--extend`ed, or kept by `--hold-at-least` after
-    /// its command ended is meant to expire (RFC 3339); `None`: never, or while a command runs. etcd restarts every lease's countdown when its
-    /// leader changes, so the lease may outlive this time; this is what was asked for.
+    /// its command ended is meant to expire (RFC 3339); `None`: never, or while a command
+    /// runs. etcd restarts every lease's countdown when its leader changes, so the lease may
+    /// outlive this time; this is what was asked for.
     #[serde(default)]
     pub expires: Option<String>,
     /// A run's `--on-lost` (`kill` or `warn`): what happens to its command when its key is

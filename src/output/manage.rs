@@ -165,7 +165,10 @@ mod tests {
         let head = "released percona_prod held by node-3 pid 4242";
         assert_eq!(
             released(run.clone().on_lost("kill")),
-            format!("{head} (running yum) for 12m 3s (reason \"Upgrade RPMs\"); its command will be stopped")
+            format!(
+                "{head} (running yum) for 12m 3s (reason \"Upgrade RPMs\"); \
+                 its command will be stopped"
+            )
         );
         assert!(released(run.clone().on_lost("warn")).ends_with(
             "left to finish, and distlock there warns that the lock is lost (--on-lost=warn)"
