@@ -5,8 +5,14 @@
 use distlock::error::{one_line, signal_name};
 use std::fmt;
 
-/// Done: the lock was taken, released or shown; or the command exited 0.
+/// Done: the lock was taken, released or extended; `--status`: it is held; `--list`: some
+/// lock is held; or the command exited 0.
 pub const OK: u8 = 0;
+
+/// `--status` of a free lock, `--list` where no lock is held: not a failure (nothing is
+/// printed on stderr), but a script tests it as it tests grep's "no match". The code of
+/// `NotAcquired` by default, and its meaning in the table; `--conflict-exit-code` leaves it.
+pub const NONE_HELD: u8 = 1;
 
 /// Every way a run fails. `code` is exhaustive on purpose: a new variant does not compile
 /// until it has a code and a meaning.
@@ -35,11 +41,22 @@ pub enum Failure {
     /// distlock was told to stop by signal N before the command ran; what stays in etcd, if
     /// anything could not be removed.
     Interrupted(i32, Option<String>),
+    /// The same in a mode that runs no command (`--lock`): stopped while waiting for the lock.
+    InterruptedWaiting(i32, Option<String>),
 }
 
 pub type Result<T, E = Failure> = std::result::Result<T, E>;
 
 impl Failure {
+    /// The same failure in a mode that runs no command: an interruption is then one while
+    /// waiting for the lock, and its message says so.
+    pub fn without_command(self) -> Failure {
+        match self {
+            Failure::Interrupted(signal, left) => Failure::InterruptedWaiting(signal, left),
+            other => other,
+        }
+    }
+
     pub fn code(&self) -> u8 {
         match self {
             Failure::NotAcquired(_) | Failure::Skipped(_) => 1,
@@ -49,7 +66,9 @@ impl Failure {
             Failure::TimedOut(_) => 124,
             Failure::CannotExecute(_) => 126,
             Failure::NotFound(_) => 127,
-            Failure::Interrupted(signal, _) => killed_by(*signal),
+            Failure::Interrupted(signal, _) | Failure::InterruptedWaiting(signal, _) => {
+                killed_by(*signal)
+            }
         }
     }
 
@@ -58,7 +77,8 @@ impl Failure {
         match self {
             Failure::NotAcquired(_) | Failure::Skipped(_) => {
                 "not acquired (busy with --nowait, --timeout passed), or skipped by \
-                 --min-interval; --unlock of a free lock (--conflict-exit-code changes it)"
+                 --min-interval; --unlock or --extend of a free lock (--conflict-exit-code \
+                 changes these); --status: the lock is free; --list: no lock is held"
             }
             Failure::Usage(_) => "usage or configuration error; nothing was changed in etcd",
             Failure::Etcd(_) => {
@@ -73,9 +93,9 @@ impl Failure {
             Failure::CannotExecute(_) | Failure::NotFound(_) => {
                 "the command could not be executed / was not found (the lock was released)"
             }
-            Failure::Interrupted(..) => {
-                "distlock was stopped by signal N before the command ran, or the command was \
-                 killed by signal N"
+            Failure::Interrupted(..) | Failure::InterruptedWaiting(..) => {
+                "distlock was stopped by signal N while waiting for the lock or before the \
+                 command ran, or the command was killed by signal N"
             }
         }
     }
@@ -95,7 +115,8 @@ pub fn table() -> Vec<(String, &'static str)> {
     ];
     let mut rows = vec![(
         OK.to_string(),
-        "done: lock taken (--lock), released (--unlock), listed; or the command exited 0",
+        "done: lock taken (--lock), released (--unlock), extended (--extend); held \
+         (--status), some lock held (--list); or the command exited 0",
     )];
     for failure in &every {
         match rows.last_mut() {
@@ -129,6 +150,13 @@ impl fmt::Display for Failure {
             Failure::Interrupted(signal, left) => write!(
                 f,
                 "interrupted by {} before the command ran; {}",
+                signal_name(*signal),
+                left.as_deref()
+                    .map_or("nothing is left in etcd".into(), one_line)
+            ),
+            Failure::InterruptedWaiting(signal, left) => write!(
+                f,
+                "interrupted by {} while waiting for the lock; {}",
                 signal_name(*signal),
                 left.as_deref()
                     .map_or("nothing is left in etcd".into(), one_line)
@@ -183,7 +211,9 @@ mod tests {
             (Failure::NotFound(String::new()), 127),
             (Failure::Interrupted(2, None), 130),
             (Failure::Interrupted(15, None), 143),
+            (Failure::InterruptedWaiting(15, None), 143),
         ];
+        assert_eq!(NONE_HELD, Failure::NotAcquired(String::new()).code());
         for (failure, code) in codes {
             assert_eq!(failure.code(), code, "{failure:?}");
         }

@@ -192,7 +192,11 @@ impl Held {
         // etcd counts whole seconds; round up so the lock is never held shorter than asked.
         let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
         let lease = self.etcd.grant(Duration::from_secs(secs.max(1))).await?;
-        let record = self.record.taken_at(self.taken_at, Some(lease.ttl));
+        // `expires` tells whoever looks that nothing renews this lease any more.
+        let record = self
+            .record
+            .taken_at(self.taken_at, Some(lease.ttl))
+            .expiring(Some(SystemTime::now() + lease.ttl));
         let moved = queue::move_to_lease(&self.etcd, &self.ticket, lease.id, &record).await?;
         Ok(moved.then_some(secs))
     }

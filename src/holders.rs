@@ -39,6 +39,10 @@ pub async fn status(etcd: &Etcd, queue: &Queue) -> Result<Vec<View>> {
     for (view, c) in views.iter_mut().zip(&contenders) {
         if view.holds && c.lease != 0 {
             view.ttl_left = etcd.time_to_live(c.lease).await?;
+            view.expires_at = view.ttl_left.map(|left| {
+                let at = SystemTime::now() + Duration::from_secs(left.max(0) as u64);
+                humantime::format_rfc3339_seconds(at).to_string()
+            });
         }
     }
     Ok(views)
@@ -91,7 +95,8 @@ pub async fn unlock(
 }
 
 /// `--extend`: moves the expiry of the holder named (by its key or lease id), or the only one,
-/// which must have been taken with `--lock`, to `expiry` from now (`None`: never); returns it.
+/// which must have been taken with `--lock`, to `expiry` from now (`None`: never); returns it
+/// on its new lease (0: none).
 pub async fn extend_lock(
     etcd: &Etcd,
     queue: &Queue,
@@ -113,10 +118,13 @@ pub async fn extend_lock(
             crate::error::one_line(&holder.key)
         )));
     }
-    if !extend(etcd, holder, expiry).await? {
+    let Some(lease) = extend(etcd, holder, expiry).await? else {
         return Err(not_locked(name, "extend"));
-    }
-    Ok(holder.clone())
+    };
+    Ok(Contender {
+        lease,
+        ..holder.clone()
+    })
 }
 
 /// The holder `verb` acts on, or why there is none: free (`Error::Conflict`), a key that does
@@ -218,14 +226,15 @@ pub(crate) fn cannot_extend(holder: &Contender) -> Option<String> {
 /// Makes a `--lock` holder's lock expire as `expiry` says, from now: its key moves onto a fresh
 /// lease of that TTL that nobody keeps alive (or onto none: never), in a transaction guarded by
 /// its create revision, so its place in the queue and its fencing token stay. Its old lease,
-/// which held nothing else, is revoked. Returns whether the holder was still there.
+/// which held nothing else, is revoked. Returns the lease it is on now (0: none), or `None` if
+/// the holder was gone.
 pub(crate) async fn extend(
     etcd: &Etcd,
     holder: &Contender,
     expiry: Option<Duration>,
-) -> Result<bool> {
+) -> Result<Option<i64>> {
     let Some(record) = Record::from_json(&holder.value) else {
-        return Ok(false);
+        return Ok(None);
     };
     let lease = match expiry {
         Some(d) => Some(etcd.grant(d).await?),
@@ -256,7 +265,7 @@ pub(crate) async fn extend(
             tracing::warn!("{e}; the unused lease {unused:x} expires by itself");
         }
     }
-    Ok(moved)
+    Ok(moved.then(|| lease.map_or(0, |l| l.id)))
 }
 
 #[cfg(test)]

@@ -65,7 +65,10 @@ fn main() -> ExitCode {
         Ok(app::Outcome::Code(code)) => ExitCode::from(code),
         Ok(app::Outcome::Signal(signal)) => die_of(signal),
         // Ctrl-C while waiting: die of SIGINT too, so a calling script stops.
-        Err(e @ Failure::Interrupted(nix::libc::SIGINT, _)) => {
+        Err(
+            e @ (Failure::Interrupted(nix::libc::SIGINT, _)
+            | Failure::InterruptedWaiting(nix::libc::SIGINT, _)),
+        ) => {
             fail(&e, json_logs);
             die_of(nix::libc::SIGINT)
         }

@@ -22,9 +22,11 @@ use tokio::time::Instant;
 
 mod feed;
 mod locks;
+mod manage;
 mod metrics;
 pub use feed::print_event;
 pub use locks::{print_list, print_status};
+pub use manage::{print_extended, print_unlocked};
 pub use metrics::print_metrics;
 
 fn print_json(value: &serde_json::Value) {
@@ -97,6 +99,8 @@ pub struct Progress {
     /// Looked at once a second; it costs no etcd request, the holder is already known.
     next_check: Instant,
     last: Option<(String, Instant)>,
+    /// `--lock`: a `--lock` of this host ahead of us is named as such (`manage::own_lock`).
+    own_lock: bool,
 }
 
 impl Progress {
@@ -106,7 +110,13 @@ impl Progress {
             quiet,
             next_check: Instant::now() + Duration::from_secs(1),
             last: None,
+            own_lock: false,
         }
+    }
+
+    /// For `--lock`, which may wait on this host's own `--lock` (see `manage::own_lock`).
+    pub fn locking(self, own_lock: bool) -> Progress {
+        Progress { own_lock, ..self }
     }
 
     /// How often the wait should read the holder for these lines; never when they are not
@@ -129,7 +139,12 @@ impl Progress {
             Some((key, at)) => *key != holder.key || now >= *at + LINE_EVERY,
         };
         if say {
-            tracing::info!("waiting for {}: held by {}", self.name, describe(holder));
+            let who = match self.own_lock {
+                true => manage::own_lock(&self.name, holder),
+                false => None,
+            };
+            let who = who.unwrap_or_else(|| describe(holder));
+            tracing::info!("waiting for {}: held by {who}", self.name);
             self.last = Some((holder.key.clone(), now));
         }
     }

@@ -418,13 +418,14 @@ proptest! {
         mode in prop::sample::select(vec![Mode::Run, Mode::Lock]),
         program in any::<Option<String>>(), ttl in any::<Option<u64>>(), held in any::<bool>(),
         max_holders in any::<u32>(), shared in any::<bool>(), expires in any::<Option<String>>(),
+        on_lost in any::<Option<String>>(),
     ) {
         let record = Record {
             format: crate::record::FORMAT,
             host, pid, user, reason, since,
             mode,
             program, ttl, held,
-            max_holders, shared, expires,
+            max_holders, shared, expires, on_lost,
         };
         prop_assert_eq!(Record::from_json(&record.to_json()), Some(record));
     }
@@ -434,11 +435,12 @@ proptest! {
     #[test]
     fn any_contender_can_be_shown(c in contender()) {
         let view = View::of(&c);
-        let line = view.describe();
-        prop_assert!(
-            !line.chars().any(char::is_control),
-            "{c:?} is described as {line:?}"
-        );
+        for line in [view.describe(), view.describe_holder()] {
+            prop_assert!(
+                !line.chars().any(char::is_control),
+                "{c:?} is described as {line:?}"
+            );
+        }
         prop_assert!(serde_json::to_string(&view).is_ok());
     }
 }

@@ -32,11 +32,16 @@ pub struct Record {
     /// `--shared`: held beside other shared holders.
     #[serde(default)]
     pub shared: bool,
-    /// When a lock taken with `--lock --ttl` or `--extend`ed is meant to expire (RFC 3339);
-    /// `None`: never, or while a command runs. etcd restarts every lease's countdown when its
-    /// leader changes, so the lease may outlive this time; this is what was asked for.
+    /// When a lock taken with `--lock --ttl`, `--extend`ed, or kept by `--hold-at-least` after
+    /// its command ended is meant to expire (RFC 3339); `None`: never, or while a command
+    /// runs. etcd restarts every lease's countdown when its leader changes, so the lease may
+    /// outlive this time; this is what was asked for.
     #[serde(default)]
     pub expires: Option<String>,
+    /// A run's `--on-lost` (`kill` or `warn`): what happens to its command when its key is
+    /// removed, for `--unlock` to say. `None` for `--lock`, and in an older distlock's record.
+    #[serde(default)]
+    pub on_lost: Option<String>,
 }
 
 fn one() -> u32 {
@@ -82,6 +87,16 @@ impl Record {
             max_holders: 1,
             shared: false,
             expires: None,
+            on_lost: None,
+        }
+    }
+
+    /// The same record of a run whose command is stopped (`kill`) or only warned (`warn`)
+    /// when the lock is lost.
+    pub fn on_lost(self, on_lost: &str) -> Self {
+        Record {
+            on_lost: Some(on_lost.to_string()),
+            ..self
         }
     }
 
@@ -127,7 +142,8 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-pub(crate) fn hostname() -> String {
+/// This host's name, as records store it.
+pub fn hostname() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

@@ -37,6 +37,19 @@ pub struct View {
     pub max_holders: Option<u32>,
     /// When a `--lock` is meant to expire (RFC 3339).
     pub expires: Option<String>,
+    /// Whether its host is this host (by name).
+    pub this_host: bool,
+    /// Whether a live process renews its lease: a running distlock command, and another
+    /// tool's key on a lease (etcdctl lock renews its own). Not a `--lock`, nor a run kept by
+    /// `--hold-at-least` after its command ended: their process has exited.
+    pub renewed: bool,
+    /// When the lease expires unless renewed (RFC 3339), where `ttl_left` is known.
+    pub expires_at: Option<String>,
+    /// A run's `--on-lost` (`kill`, `warn`), where its record says.
+    pub on_lost: Option<String>,
+    /// The lease's TTL in seconds, as its record says.
+    #[serde(skip)]
+    pub ttl: Option<u64>,
     /// Whether it holds the lock (`holders` or `waiters` in JSON).
     #[serde(skip)]
     pub holds: bool,
@@ -72,6 +85,11 @@ impl View {
             access: Access::of_value(&c.value).as_str(),
             max_holders: None,
             expires: None,
+            this_host: false,
+            renewed: c.lease != 0,
+            expires_at: None,
+            on_lost: None,
+            ttl: None,
             holds: false,
         };
         if let Some(r) = Record::from_json(&c.value) {
@@ -81,11 +99,15 @@ impl View {
             view.age_seconds = humantime::parse_rfc3339_weak(&r.since)
                 .ok()
                 .map(|t| age_of(t).as_secs());
+            view.this_host = r.host == record::hostname();
             view.host = Some(r.host);
             view.pid = Some(r.pid);
             view.user = Some(r.user);
             view.reason = Some(r.reason);
             view.since = Some(r.since);
+            view.renewed = r.mode == record::Mode::Run && view.expires.is_none();
+            view.ttl = r.ttl;
+            view.on_lost = r.on_lost;
             view.mode = Some(r.mode);
             view.program = r.program;
         } else if let Some((secs, host, reason)) = legacy_value(c) {
@@ -94,6 +116,7 @@ impl View {
             view.kind = Kind::Legacy;
             view.since = then.map(|t| humantime::format_rfc3339_seconds(t).to_string());
             view.age_seconds = then.map(|t| age_of(t).as_secs());
+            view.this_host = host == record::hostname();
             view.host = Some(host);
             view.reason = Some(reason);
             view.mode = Some(record::Mode::Lock);
@@ -129,6 +152,93 @@ impl View {
             ),
         }
     }
+}
+
+impl View {
+    /// Whether its process has exited by design: a `--lock`, or a run kept by
+    /// `--hold-at-least` after its command ended. Which of the two, as shown after its pid.
+    pub fn exited(&self) -> Option<&'static str> {
+        match (self.kind, self.mode) {
+            (Kind::Distlock, Some(record::Mode::Lock)) => Some("--lock"),
+            (Kind::Distlock, Some(record::Mode::Run)) if !self.renewed => Some("--hold-at-least"),
+            _ => None,
+        }
+    }
+
+    /// Who it is, for `--status`, `--list` and `--unlock`: `node-3 (pid 4242, root)`, with
+    /// `this host (node-3, …)` for this host's, and `pid 4242 (exited; --lock)` where its
+    /// process is gone by design. etcdctl's and the Go tool's as `describe` says.
+    pub fn who(&self, with_user: bool) -> String {
+        if self.kind != Kind::Distlock {
+            return self.describe_who();
+        }
+        let host = clean(self.host.as_deref().unwrap_or("?"), 100);
+        let mut parts = Vec::new();
+        if self.this_host {
+            parts.push(host.clone());
+        }
+        let pid = self.pid.unwrap_or_default();
+        parts.push(match self.exited() {
+            Some(how) => format!("pid {pid} (exited; {how})"),
+            None => format!("pid {pid}"),
+        });
+        if with_user {
+            parts.push(clean(self.user.as_deref().unwrap_or("?"), 100));
+        }
+        match self.this_host {
+            true => format!("this host ({})", parts.join(", ")),
+            false => format!("{host} ({})", parts.join(", ")),
+        }
+    }
+
+    /// `describe` without the age and the reason.
+    fn describe_who(&self) -> String {
+        match self.kind {
+            Kind::Legacy => {
+                let host = clean(self.host.as_deref().unwrap_or("?"), 100);
+                match self.this_host {
+                    true => format!("this host ({host}, the old Go distlock)"),
+                    false => format!("{host} (the old Go distlock)"),
+                }
+            }
+            _ => format!(
+                "{} (not distlock's, e.g. etcdctl lock; lease {})",
+                clean(&self.key, 300),
+                self.lease.as_deref().unwrap_or("none")
+            ),
+        }
+    }
+
+    /// `who`, then for how long and why: `node-3 (pid 4242, root) for 2m13s: "Upgrade RPMs"`.
+    pub fn describe_holder(&self) -> String {
+        let age = self
+            .age_seconds
+            .map(|s| format!(" for {}", format_age(Duration::from_secs(s))))
+            .unwrap_or_default();
+        let reason = match self.reason.as_deref() {
+            Some("") | None => String::new(),
+            Some(r) => format!(": {}", quoted(r, 200)),
+        };
+        format!("{}{age}{reason}", self.who(true))
+    }
+}
+
+/// A duration in whole seconds as a person reads it: `59m 58s`, `2h 5s`, `3days 4h 5m 6s`.
+pub fn human_duration(secs: u64) -> String {
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
+}
+
+/// A time as a person reads it, in UTC: `2026-12-06 14:03:00 UTC`.
+pub fn utc(at: SystemTime) -> String {
+    let text = humantime::format_rfc3339_seconds(at).to_string();
+    format!("{} UTC", text.trim_end_matches('Z').replacen('T', " ", 1))
+}
+
+/// An RFC 3339 time from a record, as `utc` shows it, or cleaned as it is when it is none.
+pub fn utc_of(rfc3339: &str) -> String {
+    humantime::parse_rfc3339_weak(rfc3339)
+        .map(utc)
+        .unwrap_or_else(|_| clean(rfc3339, 40))
 }
 
 /// The Go tool wrote `<unix-seconds>;<hostname>;<reason>` on the bare lock key.
@@ -181,6 +291,7 @@ fn quoted(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::hostname;
 
     #[test]
     fn ages_are_short_at_any_size() {
@@ -209,6 +320,50 @@ mod tests {
         assert!(describe(&legacy).contains("oldhost"));
         assert!(describe(&contender("/distlock/x/1", b"", 7)).contains("not distlock's"));
         assert!(describe(&contender("/distlock/x/1", &[0xff, 0, 1], 7)).contains("not distlock's"));
+    }
+
+    #[test]
+    fn durations_and_times_read_as_a_person_writes_them() {
+        assert_eq!(human_duration(3598), "59m 58s");
+        assert_eq!(human_duration(723), "12m 3s");
+        assert_eq!(human_duration(0), "0s");
+        let at = UNIX_EPOCH + Duration::from_secs(1_796_565_780);
+        assert_eq!(utc(at), "2026-12-06 14:03:00 UTC");
+        assert_eq!(utc_of("2026-12-06T14:03:00Z"), "2026-12-06 14:03:00 UTC");
+        assert_eq!(utc_of("not a \u{1b}time"), "not a \\u{1b}time");
+    }
+
+    #[test]
+    fn a_holder_whose_process_exited_by_design_is_shown_so() {
+        let record = |mode, expires: Option<&str>| {
+            let r = Record::new(mode, None, "", None);
+            let r = Record {
+                host: "elsewhere".into(),
+                pid: 4242,
+                user: "root".into(),
+                expires: expires.map(String::from),
+                ..r
+            };
+            View::of(&contender("/d/x/1", &r.to_json(), 7))
+        };
+        let lock = record(record::Mode::Lock, None);
+        assert_eq!(
+            lock.who(true),
+            "elsewhere (pid 4242 (exited; --lock), root)"
+        );
+        assert!(!lock.renewed && !lock.this_host);
+        let run = record(record::Mode::Run, None);
+        assert_eq!(run.who(false), "elsewhere (pid 4242)");
+        assert!(run.renewed);
+        let kept = record(record::Mode::Run, Some("2026-12-06T14:03:00Z"));
+        assert_eq!(kept.exited(), Some("--hold-at-least"));
+        assert!(!kept.renewed);
+        let here = Record::new(record::Mode::Run, None, "", None);
+        let here = View::of(&contender("/d/x/2", &here.to_json(), 7));
+        assert!(here.this_host);
+        assert!(here
+            .who(false)
+            .starts_with(&format!("this host ({}, pid ", hostname())));
     }
 
     #[test]

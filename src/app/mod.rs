@@ -83,7 +83,7 @@ async fn acquire_on(
         record,
     };
     let mut hooks = Hooks {
-        progress: Progress::new(name, config.quiet),
+        progress: Progress::new(name, config.quiet).locking(matches!(config.mode, Mode::Lock(_))),
         signals,
     };
     acquire::acquire(etcd, &request, &mut hooks)

@@ -4,7 +4,7 @@ use super::{acquire, Outcome};
 use crate::command::Signals;
 use crate::config::{Config, Expiry, Format, LockName};
 use crate::etcd::Etcd;
-use crate::exit::{Failure, Result};
+use crate::exit::{self, Failure, Result};
 use crate::feed::Feed;
 use crate::holders;
 use crate::output;
@@ -17,7 +17,9 @@ pub(super) async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcom
     let mut signals = Signals::catch()?;
     let record = Record::new(RecordMode::Lock, None, &config.reason, Some(config.ttl))
         .sharing(config.max_holders, config.shared);
-    let held = acquire(config, name, &record, &mut signals).await?;
+    let held = acquire(config, name, &record, &mut signals)
+        .await
+        .map_err(Failure::without_command)?;
     // The key leaves our lease (for one of --ttl that nobody keeps alive, or none), keeping its
     // place, so the lock outlives us.
     if !held.keep(config.lock_ttl).await? {
@@ -44,7 +46,7 @@ pub(super) async fn unlock_mode(
     let etcd = Etcd::connect(&config.etcd()).await?;
     let queue = Queue::new(&config.prefix, name);
     let holder = holders::unlock(&etcd, &queue, name, which).await?;
-    tracing::info!("removed {}", holder.key);
+    output::print_unlocked(config.output, name, &View::of(&holder));
     Ok(Outcome::Code(0))
 }
 
@@ -61,14 +63,7 @@ pub(super) async fn extend_mode(
         Expiry::Never => None,
     };
     let holder = holders::extend_lock(&etcd, &queue, name, which, until).await?;
-    match expiry {
-        Expiry::After(d) => tracing::info!(
-            "{} now expires in {}",
-            holder.key,
-            humantime::format_duration(d)
-        ),
-        Expiry::Never => tracing::info!("{} now never expires", holder.key),
-    }
+    output::print_extended(config.output, name, &holder, until);
     Ok(Outcome::Code(0))
 }
 
@@ -77,7 +72,7 @@ pub(super) async fn status_mode(config: &Config, name: &LockName) -> Result<Outc
     let views = holders::status(&etcd, &Queue::new(&config.prefix, name)).await?;
     let stamp = stamp::read(&etcd, &queue::stamp_key(&config.prefix, name)).await?;
     output::print_status(config.output, name, &views, stamp.as_ref());
-    Ok(Outcome::Code(0))
+    Ok(Outcome::Code(held_or_not(views.iter().any(|v| v.holds))))
 }
 
 pub(super) async fn list_mode(config: &Config) -> Result<Outcome> {
@@ -87,11 +82,24 @@ pub(super) async fn list_mode(config: &Config) -> Result<Outcome> {
         .into_iter()
         .map(|(name, contenders)| (name, holders::views(&contenders)))
         .collect();
-    match config.output {
-        Format::Prometheus => output::print_metrics(&locks),
-        format => output::print_list(format, &locks),
+    if config.output == Format::Prometheus {
+        // Metrics are a dump for a file, whatever is held: their exit says only that the list
+        // was read, so a cron job replaces its file exactly when it should.
+        output::print_metrics(&locks);
+        return Ok(Outcome::Code(exit::OK));
     }
-    Ok(Outcome::Code(0))
+    output::print_list(config.output, &locks);
+    let any = locks.iter().any(|(_, views)| views.iter().any(|v| v.holds));
+    Ok(Outcome::Code(held_or_not(any)))
+}
+
+/// `--status` and `--list` exit 0 when they found a lock held and 1 when not, so a script can
+/// test it without parsing what they print.
+fn held_or_not(held: bool) -> u8 {
+    match held {
+        true => exit::OK,
+        false => exit::NONE_HELD,
+    }
 }
 
 /// `--list --follow`, `--status --follow`: the locks as they are, then every change, until a

@@ -31,7 +31,11 @@ pub(super) async fn run_mode(
             .to_string()
     });
     let record = Record::new(RecordMode::Run, program, &config.reason, Some(config.ttl))
-        .sharing(config.max_holders, config.shared);
+        .sharing(config.max_holders, config.shared)
+        .on_lost(match config.on_lost {
+            OnLost::Kill => "kill",
+            OnLost::Warn => "warn",
+        });
     // Before the queue, not after the hand-over: forking distlock there would delay the
     // command's start.
     let watchdog = command::Watchdog::start()?;

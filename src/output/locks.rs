@@ -5,9 +5,9 @@ use super::print_json;
 use crate::access::Access;
 use crate::config::{Format, LockName};
 use crate::stamp::Found;
-use crate::view::{clean, format_age, Kind, View};
+use crate::view::{clean, format_age, human_duration, utc, utc_of, Kind, View};
 use serde_json::json;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// The number of holders a lock allows, as its holders' records say (1: a mutex).
 pub(super) fn max_holders(views: &[View]) -> u32 {
@@ -42,7 +42,7 @@ pub fn print_status(format: Format, name: &LockName, views: &[View], stamp: Opti
     // Say how each contender takes the lock only where that is not all exclusive.
     let modes = views.iter().any(|v| v.access != Access::Exclusive.as_str());
     if holders.len() == 1 && n == 1 {
-        say!("{name}: held by {}", first.describe());
+        say!("{name}: held by {}", first.describe_holder());
         print_holder(first, modes, "  ");
     } else {
         match n {
@@ -50,7 +50,7 @@ pub fn print_status(format: Format, name: &LockName, views: &[View], stamp: Opti
             n => say!("{name}: held by {} of at most {n}", holders.len()),
         }
         for (i, holder) in holders.iter().enumerate() {
-            say!("  holder {}: {}", i + 1, holder.describe());
+            say!("  holder {}: {}", i + 1, holder.describe_holder());
             print_holder(holder, modes, "    ");
         }
     }
@@ -106,11 +106,7 @@ fn print_stamp(stamp: Option<&Found>) {
 
 /// A holder's details, one per line.
 fn print_holder(holder: &View, modes: bool, indent: &str) {
-    let ttl = match (holder.ttl_left, &holder.lease) {
-        (Some(left), _) => format!("expires in {left}s unless renewed"),
-        (None, None) => "held until unlocked".into(),
-        (None, Some(_)) => "lease gone".into(),
-    };
+    let ttl = lease_line(holder);
     say!("{indent}key:           {}", clean(&holder.key, 300));
     say!("{indent}fencing token: {}", holder.fencing_token);
     if let Some(mode) = holder.mode {
@@ -123,12 +119,52 @@ fn print_holder(holder: &View, modes: bool, indent: &str) {
         say!("{indent}program:       {}", clean(program, 100));
     }
     if let Some(since) = &holder.since {
-        say!("{indent}since:         {since}");
+        say!("{indent}since:         {}", utc_of(since));
     }
     say!("{indent}lease:         {ttl}");
-    if let Some(expires) = &holder.expires {
+    if let Some(expires) = holder.expires.as_deref().filter(|e| !as_asked(holder, e)) {
         // What was asked for: a leader change restarts the lease's countdown (see README).
-        say!("{indent}expires:       {}", clean(expires, 40));
+        say!("{indent}expires:       {} (as asked)", utc_of(expires));
+    }
+}
+
+/// Whether the lease expires when the record says it was meant to (within a few seconds),
+/// so that the lease line says it all.
+fn as_asked(holder: &View, expires: &str) -> bool {
+    let asked = humantime::parse_rfc3339_weak(expires).ok();
+    let lease = holder.expires_at.as_deref();
+    let lease = lease.and_then(|at| humantime::parse_rfc3339_weak(at).ok());
+    match (asked, lease) {
+        (Some(a), Some(l)) => {
+            let apart = a.duration_since(l).or_else(|_| l.duration_since(a));
+            apart.is_ok_and(|d| d <= Duration::from_secs(2))
+        }
+        _ => false,
+    }
+}
+
+/// What a holder's lease line says: how long it lasts and whether anything renews it.
+fn lease_line(holder: &View) -> String {
+    let expiry = |left: i64, unless: &str| {
+        let left = left.max(0) as u64;
+        let at = SystemTime::now() + Duration::from_secs(left);
+        format!(
+            "expires in {}{unless}, at {}",
+            human_duration(left),
+            utc(at)
+        )
+    };
+    match (holder.ttl_left, &holder.lease) {
+        (None, None) => "held until unlocked".into(),
+        (None, Some(_)) => "lease gone".into(),
+        // A running command's lease: its TTL is what counts, the countdown restarts.
+        (Some(left), _) if holder.renewed && holder.kind == Kind::Distlock => format!(
+            "{}, renewed while it runs",
+            human_duration(holder.ttl.unwrap_or(left.max(0) as u64))
+        ),
+        (Some(left), _) if holder.renewed => expiry(left, " unless renewed"),
+        // Nothing renews it: a --lock --ttl, or --hold-at-least after the command.
+        (Some(left), _) => expiry(left, ""),
     }
 }
 
@@ -151,7 +187,7 @@ pub fn print_list(format: Format, locks: &[(String, Vec<View>)]) {
             .collect();
         return print_json(&json!({ "locks": locks }));
     }
-    let rows: Vec<[String; 6]> = locks
+    let rows: Vec<[String; 7]> = locks
         .iter()
         .map(|(name, views)| {
             let holder = views.iter().find(|v| v.holds);
@@ -161,11 +197,7 @@ pub fn print_list(format: Format, locks: &[(String, Vec<View>)]) {
                 n => format!("{holding}/{n}"),
             };
             let who = holder.map_or(String::new(), |h| match h.kind {
-                Kind::Distlock => format!(
-                    "{} ({})",
-                    clean(h.host.as_deref().unwrap_or("?"), 60),
-                    h.pid.unwrap_or_default()
-                ),
+                Kind::Distlock => h.who(false),
                 Kind::Legacy => {
                     format!("{} (Go tool)", clean(h.host.as_deref().unwrap_or("?"), 60))
                 }
@@ -179,14 +211,18 @@ pub fn print_list(format: Format, locks: &[(String, Vec<View>)]) {
                 clean(name, 255),
                 who,
                 age,
+                holder.map_or("-".into(), expires_cell),
                 holders,
                 (views.len() - holding).to_string(),
                 clean(reason, 80),
             ]
         })
         .collect();
-    let header = ["LOCK", "HOLDER", "FOR", "HOLDERS", "WAITING", "REASON"].map(String::from);
-    let mut widths = [0; 6];
+    let header = [
+        "LOCK", "HOLDER", "FOR", "EXPIRES", "HOLDERS", "WAITING", "REASON",
+    ]
+    .map(String::from);
+    let mut widths = [0; 7];
     for row in std::iter::once(&header).chain(&rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -199,5 +235,25 @@ pub fn print_list(format: Format, locks: &[(String, Vec<View>)]) {
             .map(|(cell, w)| format!("{cell:w$}"))
             .collect();
         say!("{}", line.join("  ").trim_end());
+    }
+}
+
+/// When the holder's lock expires by itself, for `--list` (from its record, no request):
+/// `in 59m 58s`; `never` for a lock held until unlocked; `-` where a running process renews
+/// it (or another tool's key says nothing); `overdue` when the time asked for has passed but
+/// the lease lives on (etcd restarted its countdown on a leader change).
+fn expires_cell(holder: &View) -> String {
+    let asked = holder.expires.as_deref();
+    match (holder.kind, asked) {
+        (Kind::Distlock, Some(at)) => match humantime::parse_rfc3339_weak(at) {
+            Ok(at) => match at.duration_since(SystemTime::now()) {
+                Ok(left) => format!("in {}", human_duration(left.as_secs())),
+                Err(_) => "overdue".into(),
+            },
+            Err(_) => clean(at, 40),
+        },
+        (Kind::Distlock, None) if holder.exited().is_some() => "never".into(),
+        (Kind::Legacy, _) => "never".into(),
+        _ => "-".into(),
     }
 }

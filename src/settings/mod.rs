@@ -126,9 +126,15 @@ pub const UNLOCK: OptionSpec = OptionSpec {
     )
 };
 
-pub const LIST: OptionSpec = mode("list", "Show all locks under the prefix");
+pub const LIST: OptionSpec = mode(
+    "list",
+    "Show all locks under the prefix; exit 0 if one is held, 1 if none is",
+);
 
-pub const STATUS: OptionSpec = mode("status", "Show one lock: its holder and waiters");
+pub const STATUS: OptionSpec = mode(
+    "status",
+    "Show one lock: its holder and waiters; exit 0 if it is held, 1 if it is free",
+);
 
 pub const SHOW_CONFIG: OptionSpec = mode(
     "show-config",
@@ -434,8 +440,8 @@ pub const OUTPUT: Def<Format> = Def {
             "output",
             "DISTLOCK_OUTPUT",
             "FORMAT",
-            "Output of --status, --list, --lock and --show-config: text or json; --list also \
-             prometheus",
+            "Output of --status, --list, --lock, --unlock, --extend and --show-config: text or \
+             json; --list also prometheus",
         )
     },
     parse: values::output,

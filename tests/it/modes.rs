@@ -240,7 +240,10 @@ fn lock_with_ttl_records_its_intended_expiry_and_status_shows_it() {
     let v = r.code(0).json();
     assert_eq!(v["holder"]["expires"], kv.json()["expires"], "{v}");
     let r = run(distlock(&etcd, &p).args(["--lock-name=db", "--status"]));
-    assert!(r.code(0).stdout.contains("expires:"), "{r}");
+    assert!(
+        r.code(0).stdout.contains("lease:         expires in 9m"),
+        "{r}"
+    );
 
     // Without --ttl: no expiry.
     lock(&etcd, &p, "forever", &[]);
@@ -267,7 +270,12 @@ fn extend_moves_the_expiry_and_keeps_the_key_place_and_token() {
     wait_contenders(&ep, &p, "db", 2);
 
     let r = run(distlock(&etcd, &p).args(["--lock-name=db", "--extend=2h"]));
-    r.code(0);
+    let line = r.code(0).one_error_line();
+    assert!(
+        line.starts_with(&format!("distlock: {key} now expires in 2h, at "))
+            && line.ends_with(" UTC"),
+        "{r}"
+    );
     let after = get_key(&ep, &key).expect("the key is still there");
     assert_eq!(after.create_revision, token, "same place and fencing token");
     assert_ne!(after.lease, before.lease, "moved to a fresh lease");
@@ -1007,4 +1015,178 @@ fn a_lock_that_cannot_tell_whether_it_holds_names_its_key() {
         left.iter().all(|kv| kv.key == d.key),
         "only the run's key may be left: {left:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// What --unlock and --extend say
+
+/// `distlock: released NAME held by this host (HOST) pid PID (WHAT) for AGE` and `rest`
+/// after the age: the whole line, checked, with the age between.
+fn assert_released(line: &str, name: &str, pid: u32, what: &str, rest: &str) {
+    let head = format!(
+        "distlock: released {name} held by this host ({}) pid {pid} ({what}) for ",
+        hostname()
+    );
+    let age = line
+        .strip_prefix(&head)
+        .and_then(|l| l.strip_suffix(rest))
+        .unwrap_or_else(|| panic!("{line:?} is not {head:?}…{rest:?}"));
+    humantime::parse_duration(age).unwrap_or_else(|e| panic!("age {age:?} in {line:?}: {e}"));
+}
+
+#[test]
+fn unlock_says_whose_lock_it_released_and_what_becomes_of_its_command() {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("unlock-says"));
+    let dir = scratch_dir();
+
+    // A --lock: its process is gone, there is no command to speak of.
+    lock(&etcd, &p, "maint", &["--reason=Upgrade RPMs"]);
+    let pid = contenders(&ep, &p, "maint")[0].json()["pid"]
+        .as_u64()
+        .unwrap() as u32;
+    let r = run(distlock(&etcd, &p).args(["--lock-name=maint", "--unlock"]));
+    let line = r.code(0).one_error_line().to_string();
+    assert_eq!(r.stdout, "", "{r}");
+    assert_released(
+        &line,
+        "maint",
+        pid,
+        "exited; --lock",
+        " (reason \"Upgrade RPMs\")",
+    );
+    assert!(!line.contains("command"), "{r}");
+
+    // A running command, stopped when its key goes (--on-lost=kill, the default).
+    let mut runner = bg(
+        &etcd,
+        &p,
+        &["--lock-name=job", "--reason=nightly", "--", "sleep", "60"],
+        dir.path(),
+        "runner",
+    );
+    wait_contenders(&ep, &p, "job", 1);
+    let r = run(distlock(&etcd, &p).args(["--lock-name=job", "--unlock"]));
+    let line = r.code(0).one_error_line().to_string();
+    assert_released(
+        &line,
+        "job",
+        runner.pid().as_raw() as u32,
+        "running sleep",
+        " (reason \"nightly\"); its command will be stopped",
+    );
+    assert_eq!(runner.wait_code(DEADLINE), 4, "{}", runner.report());
+
+    // --on-lost=warn: its command is left to finish; the line says so, not "stopped".
+    let warned = bg(
+        &etcd,
+        &p,
+        &["--lock-name=warn", "--on-lost=warn", "--", "sleep", "60"],
+        dir.path(),
+        "warned",
+    );
+    wait_contenders(&ep, &p, "warn", 1);
+    let r = run(distlock(&etcd, &p).args(["--lock-name=warn", "--unlock"]));
+    let line = r.code(0).one_error_line().to_string();
+    assert_released(
+        &line,
+        "warn",
+        warned.pid().as_raw() as u32,
+        "running sleep",
+        "; its command is left to finish, and distlock there warns that the lock is lost \
+         (--on-lost=warn)",
+    );
+
+    // --hold-at-least after its command ended: exited, nothing to stop.
+    run(distlock(&etcd, &p).args(["--lock-name=held", "--hold-at-least=60", "--", "true"])).code(0);
+    let kv = contenders(&ep, &p, "held").remove(0);
+    assert!(seconds_from_now(&kv.json()["expires"]) > 50, "{}", kv.value);
+    let r = run(distlock(&etcd, &p).args(["--lock-name=held", "--status"]));
+    assert!(
+        r.code(0)
+            .stdout
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains(" (exited; --hold-at-least), "),
+        "{r}"
+    );
+    let pid = kv.json()["pid"].as_u64().unwrap() as u32;
+    let r = run(distlock(&etcd, &p).args(["--lock-name=held", "--unlock"]));
+    let line = r.code(0).one_error_line().to_string();
+    assert_released(&line, "held", pid, "exited; --hold-at-least", "");
+
+    // -q: nothing said, the exit code tells.
+    lock(&etcd, &p, "quiet", &[]);
+    let r = run(distlock(&etcd, &p).args(["--lock-name=quiet", "--unlock", "-q"]));
+    assert_eq!(
+        (r.code(0).stdout.as_str(), r.stderr.as_str()),
+        ("", ""),
+        "{r}"
+    );
+    assert_eq!(get_prefix(&ep, &p), vec![]);
+}
+
+#[test]
+fn every_mode_that_json_covers_prints_one_json_object_on_stdout() {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("json-modes"));
+    let json = |args: &[&str], code: i32| {
+        let r = run(distlock(&etcd, &p).args(args).arg("--output=json"));
+        r.code(code);
+        assert_eq!(r.stderr, "", "results go to stdout: {r}");
+        r.json()
+    };
+
+    let v = json(
+        &["--lock-name=db", "--lock", "--ttl=60", "--reason=maint"],
+        0,
+    );
+    let key = v["key"].as_str().unwrap().to_string();
+    let token = v["fencing_token"].as_i64().unwrap();
+
+    // --extend: the key, its token, the lease it is on now and when it expires.
+    let v = json(&["--lock-name=db", "--extend=2h"], 0);
+    let kv = get_key(&ep, &key).unwrap();
+    assert_eq!(v["lock"], "db", "{v}");
+    assert_eq!(v["key"], key.as_str(), "{v}");
+    assert_eq!(v["fencing_token"], token, "{v}");
+    assert_eq!(v["lease"], format!("{:x}", kv.lease).as_str(), "{v}");
+    assert_eq!(v["expires_in_seconds"], 7200, "{v}");
+    assert!(
+        (7190..=7200).contains(&seconds_from_now(&v["expires_at"])),
+        "{v}"
+    );
+    let v = json(&["--lock-name=db", "--extend=never"], 0);
+    assert!(
+        v["lease"].is_null() && v["expires_in_seconds"].is_null() && v["expires_at"].is_null(),
+        "{v}"
+    );
+    assert_eq!(v["key"], key.as_str(), "{v}");
+
+    // --status and --list: held is 0.
+    let v = json(&["--lock-name=db", "--status"], 0);
+    assert_eq!(v["holder"]["key"], key.as_str(), "{v}");
+    let v = json(&["--list"], 0);
+    assert_eq!(v["locks"][0]["holder"]["key"], key.as_str(), "{v}");
+
+    // --unlock: the contender it released, as --status shows contenders.
+    let v = json(&["--lock-name=db", "--unlock"], 0);
+    assert_eq!(v["lock"], "db", "{v}");
+    let released = &v["released"];
+    assert_eq!(released["key"], key.as_str(), "{v}");
+    assert_eq!(released["fencing_token"], token, "{v}");
+    assert_eq!(released["mode"], "lock", "{v}");
+    assert_eq!(released["reason"], "maint", "{v}");
+    assert_eq!(released["host"], hostname().as_str(), "{v}");
+    assert_eq!(released["this_host"], true, "{v}");
+    assert!(released["age_seconds"].is_u64(), "{v}");
+    assert!(released["on_lost"].is_null(), "{v}");
+
+    // Free: --status and --list exit 1, still with their JSON.
+    let v = json(&["--lock-name=db", "--status"], 1);
+    assert_eq!(v["held"], false, "{v}");
+    let v = json(&["--list"], 1);
+    assert_eq!(v["locks"], serde_json::json!([]), "{v}");
+    assert_eq!(get_prefix(&ep, &p), vec![]);
 }

@@ -176,14 +176,29 @@ fn status_field<'a>(r: &'a Run, label: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {label:?} line: {r}"))
 }
 
-/// The seconds in `expires in Ns unless renewed`.
+/// The seconds in `expires in 59m 58s, at 2026-12-06 14:03:00 UTC` (with `unless renewed`
+/// before the comma for another tool's lease), checking that the time is that far from now.
 fn expires_in(r: &Run) -> i64 {
     let lease = status_field(r, "lease:");
-    lease
+    let (left, at) = lease
         .strip_prefix("expires in ")
-        .and_then(|t| t.strip_suffix("s unless renewed"))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("lease line {lease:?} gives no TTL left: {r}"))
+        .and_then(|t| t.split_once(", at "))
+        .unwrap_or_else(|| panic!("lease line {lease:?} gives no TTL left: {r}"));
+    let left = left.strip_suffix(" unless renewed").unwrap_or(left);
+    let secs = humantime::parse_duration(left)
+        .unwrap_or_else(|e| panic!("{left:?} in {lease:?} is not a duration ({e}): {r}"))
+        .as_secs();
+    let at = at
+        .strip_suffix(" UTC")
+        .map(|t| t.replacen(' ', "T", 1) + "Z")
+        .and_then(|t| humantime::parse_rfc3339(&t).ok())
+        .unwrap_or_else(|| panic!("{lease:?} gives no UTC time: {r}"));
+    let at = at.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    assert!(
+        at.abs_diff(unix_now() + secs) <= 3,
+        "{lease:?}: the time is not {secs}s from now: {r}"
+    );
+    secs as i64
 }
 
 /// The pid a distlock contender recorded in its value.
@@ -200,12 +215,13 @@ fn status_shows_holder_mode_key_token_and_waiters_in_queue_order() {
     let (ep, p) = (etcd.endpoint(), prefix("status"));
     let dir = scratch_dir();
 
-    // A free lock says so, exit 0, in text and JSON.
+    // A free lock says so, exit 1, in text and JSON.
     let r = run(distlock(&etcd, &p).args(["--lock-name=db", "--status"]));
-    r.code(0);
+    r.code(1);
     assert_eq!(r.stdout, "db: free\n", "{r}");
+    assert_eq!(r.stderr, "", "a free lock is not an error: {r}");
     let r = run(distlock(&etcd, &p).args(["--lock-name=db", "--status", "--output=json"]));
-    let v = r.code(0).json();
+    let v = r.code(1).json();
     assert_eq!(v["lock"], "db");
     assert_eq!(v["held"], false);
     assert!(v["holder"].is_null(), "{v}");
@@ -243,7 +259,9 @@ fn status_shows_holder_mode_key_token_and_waiters_in_queue_order() {
     r.code(0);
     let lines: Vec<&str> = r.stdout.lines().collect();
     let (host, user) = (hostname(), username());
-    let first = format!("db: held by {host} (pid {holder_pid}, {user}) for ");
+    // A --lock holder's process has exited by design; this host's is named as such.
+    let first =
+        format!("db: held by this host ({host}, pid {holder_pid} (exited; --lock), {user}) for ");
     let rest = lines[0]
         .strip_prefix(&first)
         .unwrap_or_else(|| panic!("holder line should start with {first:?}: {r}"));
@@ -296,7 +314,13 @@ fn status_shows_holder_mode_key_token_and_waiters_in_queue_order() {
         "lock",
     );
     assert!(v["holder"]["ttl_left"].is_null(), "{v}");
+    assert!(v["holder"]["expires_at"].is_null(), "{v}");
     assert!(v["holder"]["program"].is_null(), "{v}");
+    assert_eq!(v["holder"]["this_host"], true, "{v}");
+    assert_eq!(
+        v["holder"]["renewed"], false,
+        "a --lock renews nothing: {v}"
+    );
     let waiters = v["waiters"].as_array().expect("waiters is an array");
     assert_eq!(waiters.len(), 3, "{v}");
     assert_distlock_contender(
@@ -349,12 +373,17 @@ fn status_shows_the_ttl_left_of_a_running_holder_and_of_a_lock_with_ttl() {
     let r = run(distlock(&etcd, &p).args(["--lock-name=job", "--status"]));
     r.code(0);
     let head = format!(
-        "job: held by {} (pid {}, {}) for ",
+        "job: held by this host ({}, pid {}, {}) for ",
         hostname(),
         runner.pid(),
         username()
     );
     assert!(r.stdout.starts_with(&head), "{r}");
+    assert_eq!(
+        status_field(&r, "lease:"),
+        "10s, renewed while it runs",
+        "{r}"
+    );
     assert_eq!(status_field(&r, "mode:"), "run", "{r}");
     assert_eq!(status_field(&r, "program:"), "sleep", "{r}");
     assert_eq!(status_field(&r, "key:"), kv.key, "{r}");
@@ -362,8 +391,6 @@ fn status_shows_the_ttl_left_of_a_running_holder_and_of_a_lock_with_ttl() {
         status_field(&r, "fencing token:"),
         kv.create_revision.to_string()
     );
-    let left = expires_in(&r);
-    assert!((1..=10).contains(&left), "TTL left {left}: {r}");
 
     let r = run(distlock(&etcd, &p).args(["--lock-name=job", "--status", "--output=json"]));
     let v = r.code(0).json();
@@ -372,6 +399,8 @@ fn status_shows_the_ttl_left_of_a_running_holder_and_of_a_lock_with_ttl() {
     assert_eq!(v["holder"]["program"], "sleep");
     let left = v["holder"]["ttl_left"].as_i64();
     assert!(left.is_some_and(|l| (1..=10).contains(&l)), "{v}");
+    assert_eq!(v["holder"]["renewed"], true, "{v}");
+    assert_eq!(v["holder"]["on_lost"], "kill", "{v}");
 
     // `--lock --ttl 30`: on a lease nobody renews, counting down from 30.
     let (key, _) = lock(&etcd, &p, "maint", &["--ttl=30", "--reason=maintenance"]);
@@ -381,11 +410,49 @@ fn status_shows_the_ttl_left_of_a_running_holder_and_of_a_lock_with_ttl() {
     assert_eq!(status_field(&r, "mode:"), "lock", "{r}");
     let left = expires_in(&r);
     assert!((25..=30).contains(&left), "TTL left {left}: {r}");
+    assert!(
+        !r.stdout.contains("unless renewed") && !r.stdout.contains("expires:"),
+        "nothing renews a --lock, and its lease says when it expires: {r}"
+    );
+    assert!(
+        r.stdout
+            .starts_with(&format!("maint: held by this host ({}, pid ", hostname()))
+            && r.stdout
+                .lines()
+                .next()
+                .unwrap()
+                .contains(" (exited; --lock), "),
+        "{r}"
+    );
     let r = run(distlock(&etcd, &p).args(["--lock-name=maint", "--status", "--output=json"]));
     let v = r.code(0).json();
     let left = v["holder"]["ttl_left"].as_i64();
     assert!(left.is_some_and(|l| (25..=30).contains(&l)), "{v}");
     assert!(v["holder"]["lease"].is_string(), "{v}");
+    assert_eq!(v["holder"]["renewed"], false, "{v}");
+    let at = v["holder"]["expires_at"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"));
+    let at = humantime::parse_rfc3339(at).unwrap_or_else(|e| panic!("{at}: {e}"));
+    let at = at.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    assert!((unix_now() + 24..=unix_now() + 31).contains(&at), "{v}");
+
+    // --list's EXPIRES: nothing for a running command, in how long for the --lock --ttl.
+    let r = run(distlock(&etcd, &p).arg("--list"));
+    let lines: Vec<&str> = r.code(0).stdout.lines().collect();
+    let starts = column_starts(lines[0]);
+    let rows: Vec<Vec<String>> = lines[1..].iter().map(|l| cells(l, &starts)).collect();
+    assert_eq!(
+        (rows[0][0].as_str(), rows[0][3].as_str()),
+        ("job", "-"),
+        "{r}"
+    );
+    assert_eq!(rows[1][0], "maint", "{r}");
+    let left = rows[1][3]
+        .strip_prefix("in ")
+        .and_then(|d| humantime::parse_duration(d).ok())
+        .unwrap_or_else(|| panic!("{r}"));
+    assert!((20..=30).contains(&left.as_secs()), "{r}");
 }
 
 #[test]
@@ -447,7 +514,7 @@ fn status_shows_etcdctl_and_go_tool_holders_for_what_they_are() {
         legacy.create_revision.to_string()
     );
     assert_eq!(status_field(&r, "lease:"), "held until unlocked", "{r}");
-    assert_eq!(status_field(&r, "since:"), "2023-11-14T22:13:20Z", "{r}");
+    assert_eq!(status_field(&r, "since:"), "2023-11-14 22:13:20 UTC", "{r}");
     let v = run(distlock(&etcd, &p).args(["--lock-name=old", "--status", "--output=json"]))
         .code(0)
         .json();
@@ -593,7 +660,7 @@ fn list_shows_one_aligned_row_per_lock_whatever_is_in_etcd() {
     let header = column_starts(lines[0]);
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["LOCK", "HOLDER", "FOR", "HOLDERS", "WAITING", "REASON"],
+        ["LOCK", "HOLDER", "FOR", "EXPIRES", "HOLDERS", "WAITING", "REASON"],
         "{r}"
     );
     let rows: Vec<Vec<String>> = lines[1..].iter().map(|l| cells(l, &header)).collect();
@@ -603,8 +670,8 @@ fn list_shows_one_aligned_row_per_lock_whatever_is_in_etcd() {
         found[0].clone()
     };
     for c in &rows {
-        assert_eq!(c[4], "0", "nobody waits: {c:?}");
-        assert_eq!(c[3], "1", "one holder each: {c:?}");
+        assert_eq!(c[5], "0", "nobody waits: {c:?}");
+        assert_eq!(c[4], "1", "one holder each: {c:?}");
         assert!(c[2] == "-" || is_age(&c[2]), "age {:?}", c[2]);
     }
 
@@ -612,11 +679,15 @@ fn list_shows_one_aligned_row_per_lock_whatever_is_in_etcd() {
     let holder_pid = recorded_pid(&contenders(&etcd.endpoint(), &p, &zoo.long_name)[0]);
     assert_eq!(
         long[1],
-        format!("{} ({holder_pid})", hostname()),
+        format!(
+            "this host ({}, pid {holder_pid} (exited; --lock))",
+            hostname()
+        ),
         "{long:?}"
     );
     assert!(is_age(&long[2]), "{long:?}");
-    let reason = &long[5];
+    assert_eq!(long[3], "never", "a --lock without --ttl: {long:?}");
+    let reason = &long[6];
     assert!(
         reason.starts_with(UNICODE_REASON) && reason.ends_with('…'),
         "a 5000-character reason is cut, its start kept: {reason:?}"
@@ -627,8 +698,11 @@ fn list_shows_one_aligned_row_per_lock_whatever_is_in_etcd() {
     );
 
     let uni = row(zoo.unicode);
-    assert_eq!(uni[5], UNICODE_REASON);
-    assert!(uni[1].starts_with(&format!("{} (", hostname())), "{uni:?}");
+    assert_eq!(uni[6], UNICODE_REASON);
+    assert!(
+        uni[1].starts_with(&format!("this host ({}, pid ", hostname())),
+        "{uni:?}"
+    );
 
     let old = row("old3d");
     assert!(
@@ -636,10 +710,10 @@ fn list_shows_one_aligned_row_per_lock_whatever_is_in_etcd() {
         "three days: {old:?}"
     );
     assert!(old[1].contains("oldhost"), "{old:?}");
-    assert_eq!(old[5], "three days");
+    assert_eq!(old[6], "three days");
     let ancient = row("gotool");
     assert!(ancient[2].contains('d'), "{ancient:?}");
-    assert_eq!(ancient[5], "old reason");
+    assert_eq!(ancient[6], "old reason");
 
     for name in ["ctl", "binary", "notjson", "othershape"] {
         let c = row(name);
@@ -648,7 +722,7 @@ fn list_shows_one_aligned_row_per_lock_whatever_is_in_etcd() {
     }
     let esc = row("esc");
     assert!(
-        esc[1].starts_with('h') && esc[5].starts_with('r'),
+        esc[1].starts_with('h') && esc[6].starts_with('r'),
         "{esc:?}"
     );
     assert!(
@@ -1209,17 +1283,17 @@ fn verbose_adds_detail_to_a_normal_run() {
         r.stderr
     };
 
-    // --unlock says what it removed, by default already.
+    // --unlock says what it released, by default already.
     lock(&etcd, &p, "u", &[]);
     let default_unlock = stderr(&["--lock-name=u", "--unlock"]);
     assert!(
-        default_unlock.contains(&format!("removed {p}u/")),
+        default_unlock.contains("released u held by this host"),
         "{default_unlock}"
     );
     lock(&etcd, &p, "u", &[]);
     let verbose_unlock = stderr(&["--lock-name=u", "--unlock", "-v"]);
     assert!(
-        verbose_unlock.contains(&format!("removed {p}u/")),
+        verbose_unlock.contains("released u held by this host"),
         "{verbose_unlock}"
     );
 
@@ -1375,7 +1449,7 @@ fn json_log_format_makes_every_stderr_line_json_and_results_stay_on_stdout() {
     r.code(0);
     assert_eq!(r.stdout, "", "{r}");
     let lines = json_lines(&r);
-    assert!(lines.iter().any(|l| message(l).contains("removed")), "{r}");
+    assert!(lines.iter().any(|l| message(l).contains("released")), "{r}");
 
     // A configuration error, before any configuration could be read, is JSON too.
     let r = run(distlock(&etcd, &p).args(["--lock-name=a/b", "--lock", "--log-format=json"]));
@@ -1414,4 +1488,105 @@ fn a_reader_that_stops_early_does_not_make_status_list_or_show_config_panic() {
             output.status
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a script can test, and a --lock that waits on its own host
+
+#[test]
+fn status_and_list_exit_0_when_a_lock_is_held_and_1_when_none_is() {
+    let etcd = Etcd::start();
+    let p = prefix("held-or-not");
+    let code = |args: &[&str]| run(distlock(&etcd, &p).args(args)).code;
+    for output in ["--output=text", "--output=json"] {
+        assert_eq!(code(&["--lock-name=a", "--status", output]), 1, "{output}");
+        assert_eq!(code(&["--list", output]), 1, "{output}");
+        // --conflict-exit-code is for "not acquired"; a free lock is still 1.
+        let free = code(&[
+            "--lock-name=a",
+            "--status",
+            "--conflict-exit-code=75",
+            output,
+        ]);
+        assert_eq!(free, 1, "{output}");
+    }
+    lock(&etcd, &p, "a", &[]);
+    for output in ["--output=text", "--output=json"] {
+        assert_eq!(code(&["--lock-name=a", "--status", output]), 0, "{output}");
+        assert_eq!(code(&["--lock-name=b", "--status", output]), 1, "{output}");
+        assert_eq!(code(&["--list", output]), 0, "{output}");
+    }
+    // As a script uses it.
+    let script = r#""$DL" --lock-name=a --status >/dev/null && echo held
+"$DL" --lock-name=b --status >/dev/null || echo free"#;
+    let out = sh_with_distlock_env(&etcd, &p, script).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "held\nfree\n");
+    // 2 and 3 keep their meanings.
+    assert_eq!(code(&["--lock-name=a/b", "--status"]), 2);
+    let r = run(distlock_at("http://127.0.0.1:1", &p).args([
+        "--lock-name=a",
+        "--status",
+        "--maxtime=1s",
+    ]));
+    r.code(3).one_error_line();
+    let r = run(distlock_at("http://127.0.0.1:1", &p).args(["--list", "--maxtime=1s"]));
+    r.code(3).one_error_line();
+}
+
+#[test]
+fn a_lock_waiting_on_its_own_hosts_lock_says_so_and_a_signal_speaks_of_no_command() {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("own-host"));
+    let dir = scratch_dir();
+    lock(&etcd, &p, "percona_prod", &["--reason=Upgrade RPMs"]);
+    let since = contenders(&ep, &p, "percona_prod")[0].json()["since"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // `2026-12-06T14:02:07Z` → `14:02 UTC` (a test at midnight may see the date too).
+    let minute = &since[11..16];
+
+    let err = dir.path().join("rerun.err");
+    let mut rerun = distlock_bg(
+        &etcd,
+        &p,
+        &["--lock-name=percona_prod", "--lock"],
+        &[],
+        &err,
+        "rerun",
+    );
+    wait_contenders(&ep, &p, "percona_prod", 2);
+    let line = wait_until(DEADLINE, "the waiting line", || {
+        waiting_lines(&err).into_iter().next()
+    });
+    let head = format!(
+        "distlock: waiting for percona_prod: held by this host ({}, --lock since ",
+        hostname()
+    );
+    let tail = " UTC, reason \"Upgrade RPMs\"); distlock --lock-name=percona_prod --unlock \
+                releases it";
+    assert!(
+        line.starts_with(&head) && line.ends_with(tail) && line.contains(minute),
+        "{line:?}"
+    );
+
+    rerun.signal(Signal::SIGTERM);
+    assert_eq!(shell_status(rerun.wait(DEADLINE)), 143);
+    let lines = read_lines(&err);
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some(
+            "distlock: interrupted by SIGTERM while waiting for the lock; nothing is left in etcd"
+        ),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains("command")),
+        "--lock runs no command: {lines:#?}"
+    );
+    assert_eq!(
+        contenders(&ep, &p, "percona_prod").len(),
+        1,
+        "the waiter left nothing"
+    );
 }
