@@ -470,9 +470,10 @@ fn status_shows_the_stamp_and_when_it_runs_out() {
             &format!("--output={format}"),
         ]))
     };
+    // A free lock: --status exits 1, stamp or not.
     let before = status("json");
     assert_eq!(
-        before.code(0).json()["min_interval"],
+        before.code(1).json()["min_interval"],
         serde_json::Value::Null
     );
     assert!(!status("text").stdout.contains("min-interval"));
@@ -485,7 +486,7 @@ fn status_shows_the_stamp_and_when_it_runs_out() {
     ))
     .code(0);
     let written = get_key(&ep, &stamp_key(&p)).unwrap().json();
-    let v = status("json").code(0).json();
+    let v = status("json").code(1).json();
     let m = &v["min_interval"];
     assert_eq!(v["held"], false, "{v}");
     assert_eq!(m["key"], stamp_key(&p), "{v}");
@@ -496,7 +497,7 @@ fn status_shows_the_stamp_and_when_it_runs_out() {
     assert!((3590..=3600).contains(&left), "{v}");
 
     let text = status("text");
-    let shown = text.code(0).stdout.clone();
+    let shown = text.code(1).stdout.clone();
     assert!(shown.starts_with(&format!("{NAME}: free\n")), "{shown}");
     let started = written["started"].as_str().unwrap();
     assert!(
