@@ -60,7 +60,9 @@ pub(super) async fn run_mode(
     // The lock first: the next holder is waiting for it, the clean-up is not. Stopped for
     // --max-runtime, the lock is still ours, to release or keep as usual.
     match &ended {
-        Ok(_) | Err(Failure::TimedOut(_)) => release_or_hold(config, &held).await,
+        Ok(_) | Err(Failure::TimedOut(_) | Failure::TimedOutKilled(_)) => {
+            release_or_hold(config, &held).await
+        }
         Err(_) => release_after_loss(&held).await,
     }
     drop(watchdog);
@@ -179,7 +181,7 @@ async fn supervise(
 }
 
 /// `--max-runtime` passed: SIGTERM to the command's group, SIGKILL after the kill grace, and
-/// the error that says so (exit 124, as timeout(1)).
+/// the error that says what was needed: exit 124, or 137 when SIGKILL was, as timeout(1).
 async fn stop_too_long(
     config: &Config,
     held: &Held,
@@ -188,12 +190,12 @@ async fn stop_too_long(
 ) -> Result<std::process::ExitStatus> {
     let limit = duration(config.max_runtime.unwrap_or_default());
     tracing::debug!("the command ran longer than {limit}");
-    stop(command, signals, kill_deadline(config, held)).await;
-    Err(Failure::TimedOut(format!(
-        "the command ran longer than --max-runtime ({limit}) and was stopped (SIGTERM, then \
-         SIGKILL after {})",
-        duration(config.kill_grace)
-    )))
+    let how = stop(command, signals, kill_deadline(config, held)).await;
+    let message = format!("the command was stopped after {limit} (--max-runtime): {how}");
+    Err(match how.killed_after {
+        None => Failure::TimedOut(message),
+        Some(_) => Failure::TimedOutKilled(message),
+    })
 }
 
 /// When SIGKILL follows SIGTERM: after the kill grace, and before etcd may expire the lease
@@ -208,14 +210,36 @@ fn kill_deadline(config: &Config, held: &Held) -> Instant {
     }
 }
 
+/// How the command was stopped: by SIGTERM, or SIGKILL was needed this long after it.
+struct Stopped {
+    killed_after: Option<Duration>,
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.killed_after {
+            None => f.write_str("SIGTERM"),
+            Some(grace) => write!(f, "SIGTERM, then SIGKILL after {}", duration(grace)),
+        }
+    }
+}
+
 /// Stops the command: SIGTERM, SIGKILL at `kill_at`. Signals meanwhile still reach its group.
-async fn stop(command: &mut Command, signals: &mut Signals, kill_at: Instant) {
+async fn stop(command: &mut Command, signals: &mut Signals, kill_at: Instant) -> Stopped {
     let group = command.group();
+    let began = Instant::now();
     let stopped = command.terminate(kill_at);
     tokio::pin!(stopped);
     loop {
         tokio::select! {
-            _ = &mut stopped => break,
+            (status, killed) = &mut stopped => {
+                if let Err(e) = status {
+                    tracing::debug!("{e}");
+                }
+                return Stopped {
+                    killed_after: killed.then(|| kill_at.saturating_duration_since(began)),
+                };
+            }
             signal = signals.recv() => group.signal(signal),
         }
     }
