@@ -6,7 +6,7 @@ use super::release::{release, release_after_loss, release_or_hold};
 use super::{acquire, Outcome};
 use crate::command::{self, Command, Signals};
 use crate::config::{Config, LockName, OnLost};
-use crate::error::{duration, signal_name};
+use crate::error::{duration, local_clock, signal_name};
 use crate::etcd::LeaseState;
 use crate::exit::{Failure, Result};
 use crate::held::Held;
@@ -46,8 +46,8 @@ pub(super) async fn run_mode(
         ("ETCD_LOCK_REV", token),
     ];
     if let Err(e) = lease_for_the_command(config, &held, &mut signals).await {
-        release_after_loss(&held).await;
-        return Err(e);
+        let note = release_after_loss(&held).await;
+        return Err(with_note(e, note));
     }
     let mut command = match Command::spawn(argv, &env, watchdog.group()) {
         Ok(command) => command,
@@ -59,12 +59,16 @@ pub(super) async fn run_mode(
     let ended = supervise(config, &held, &mut command, &mut signals).await;
     // The lock first: the next holder is waiting for it, the clean-up is not. Stopped for
     // --max-runtime, the lock is still ours, to release or keep as usual.
-    match &ended {
+    let ended = match ended {
         Ok(_) | Err(Failure::TimedOut(_) | Failure::TimedOutKilled(_)) => {
-            release_or_hold(config, &held).await
+            release_or_hold(config, &held).await;
+            ended
         }
-        Err(_) => release_after_loss(&held).await,
-    }
+        Err(e) => {
+            let note = release_after_loss(&held).await;
+            Err(with_note(e, note))
+        }
+    };
     drop(watchdog);
     let status = ended?;
     Ok(match status.signal() {
@@ -118,6 +122,20 @@ async fn lease_for_the_command(config: &Config, held: &Held, signals: &mut Signa
     }
 }
 
+/// A failure with what is known about the lock after it (see `release_after_loss`), in its
+/// one line.
+fn with_note(e: Failure, note: Option<String>) -> Failure {
+    match (e, note) {
+        (Failure::Lost(m), Some(note)) => Failure::Lost(format!("{m}; {note}")),
+        (Failure::Etcd(m), Some(note)) => Failure::Etcd(format!("{m}; {note}")),
+        (e, Some(note)) => {
+            tracing::warn!("{note}");
+            e
+        }
+        (e, None) => e,
+    }
+}
+
 /// Waits for the command while keeping watch on the lock. Signals go on to the command. If the
 /// lock is lost, the command is stopped (or, with `--on-lost=warn`, left to finish) and the
 /// result is `Failure::Lost`.
@@ -138,6 +156,8 @@ async fn supervise(
         }
     };
     tokio::pin!(too_long);
+    let silence = warn_of_silence(config, held);
+    tokio::pin!(silence);
     let why = loop {
         // Biased, and checked once more below: a command that has ended (e.g. while distlock
         // was paused) is reported with its own status, not as stopped for a lost lock.
@@ -150,23 +170,23 @@ async fn supervise(
             }
             why = &mut lost => break why,
             () = &mut too_long => return stop_too_long(config, held, command, signals).await,
+            () = &mut silence => {}
         }
     };
     if let Some(status) = command.try_wait() {
         return Ok(status);
     }
     let message = format!("lost the lock {} while the command ran: {why}", held.key());
-    // The reason goes into the one error line at the end; here only what happens meanwhile.
+    // One line says it all, at the end: the reason, and what was done about it.
     match config.on_lost {
         OnLost::Kill => {
-            let kill_at = kill_deadline(config, held);
-            tracing::warn!(
-                "the lock was lost; stopping the command (SIGTERM, then SIGKILL after {})",
-                duration(kill_at.saturating_duration_since(Instant::now()))
-            );
-            stop(command, signals, kill_at).await;
+            let how = stop(command, signals, kill_deadline(config, held)).await;
+            Err(Failure::Lost(format!(
+                "{message}; stopped the command: {how}"
+            )))
         }
         OnLost::Warn => {
+            // The command goes on, so this is said now, and once more at the end.
             tracing::warn!("{message}; letting the command finish (--on-lost=warn)");
             let group = command.group();
             loop {
@@ -175,9 +195,70 @@ async fn supervise(
                     signal = signals.recv() => group.signal(signal),
                 }
             }
+            Err(Failure::Lost(format!(
+                "{message}; the command was left to finish (--on-lost=warn)"
+            )))
         }
     }
-    Err(Failure::Lost(message))
+}
+
+/// While the command runs: once etcd has not answered for a third of the TTL (the keepalive
+/// due then went unanswered a while), one warning that says when the command will be stopped
+/// (or the lock may be lost) if it stays silent; and one line when etcd answers again, after
+/// which a new silence warns again. Never completes: the loss itself is `Held::lost`'s.
+async fn warn_of_silence(config: &Config, held: &Held) {
+    let ttl = held.ttl();
+    // A keepalive goes out a third of the TTL after the last answer, and is answered within
+    // milliseconds: one not answered in this much more is a silence.
+    let slack = (ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let mut state = held.lease_changes();
+    let mut warned = false;
+    loop {
+        // Copied out: no watch::Ref across an await.
+        let now_known = *state.borrow_and_update();
+        let LeaseState::Alive(until) = now_known else {
+            // etcd said the lease is gone: Held::lost says so.
+            return std::future::pending().await;
+        };
+        if std::mem::take(&mut warned) {
+            tracing::warn!("etcd answers again; the lock is held");
+        }
+        let answered = until.checked_sub(ttl).unwrap_or(until);
+        let warn_at = answered + ttl / 3 + slack;
+        let stop_at = until
+            .checked_sub(config.kill_grace + stop_margin(ttl))
+            .unwrap_or(until);
+        // A warning after the stop began would say nothing new.
+        if warn_at < stop_at {
+            tokio::select! {
+                changed = state.changed() => {
+                    if changed.is_err() {
+                        return std::future::pending().await;
+                    }
+                    continue;
+                }
+                () = sleep_until(warn_at) => {}
+            }
+            let silent = duration(Instant::now().saturating_duration_since(answered));
+            match config.on_lost {
+                OnLost::Kill => tracing::warn!(
+                    "etcd has not answered for {silent}; if it stays silent, the command will be \
+                     stopped at {} (the lock's lease may expire at {})",
+                    local_clock(stop_at),
+                    local_clock(until)
+                ),
+                OnLost::Warn => tracing::warn!(
+                    "etcd has not answered for {silent}; if it stays silent, the lock may be lost \
+                     at {} (the command goes on: --on-lost=warn)",
+                    local_clock(until)
+                ),
+            }
+            warned = true;
+        }
+        if state.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 /// `--max-runtime` passed: SIGTERM to the command's group, SIGKILL after the kill grace, and
