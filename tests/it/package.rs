@@ -47,6 +47,7 @@ const EXPECTED_FILES: &[&str] = &[
     "usr/share/doc/distlock/examples/distlock-backup.cron",
     "usr/share/doc/distlock/examples/percona-upgrade.pp",
     "usr/share/doc/distlock/examples/percona-upgrade.sls",
+    "usr/share/doc/distlock/examples/percona-upgrade.yml",
     "usr/share/doc/distlock/examples/report-worker.service",
     "usr/share/doc/distlock/examples/rolling-upgrade.sh",
 ];
@@ -63,6 +64,7 @@ const EXPECTED_RPM_FILES: &[&str] = &[
     "/usr/share/doc/distlock/examples/distlock-backup.cron",
     "/usr/share/doc/distlock/examples/percona-upgrade.pp",
     "/usr/share/doc/distlock/examples/percona-upgrade.sls",
+    "/usr/share/doc/distlock/examples/percona-upgrade.yml",
     "/usr/share/doc/distlock/examples/report-worker.service",
     "/usr/share/doc/distlock/examples/rolling-upgrade.sh",
     "/usr/share/fish/vendor_completions.d/distlock.fish",
