@@ -1,4 +1,5 @@
-# Puppet: upgrade the Percona server packages on one node of a cluster at a time.
+# Puppet: upgrade the Percona server packages on one node of a cluster at a time, on
+# RHEL-family (yum, or dnf: RHEL/CentOS/Rocky/Alma, Fedora) and Debian-family hosts alike.
 #
 # The lock is taken in one step (distlock --lock) and given back in another (--unlock) once
 # the change is done, so it covers the package upgrade and the restart that follows it:
@@ -22,9 +23,21 @@
 class profile::percona_rolling_upgrade (
   String $lock_name = 'percona_prod',
   String $package   = 'percona-server-server',
-  String $service   = 'mysql',
+  # Percona's packages name the service mysqld on RHEL-family hosts, mysql on Debian's.
+  String $service   = $facts['os']['family'] ? {
+    'RedHat' => 'mysqld',
+    default  => 'mysql',
+  },
 ) {
   $host = $facts['networking']['fqdn']
+
+  # Whether an upgrade of the package is pending, without changing anything. yum and dnf
+  # check-update exit 100 when there is one (yum is dnf on RHEL 8 and later); apt-get -s
+  # simulates and needs no lock.
+  $upgrade_pending = $facts['os']['family'] ? {
+    'RedHat' => "yum -q check-update ${package} >/dev/null; test \$? -eq 100",
+    default  => "apt-get -s -o Debug::NoLocking=1 install --only-upgrade ${package} | grep -q '^Inst '",
+  }
 
   package { 'distlock':
     ensure => installed,
@@ -32,8 +45,8 @@ class profile::percona_rolling_upgrade (
 
   -> exec { "distlock: take ${lock_name}":
     command   => "distlock --lock-name=${lock_name} --lock --timeout=30m --reason='Puppet: upgrade ${package} on ${host}'",
-    # Only when there is something to upgrade; apt-get -s simulates and needs no lock.
-    onlyif    => "apt-get -s -o Debug::NoLocking=1 install --only-upgrade ${package} | grep -q '^Inst '",
+    # Only when there is something to upgrade.
+    onlyif    => $upgrade_pending,
     provider  => shell,
     path      => ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'],
     timeout   => 1900, # longer than distlock's --timeout, so distlock says why it gave up

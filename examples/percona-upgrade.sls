@@ -1,4 +1,5 @@
-# Salt: upgrade the Percona server packages on one minion of a cluster at a time.
+# Salt: upgrade the Percona server packages on one minion of a cluster at a time, on
+# RHEL-family (yum, or dnf: RHEL/CentOS/Rocky/Alma, Fedora) and Debian-family minions alike.
 #
 # The lock is taken in one state (distlock --lock) and given back in another (--unlock) once
 # the change is done, so it covers the package upgrade and the restart that follows it:
@@ -22,6 +23,9 @@
 #     - sources:
 #       - distlock: salt://packages/distlock-0.1.0-1.x86_64.rpm
 
+{#- Percona's packages name the service mysqld on RHEL-family hosts, mysql on Debian's. #}
+{%- set redhat = grains['os_family'] == 'RedHat' %}
+
 distlock-package:
   pkg.installed:
     - name: distlock
@@ -31,8 +35,13 @@ distlock-take-percona:
     - name: >-
         distlock --lock-name=percona_prod --lock --timeout=30m
         --reason="Salt: upgrade percona-server-server on {{ grains['id'] }}"
-    # Only when there is something to upgrade; apt-get -s simulates and needs no lock.
+    # Only when there is something to upgrade: yum and dnf check-update exit 100 then (yum is
+    # dnf on RHEL 8 and later); apt-get -s simulates and needs no lock.
+{%- if redhat %}
+    - onlyif: yum -q check-update percona-server-server >/dev/null; test $? -eq 100
+{%- else %}
     - onlyif: apt-get -s -o Debug::NoLocking=1 install --only-upgrade percona-server-server | grep -q '^Inst '
+{%- endif %}
     - timeout: 1900
     - require:
       - pkg: distlock-package
@@ -45,7 +54,7 @@ percona-upgrade:
 
 percona-service:
   service.running:
-    - name: mysql
+    - name: {{ 'mysqld' if redhat else 'mysql' }}
     - enable: True
     - watch:
       - pkg: percona-upgrade

@@ -3,8 +3,9 @@
 #
 # Usage: rolling-upgrade.sh HOST...
 #   LOCK     lock name (default percona_prod: the lock percona-upgrade.pp/.sls use too)
-#   UPGRADE  shell command run on each node (default: upgrade the packages, restart, wait
-#            until the server answers)
+#   UPGRADE  shell command run on each node (default: upgrade the package, with yum (dnf) on
+#            RHEL-family nodes and apt-get on Debian-family ones, restart the server, wait
+#            until it answers)
 #   SSH      how to reach a node (default: ssh -o BatchMode=yes)
 #
 # Each node runs its upgrade under the cluster's lock, so this loop, a Puppet or Salt run that
@@ -15,7 +16,7 @@
 set -euo pipefail
 
 LOCK=${LOCK:-percona_prod}
-UPGRADE=${UPGRADE:-'apt-get -y install --only-upgrade percona-server-server && systemctl restart mysql && mysqladmin --wait=30 ping'}
+UPGRADE=${UPGRADE:-'if command -v yum >/dev/null; then yum -y upgrade percona-server-server && systemctl restart mysqld; else apt-get -y install --only-upgrade percona-server-server && systemctl restart mysql; fi && mysqladmin --wait=30 ping'}
 read -r -a SSH <<<"${SSH:-ssh -o BatchMode=yes}"
 
 if (($# == 0)); then

@@ -194,24 +194,30 @@ pub const OTHER_ENV: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// The files distlock reads or the packages install: the path, what it is, and whether only
-/// the .deb and .rpm packages install it (`--help` names the others).
-pub fn files() -> [(&'static str, &'static str, bool); 3] {
+/// The files distlock reads or the packages install: the path, what it is, where each package
+/// format puts it (the .deb and .rpm install it at the path; the tarball holds some at its
+/// top), and whether `--help` names it (the packages' documentation it leaves to the man page).
+pub fn files() -> [(&'static str, &'static str, &'static str, bool); 3] {
     [
         (
             settings::CONFIG.default.unwrap_or_default(),
             "default --config; missing is fine",
-            false,
+            "The .deb and .rpm install it with every key commented out; the tarball has the \
+             same file as distlock.yaml, to copy there.",
+            true,
         ),
         (
             "/usr/share/doc/distlock/distlock.yaml.example",
             "Every setting of the YAML file, explained, with example values",
-            true,
+            "Installed by the .deb and .rpm; the tarball has it as distlock.yaml.example.",
+            false,
         ),
         (
             "/usr/share/doc/distlock/examples/",
-            "cron, Puppet, Salt, systemd and rolling-upgrade examples",
-            true,
+            "cron, Puppet, Salt, Ansible, systemd and rolling-upgrade examples, each saying \
+             how to install it",
+            "Installed by the .deb and .rpm.",
+            false,
         ),
     ]
 }
@@ -236,7 +242,7 @@ fn after_help() -> String {
         text.push_str(&wrap(meaning, &format!("  {code:<8}"), &" ".repeat(10)));
         text.push('\n');
     }
-    for (path, what, _) in files().iter().filter(|(.., packaged)| !packaged) {
+    for (path, what, ..) in files().iter().filter(|(.., in_help)| *in_help) {
         text.push_str(&format!("\nFiles: {path} ({what})"));
     }
     text

@@ -5,7 +5,7 @@
 //!
 //! Nothing here knows about etcd.
 
-use crate::error::{duration, signal_name};
+use crate::error::signal_name;
 use crate::exit::{Failure, Result};
 use nix::sys::signal::{killpg, SigSet, SigmaskHow, Signal};
 use nix::unistd::{getpgrp, getpid, tcgetpgrp, tcsetpgrp, Pid};
@@ -130,22 +130,22 @@ impl Command {
         Some(status)
     }
 
-    /// SIGTERM to the group, then SIGKILL at `kill_at` if it is still there.
-    pub async fn terminate(&mut self, kill_at: Instant) -> Result<ExitStatus> {
-        let grace = kill_at.saturating_duration_since(Instant::now());
+    /// SIGTERM to the group, then SIGKILL at `kill_at` if it is still there. Says how it
+    /// ended, and whether SIGKILL was needed (the command outlived `kill_at`).
+    pub async fn terminate(&mut self, kill_at: Instant) -> (Result<ExitStatus>, bool) {
         self.signal(nix::libc::SIGTERM);
         if let Ok(status) = tokio::time::timeout_at(kill_at, self.child.wait()).await {
             // The leader is gone; anything it left in its group gets no grace.
             self.signal(nix::libc::SIGKILL);
             self.take_back_terminal();
-            return status.map_err(|e| Failure::CannotExecute(e.to_string()));
+            return (
+                status.map_err(|e| Failure::CannotExecute(e.to_string())),
+                false,
+            );
         }
-        tracing::warn!(
-            "the command did not stop within {} of SIGTERM; killing it",
-            duration(grace)
-        );
+        // No line here: the caller's one line says that SIGKILL was needed.
         self.signal(nix::libc::SIGKILL);
-        self.wait().await
+        (self.wait().await, true)
     }
 
     fn take_back_terminal(&mut self) {

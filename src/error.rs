@@ -107,14 +107,45 @@ pub fn duration(d: Duration) -> String {
 
 /// An instant as a UTC time of day with milliseconds, as log readers compare it.
 pub fn wall_clock(at: tokio::time::Instant) -> String {
+    humantime::format_rfc3339_millis(system_time(at)).to_string()
+}
+
+/// An instant as the local clock on the wall shows it, `14:03:07`: what an operator reading a
+/// warning compares with `date`, for moments seconds or minutes away.
+pub fn local_clock(at: tokio::time::Instant) -> String {
+    let since_epoch = system_time(at)
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    // To the nearest second, as the clock shows it.
+    let secs = (since_epoch + Duration::from_millis(500)).as_secs();
+    let t = nix::libc::time_t::try_from(secs).unwrap_or_default();
+    let mut tm = std::mem::MaybeUninit::<nix::libc::tm>::zeroed();
+    // SAFETY: localtime_r reads `t` and writes only into `tm`, which is large enough; its
+    // result is checked before `tm` is read.
+    let local = unsafe {
+        (!nix::libc::localtime_r(&t, tm.as_mut_ptr()).is_null()).then(|| tm.assume_init())
+    };
+    match local {
+        Some(tm) => format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec),
+        // No time zone to be had: UTC, saying so.
+        None => format!(
+            "{:02}:{:02}:{:02} UTC",
+            secs / 3600 % 24,
+            secs / 60 % 60,
+            secs % 60
+        ),
+    }
+}
+
+/// An instant of the monotonic clock on the wall clock.
+fn system_time(at: tokio::time::Instant) -> std::time::SystemTime {
     let now = tokio::time::Instant::now();
     let wall = std::time::SystemTime::now();
-    let then = if at >= now {
+    if at >= now {
         wall + (at - now)
     } else {
         wall - (now - at)
-    };
-    humantime::format_rfc3339_millis(then).to_string()
+    }
 }
 
 #[cfg(test)]
@@ -138,5 +169,18 @@ mod tests {
         for (d, text) in cases {
             assert_eq!(duration(d), text, "{d:?}");
         }
+    }
+
+    #[test]
+    fn the_local_clock_shows_hours_minutes_and_seconds() {
+        let text = local_clock(tokio::time::Instant::now() + Duration::from_secs(90));
+        let digits: Vec<&str> = text.split(':').collect();
+        assert_eq!(digits.len(), 3, "{text}");
+        assert!(
+            digits
+                .iter()
+                .all(|d| d.len() == 2 && d.parse::<u8>().is_ok()),
+            "{text}"
+        );
     }
 }

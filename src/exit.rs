@@ -32,8 +32,12 @@ pub enum Failure {
     Etcd(String),
     /// The lock was lost while the command ran.
     Lost(String),
-    /// The command ran longer than `--max-runtime` and was stopped, as `timeout(1)` reports it.
+    /// The command ran longer than `--max-runtime` and ended after SIGTERM, as `timeout(1)`
+    /// reports it.
     TimedOut(String),
+    /// The command ran longer than `--max-runtime` and had to be killed with SIGKILL after
+    /// `--kill-grace`: 128+9, as `timeout --kill-after` reports it.
+    TimedOutKilled(String),
     /// The command exists but could not be executed.
     CannotExecute(String),
     /// The command was not found.
@@ -64,6 +68,7 @@ impl Failure {
             Failure::Etcd(_) => 3,
             Failure::Lost(_) => 4,
             Failure::TimedOut(_) => 124,
+            Failure::TimedOutKilled(_) => killed_by(nix::libc::SIGKILL),
             Failure::CannotExecute(_) => 126,
             Failure::NotFound(_) => 127,
             Failure::Interrupted(signal, _) | Failure::InterruptedWaiting(signal, _) => {
@@ -88,7 +93,12 @@ impl Failure {
             }
             Failure::Lost(_) => "the lock was lost while the command ran",
             Failure::TimedOut(_) => {
-                "the command ran longer than --max-runtime and was stopped (as timeout(1))"
+                "the command ran longer than --max-runtime and was stopped with SIGTERM (as \
+                 timeout(1))"
+            }
+            Failure::TimedOutKilled(_) => {
+                "the command ran longer than --max-runtime and did not stop within --kill-grace \
+                 of SIGTERM: SIGKILL (as timeout(1) --kill-after)"
             }
             Failure::CannotExecute(_) | Failure::NotFound(_) => {
                 "the command could not be executed / was not found (the lock was released)"
@@ -110,6 +120,7 @@ pub fn table() -> Vec<(String, &'static str)> {
         Failure::Etcd(String::new()),
         Failure::Lost(String::new()),
         Failure::TimedOut(String::new()),
+        Failure::TimedOutKilled(String::new()),
         Failure::CannotExecute(String::new()),
         Failure::NotFound(String::new()),
     ];
@@ -145,6 +156,7 @@ impl fmt::Display for Failure {
             | Failure::Etcd(m)
             | Failure::Lost(m)
             | Failure::TimedOut(m)
+            | Failure::TimedOutKilled(m)
             | Failure::CannotExecute(m)
             | Failure::NotFound(m) => f.write_str(&one_line(m)),
             Failure::Interrupted(signal, left) => write!(
@@ -207,6 +219,7 @@ mod tests {
             (Failure::Etcd(String::new()), 3),
             (Failure::Lost(String::new()), 4),
             (Failure::TimedOut(String::new()), 124),
+            (Failure::TimedOutKilled(String::new()), 137),
             (Failure::CannotExecute(String::new()), 126),
             (Failure::NotFound(String::new()), 127),
             (Failure::Interrupted(2, None), 130),
@@ -218,7 +231,9 @@ mod tests {
             assert_eq!(failure.code(), code, "{failure:?}");
         }
         let documented: Vec<String> = table().into_iter().map(|(code, _)| code).collect();
-        for code in ["0", "1", "2", "3", "4", "124", "126/127", "128+N", "other"] {
+        for code in [
+            "0", "1", "2", "3", "4", "124", "137", "126/127", "128+N", "other",
+        ] {
             assert!(
                 documented.iter().any(|c| c == code),
                 "{code} is not documented"

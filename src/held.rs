@@ -2,7 +2,7 @@
 //! (or may be lost within a margin), our record stamped, and the ways to give it back or keep
 //! it past our lease (`--lock`, `--hold-at-least`).
 
-use crate::error::{wall_clock, Result};
+use crate::error::{duration, local_clock, Result};
 use crate::etcd::{Etcd, KeepAlive, Lease, LeaseState};
 use crate::queue::{self, Ticket};
 use crate::record::Record;
@@ -223,16 +223,22 @@ pub(crate) fn at_risk(state: LeaseState, margin: Duration) -> Instant {
     }
 }
 
-/// Why a lease is in doubt, in words: what etcd said, or what it did not confirm.
+/// Why a lease is in doubt, in words: what etcd said, or for how long it has not answered
+/// and when it may expire the lease, on the local clock.
 pub(crate) fn lease_problem(lease: &Lease, state: LeaseState) -> String {
     match state {
         LeaseState::Gone => "etcd says our lease no longer exists".to_string(),
         LeaseState::Alive(until) => {
-            let confirmed = until.checked_sub(lease.ttl).unwrap_or(until);
+            let now = Instant::now();
+            let answered = until.checked_sub(lease.ttl).unwrap_or(until);
+            let expires = match until > now {
+                true => "may expire our lease at",
+                false => "may have expired our lease at",
+            };
             format!(
-                "etcd has not confirmed our lease since {}; unless a later keepalive reached it, etcd expires it by {}",
-                wall_clock(confirmed),
-                wall_clock(until)
+                "etcd has not answered for {}; unless a later keepalive reached it, etcd {expires} {}",
+                duration(now.saturating_duration_since(answered)),
+                local_clock(until)
             )
         }
     }

@@ -9,7 +9,7 @@ use crate::settings;
 use clap::Command;
 use clap_complete::aot::{generate, Shell};
 use clap_mangen::Man;
-use roff::{bold, roman, Inline, Roff};
+use roff::{bold, italic, roman, Inline, Roff};
 use std::io;
 
 /// The man page (roff, not compressed) or the completion script that `what` names.
@@ -33,8 +33,110 @@ pub fn render(what: &str) -> io::Result<Vec<u8>> {
     Ok(script)
 }
 
-/// distlock(1): clap_mangen's NAME, SYNOPSIS, DESCRIPTION and OPTIONS (each option with its
-/// DISTLOCK_* variable), then ENVIRONMENT, EXIT STATUS, FILES and SEE ALSO from the tables.
+/// The forms of the command line, after `distlock`: run mode, then each mode. Placeholders
+/// are in capitals.
+const SYNOPSIS: &[&str] = &[
+    "--lock-name=NAME [OPTIONS] [--] COMMAND [ARGS...]",
+    "--lock-name=NAME --lock [OPTIONS]",
+    "--lock-name=NAME --unlock[=KEY] [OPTIONS]",
+    "--lock-name=NAME --extend=D [--holder=KEY] [OPTIONS]",
+    "--lock-name=NAME --status [OPTIONS]",
+    "--list [OPTIONS]",
+    "--show-config [OPTIONS]",
+];
+
+/// EXAMPLES: what each does, and the lines to type or install.
+const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "Upgrade the packages of a cluster one node at a time: run it on every node, in any \
+         order, and each waits for the one before it (on Debian-family hosts, apt-get -y \
+         upgrade):",
+        "distlock --lock-name=percona_prod --reason=\"yum upgrade\" -- yum -y upgrade",
+    ),
+    (
+        "Run a nightly job on one server of many, from /etc/cron.d on each: the others find the \
+         lock busy and give up (exit 1), and --hold-at-least keeps it busy for 10 minutes, for \
+         clocks that are a few minutes apart:",
+        "0 0 * * * root distlock --lock-name=nightly --nowait --hold-at-least=10m -- backup.sh",
+    ),
+    (
+        "Run a shell pipeline under the lock (-c runs it with sh -c), and skip the run when the \
+         lock is busy (-n, --nowait):",
+        "distlock -n --lock-name=backup -c 'pg_dump db | gzip > /backup/db.gz'",
+    ),
+    (
+        "Keep every other run out for a maintenance window: the lock stays held after \
+         distlock exits, until --unlock from any node (with --ttl=2h it also expires by \
+         itself). --status shows who holds it and why:",
+        "distlock --lock-name=db_prod --lock --reason=\"maintenance, ticket 4711\"\n\
+         # ... the maintenance ...\n\
+         distlock --lock-name=db_prod --unlock",
+    ),
+    (
+        "Stop a report still running after two hours, as timeout(1) would: exit 124 when \
+         SIGTERM ended it, 137 when it needed SIGKILL after --kill-grace:",
+        "distlock --lock-name=report --max-runtime=2h -- make-report",
+    ),
+    (
+        "Puppet, on RHEL-family hosts: take the lock only when an upgrade is pending (yum and \
+         dnf check-update exit 100 then), upgrade, and give the lock back; a failed upgrade \
+         leaves it held until a person looks:",
+        "exec { 'distlock: take percona_prod':\n\
+         \x20 command  => 'distlock --lock-name=percona_prod --lock --timeout=30m',\n\
+         \x20 onlyif   => 'yum -q check-update percona-server-server; test $? -eq 100',\n\
+         \x20 provider => shell,\n\
+         \x20 path     => ['/usr/bin', '/bin'],\n\
+         }\n\
+         -> package { 'percona-server-server': ensure => latest }\n\
+         -> exec { 'distlock: release percona_prod':\n\
+         \x20 command     => 'distlock --lock-name=percona_prod --unlock',\n\
+         \x20 path        => ['/usr/bin', '/bin'],\n\
+         \x20 refreshonly => true,\n\
+         \x20 subscribe   => Exec['distlock: take percona_prod'],\n\
+         }",
+    ),
+    (
+        "The same as a Salt state:",
+        "distlock-take:\n\
+         \x20 cmd.run:\n\
+         \x20   - name: distlock --lock-name=percona_prod --lock --timeout=30m\n\
+         \x20   - onlyif: yum -q check-update percona-server-server; test $? -eq 100\n\
+         percona-upgrade:\n\
+         \x20 pkg.latest:\n\
+         \x20   - name: percona-server-server\n\
+         \x20   - require: [{cmd: distlock-take}]\n\
+         distlock-release:\n\
+         \x20 cmd.run:\n\
+         \x20   - name: distlock --lock-name=percona_prod --unlock\n\
+         \x20   - onchanges: [{cmd: distlock-take}]\n\
+         \x20   - require: [{pkg: percona-upgrade}]",
+    ),
+    (
+        "Ansible: serial batches one play's hosts; the lock keeps the upgrades one at a time \
+         across batches, plays and whatever else upgrades the cluster:",
+        "- hosts: db\n\
+         \x20 serial: 3\n\
+         \x20 tasks:\n\
+         \x20   - name: Upgrade under the cluster's lock\n\
+         \x20     ansible.builtin.command: >-\n\
+         \x20       distlock --lock-name=percona_prod --timeout=30m\n\
+         \x20       -- yum -y upgrade percona-server-server",
+    ),
+    (
+        "A systemd service active on one server at a time, the others standing by in the \
+         queue (distlock passes systemd's SIGTERM on to the worker once; a lost lock is exit \
+         4, and Restart= queues the server again):",
+        "[Service]\n\
+         Type=exec\n\
+         ExecStart=/usr/bin/distlock --lock-name=report-worker -- /usr/local/bin/report-worker\n\
+         KillMode=mixed\n\
+         Restart=always",
+    ),
+];
+
+/// distlock(1): clap_mangen's NAME, then SYNOPSIS (the forms of the command line), clap_mangen's
+/// DESCRIPTION and OPTIONS (each option with its DISTLOCK_* variable), then ENVIRONMENT, EXIT
+/// STATUS, FILES, EXAMPLES and SEE ALSO from the tables.
 fn man_page(cmd: &Command, date: Option<&str>) -> io::Result<Vec<u8>> {
     let mut man = Man::new(cmd.clone()).manual("User Commands");
     if let Some(date) = date {
@@ -45,7 +147,11 @@ fn man_page(cmd: &Command, date: Option<&str>) -> io::Result<Vec<u8>> {
     // No hyphenation: it would split variable names such as DISTLOCK_KEY_FILE.
     out.extend_from_slice(b".nh\n");
     man.render_name_section(&mut out)?;
-    man.render_synopsis_section(&mut out)?;
+    // clap's own synopsis lists every flag without its value: the forms of the command line
+    // say more.
+    let mut synopsis = Roff::new();
+    synopsis_section(&mut synopsis);
+    synopsis.to_writer(&mut out)?;
     man.render_description_section(&mut out)?;
     let mut more = Roff::new();
     paragraph(&mut more, PRECEDENCE);
@@ -59,13 +165,14 @@ fn man_page(cmd: &Command, date: Option<&str>) -> io::Result<Vec<u8>> {
         entry(&mut roff, &code, [roman(text)]);
     }
     roff.control("SH", ["FILES"]);
-    for (path, text, packaged) in cli::files() {
-        let text = match packaged {
-            true => format!("{text} (.deb and .rpm packages)."),
-            false => capitalize(text),
-        };
-        entry(&mut roff, path, [roman(text)]);
+    for (path, text, packages, _) in cli::files() {
+        entry(
+            &mut roff,
+            path,
+            [roman(format!("{}. {packages}", capitalize(text)))],
+        );
     }
+    examples_section(&mut roff);
     roff.control("SH", ["SEE ALSO"]);
     roff.text([bold("etcdctl"), roman("(1), "), bold("flock"), roman("(1)")]);
     roff.to_writer(&mut out)?;
@@ -117,6 +224,56 @@ fn environment_section(roff: &mut Roff, cmd: &Command) {
     for (env, text) in COMMAND_ENV {
         entry(roff, env, [roman(capitalize(text))]);
     }
+}
+
+fn synopsis_section(roff: &mut Roff) {
+    roff.control("SH", ["SYNOPSIS"]);
+    for (i, form) in SYNOPSIS.iter().enumerate() {
+        if i > 0 {
+            roff.control("br", []);
+        }
+        let mut line = vec![bold("distlock"), roman(" ")];
+        line.extend(synopsis_form(form));
+        roff.text(line);
+    }
+}
+
+/// A form of the command line as man pages set it: flags in bold, placeholders (capitals) in
+/// italics, brackets and `=` in roman.
+fn synopsis_form(form: &str) -> Vec<Inline> {
+    let mut pieces = Vec::new();
+    let mut rest = form;
+    while let Some(c) = rest.chars().next() {
+        let (len, piece): (usize, fn(String) -> Inline) = if rest.starts_with("--") {
+            (rest.find(['=', '[', ']', ' ']).unwrap_or(rest.len()), bold)
+        } else if c.is_ascii_uppercase() {
+            let end = rest.find(|c: char| !c.is_ascii_uppercase());
+            (end.unwrap_or(rest.len()), italic)
+        } else {
+            let end = rest.find(|c: char| c.is_ascii_uppercase() || c == '-');
+            (end.unwrap_or(rest.len()).max(c.len_utf8()), roman)
+        };
+        pieces.push(piece(rest[..len].to_string()));
+        rest = &rest[len..];
+    }
+    pieces
+}
+
+fn examples_section(roff: &mut Roff) {
+    roff.control("SH", ["EXAMPLES"]);
+    for (text, lines) in EXAMPLES {
+        paragraph(roff, text);
+        roff.control("RS", ["4"]).control("nf", []);
+        for line in lines.lines() {
+            roff.text([roman(line)]);
+        }
+        roff.control("fi", []).control("RE", []);
+    }
+    paragraph(
+        roff,
+        "The cron, Puppet, Salt, Ansible and systemd examples, whole and with what each option \
+         is for, are in /usr/share/doc/distlock/examples/ (.deb and .rpm).",
+    );
 }
 
 /// One tagged paragraph: `tag` in bold, then `text`.
@@ -201,6 +358,92 @@ mod tests {
                 cmd.get_arguments().any(|a| a.get_long() == Some(long)),
                 "{env}: no --{long}"
             );
+        }
+    }
+
+    #[test]
+    fn the_synopsis_shows_run_mode_and_every_mode_with_its_values() {
+        let page = page();
+        let synopsis =
+            &page[page.find(".SH SYNOPSIS").unwrap()..page.find(".SH DESCRIPTION").unwrap()];
+        // Flags in bold, placeholders in italics, for the run form and each mode.
+        assert!(
+            synopsis.contains(
+                "\\fBdistlock\\fR \\fB\\-\\-lock\\-name\\fR=\\fINAME\\fR [\\fIOPTIONS\\fR] \
+                 [\\fB\\-\\-\\fR] \\fICOMMAND\\fR [\\fIARGS\\fR...]\n"
+            ),
+            "{synopsis}"
+        );
+        assert_eq!(synopsis.matches(".br\n").count(), SYNOPSIS.len() - 1);
+        assert_eq!(
+            SYNOPSIS[0],
+            "--lock-name=NAME [OPTIONS] [--] COMMAND [ARGS...]"
+        );
+        for mode in settings::MODES {
+            let flag = format!("--{}", mode.flag.unwrap());
+            assert!(
+                SYNOPSIS
+                    .iter()
+                    .any(|form| form.split([' ', '=', '[']).any(|w| w == flag)),
+                "{flag} has no form in SYNOPSIS"
+            );
+        }
+        assert!(SYNOPSIS.iter().any(|form| form.contains("--extend=D")));
+    }
+
+    #[test]
+    fn the_examples_use_only_options_distlock_has() {
+        let cmd = cli::command();
+        let longs: Vec<&str> = cmd.get_arguments().filter_map(|a| a.get_long()).collect();
+        let mut used = 0;
+        for (_, lines) in EXAMPLES {
+            for line in lines
+                .lines()
+                .filter(|l| l.contains("distlock --") || l.contains("distlock -n"))
+            {
+                // distlock's own flags: up to the command (`--`, or -c's script).
+                let words = line[line.find("distlock ").unwrap()..].split_whitespace();
+                for word in words.skip(1).take_while(|w| *w != "--" && *w != "-c") {
+                    if let Some(long) = word.strip_prefix("--") {
+                        let long = long.split(['=', '\'', '"', ',']).next().unwrap();
+                        assert!(longs.contains(&long), "--{long} in {line:?}");
+                        used += 1;
+                    }
+                }
+            }
+        }
+        assert!(used > 20, "{used}");
+    }
+
+    #[test]
+    fn the_man_page_has_examples_and_files_for_every_package() {
+        let page = page();
+        let sections: Vec<&str> = page
+            .lines()
+            .filter_map(|l| l.strip_prefix(".SH "))
+            .collect();
+        let at = |name: &str| sections.iter().position(|s| s.trim_matches('"') == name);
+        assert!(
+            at("FILES") < at("EXAMPLES") && at("EXAMPLES") < at("SEE ALSO"),
+            "{sections:?}"
+        );
+        let examples = &page[page.find(".SH EXAMPLES").unwrap()..];
+        for needle in [
+            "yum",
+            "apt\\-get",
+            "\\-\\-unlock",
+            "cron",
+            "Puppet",
+            "Salt",
+            "Ansible",
+            "systemd",
+        ] {
+            assert!(examples.contains(needle), "EXAMPLES lack {needle}");
+        }
+        let files = &page[page.find(".SH FILES").unwrap()..page.find(".SH EXAMPLES").unwrap()];
+        assert!(!files.contains("Debian package"), "{files}");
+        for needle in [".deb", ".rpm", "tarball"] {
+            assert!(files.contains(needle), "FILES lack {needle}: {files}");
         }
     }
 

@@ -2,7 +2,7 @@
 //! later, as `--hold-at-least` says.
 
 use crate::config::Config;
-use crate::error::{wall_clock, Error};
+use crate::error::{local_clock, Error};
 use crate::held::Held;
 use std::time::Duration;
 
@@ -24,10 +24,26 @@ pub(super) async fn release(held: &Held) {
 
 /// After a lost lock etcd is often unreachable: stop renewing, and keep trying to revoke for
 /// as long as etcd may still hold the lease (after that there is nothing left to release).
-pub(super) async fn release_after_loss(held: &Held) {
+/// Returns, if it could not, when the lock frees itself: for the one line that reports the
+/// loss, where etcd's own error would only repeat that it does not answer.
+pub(super) async fn release_after_loss(held: &Held) -> Option<String> {
     match held.release_after_loss().await {
-        Ok(()) => tracing::debug!("revoked the lease of {}", held.key()),
-        Err(e) => warn_not_released(held, &e),
+        Ok(()) => {
+            tracing::debug!("revoked the lease of {}", held.key());
+            None
+        }
+        Err(e) => {
+            tracing::debug!("{e}");
+            // The line names our key already.
+            Some(match held.stop_renewing() {
+                None => "etcd said the lease no longer exists, so the lock is free".to_string(),
+                Some(latest) => format!(
+                    "etcd frees the lock when it expires our lease, by {} unless etcd changes \
+                     leader meanwhile",
+                    local_clock(latest)
+                ),
+            })
+        }
     }
 }
 
@@ -40,7 +56,7 @@ fn warn_not_released(held: &Held, e: &Error) {
             "{e}; the lock frees itself when etcd expires the lease {:x} of our key {}, by {} at the latest unless etcd changes leader meanwhile",
             held.lease_id(),
             held.key(),
-            wall_clock(latest)
+            local_clock(latest)
         ),
     }
 }

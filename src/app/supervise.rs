@@ -6,7 +6,7 @@ use super::release::{release, release_after_loss, release_or_hold};
 use super::{acquire, acquire_on, interval, Outcome};
 use crate::command::{self, Command, Signals};
 use crate::config::{Config, LockName, OnLost};
-use crate::error::{duration, signal_name};
+use crate::error::{duration, local_clock, signal_name};
 use crate::etcd::{Etcd, LeaseState};
 use crate::exit::{Failure, Result};
 use crate::held::Held;
@@ -60,9 +60,9 @@ pub(super) async fn run_mode(
         ("ETCD_LOCK_REV", token),
     ];
     if let Err(e) = lease_for_the_command(config, &held, &mut signals).await {
-        release_after_loss(&held).await;
+        let note = release_after_loss(&held).await;
         cancel_stamp(&stamp).await;
-        return Err(e);
+        return Err(with_note(e, note));
     }
     let mut command = match Command::spawn(argv, &env, watchdog.group()) {
         Ok(command) => command,
@@ -80,10 +80,16 @@ pub(super) async fn run_mode(
     }
     // The lock first: the next holder is waiting for it, the clean-up is not. Stopped for
     // --max-runtime, the lock is still ours, to release or keep as usual.
-    match &ended {
-        Ok(_) | Err(Failure::TimedOut(_)) => release_or_hold(config, &held).await,
-        Err(_) => release_after_loss(&held).await,
-    }
+    let ended = match ended {
+        Ok(_) | Err(Failure::TimedOut(_) | Failure::TimedOutKilled(_)) => {
+            release_or_hold(config, &held).await;
+            ended
+        }
+        Err(e) => {
+            let note = release_after_loss(&held).await;
+            Err(with_note(e, note))
+        }
+    };
     if !succeeded {
         cancel_stamp(&stamp).await;
     }
@@ -147,6 +153,20 @@ async fn lease_for_the_command(config: &Config, held: &Held, signals: &mut Signa
     }
 }
 
+/// A failure with what is known about the lock after it (see `release_after_loss`), in its
+/// one line.
+fn with_note(e: Failure, note: Option<String>) -> Failure {
+    match (e, note) {
+        (Failure::Lost(m), Some(note)) => Failure::Lost(format!("{m}; {note}")),
+        (Failure::Etcd(m), Some(note)) => Failure::Etcd(format!("{m}; {note}")),
+        (e, Some(note)) => {
+            tracing::warn!("{note}");
+            e
+        }
+        (e, None) => e,
+    }
+}
+
 /// Waits for the command while keeping watch on the lock. Signals go on to the command. If the
 /// lock is lost, the command is stopped (or, with `--on-lost=warn`, left to finish) and the
 /// result is `Failure::Lost`.
@@ -167,6 +187,8 @@ async fn supervise(
         }
     };
     tokio::pin!(too_long);
+    let silence = warn_of_silence(config, held);
+    tokio::pin!(silence);
     let why = loop {
         // Biased, and checked once more below: a command that has ended (e.g. while distlock
         // was paused) is reported with its own status, not as stopped for a lost lock.
@@ -179,23 +201,23 @@ async fn supervise(
             }
             why = &mut lost => break why,
             () = &mut too_long => return stop_too_long(config, held, command, signals).await,
+            () = &mut silence => {}
         }
     };
     if let Some(status) = command.try_wait() {
         return Ok(status);
     }
     let message = format!("lost the lock {} while the command ran: {why}", held.key());
-    // The reason goes into the one error line at the end; here only what happens meanwhile.
+    // One line says it all, at the end: the reason, and what was done about it.
     match config.on_lost {
         OnLost::Kill => {
-            let kill_at = kill_deadline(config, held);
-            tracing::warn!(
-                "the lock was lost; stopping the command (SIGTERM, then SIGKILL after {})",
-                duration(kill_at.saturating_duration_since(Instant::now()))
-            );
-            stop(command, signals, kill_at).await;
+            let how = stop(command, signals, kill_deadline(config, held)).await;
+            Err(Failure::Lost(format!(
+                "{message}; stopped the command: {how}"
+            )))
         }
         OnLost::Warn => {
+            // The command goes on, so this is said now, and once more at the end.
             tracing::warn!("{message}; letting the command finish (--on-lost=warn)");
             let group = command.group();
             loop {
@@ -204,13 +226,74 @@ async fn supervise(
                     signal = signals.recv() => group.signal(signal),
                 }
             }
+            Err(Failure::Lost(format!(
+                "{message}; the command was left to finish (--on-lost=warn)"
+            )))
         }
     }
-    Err(Failure::Lost(message))
+}
+
+/// While the command runs: once etcd has not answered for a third of the TTL (the keepalive
+/// due then went unanswered a while), one warning that says when the command will be stopped
+/// (or the lock may be lost) if it stays silent; and one line when etcd answers again, after
+/// which a new silence warns again. Never completes: the loss itself is `Held::lost`'s.
+async fn warn_of_silence(config: &Config, held: &Held) {
+    let ttl = held.ttl();
+    // A keepalive goes out a third of the TTL after the last answer, and is answered within
+    // milliseconds: one not answered in this much more is a silence.
+    let slack = (ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let mut state = held.lease_changes();
+    let mut warned = false;
+    loop {
+        // Copied out: no watch::Ref across an await.
+        let now_known = *state.borrow_and_update();
+        let LeaseState::Alive(until) = now_known else {
+            // etcd said the lease is gone: Held::lost says so.
+            return std::future::pending().await;
+        };
+        if std::mem::take(&mut warned) {
+            tracing::warn!("etcd answers again; the lock is held");
+        }
+        let answered = until.checked_sub(ttl).unwrap_or(until);
+        let warn_at = answered + ttl / 3 + slack;
+        let stop_at = until
+            .checked_sub(config.kill_grace + stop_margin(ttl))
+            .unwrap_or(until);
+        // A warning after the stop began would say nothing new.
+        if warn_at < stop_at {
+            tokio::select! {
+                changed = state.changed() => {
+                    if changed.is_err() {
+                        return std::future::pending().await;
+                    }
+                    continue;
+                }
+                () = sleep_until(warn_at) => {}
+            }
+            let silent = duration(Instant::now().saturating_duration_since(answered));
+            match config.on_lost {
+                OnLost::Kill => tracing::warn!(
+                    "etcd has not answered for {silent}; if it stays silent, the command will be \
+                     stopped at {} (the lock's lease may expire at {})",
+                    local_clock(stop_at),
+                    local_clock(until)
+                ),
+                OnLost::Warn => tracing::warn!(
+                    "etcd has not answered for {silent}; if it stays silent, the lock may be lost \
+                     at {} (the command goes on: --on-lost=warn)",
+                    local_clock(until)
+                ),
+            }
+            warned = true;
+        }
+        if state.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 /// `--max-runtime` passed: SIGTERM to the command's group, SIGKILL after the kill grace, and
-/// the error that says so (exit 124, as timeout(1)).
+/// the error that says what was needed: exit 124, or 137 when SIGKILL was, as timeout(1).
 async fn stop_too_long(
     config: &Config,
     held: &Held,
@@ -219,12 +302,12 @@ async fn stop_too_long(
 ) -> Result<std::process::ExitStatus> {
     let limit = duration(config.max_runtime.unwrap_or_default());
     tracing::debug!("the command ran longer than {limit}");
-    stop(command, signals, kill_deadline(config, held)).await;
-    Err(Failure::TimedOut(format!(
-        "the command ran longer than --max-runtime ({limit}) and was stopped (SIGTERM, then \
-         SIGKILL after {})",
-        duration(config.kill_grace)
-    )))
+    let how = stop(command, signals, kill_deadline(config, held)).await;
+    let message = format!("the command was stopped after {limit} (--max-runtime): {how}");
+    Err(match how.killed_after {
+        None => Failure::TimedOut(message),
+        Some(_) => Failure::TimedOutKilled(message),
+    })
 }
 
 /// When SIGKILL follows SIGTERM: after the kill grace, and before etcd may expire the lease
@@ -239,14 +322,36 @@ fn kill_deadline(config: &Config, held: &Held) -> Instant {
     }
 }
 
+/// How the command was stopped: by SIGTERM, or SIGKILL was needed this long after it.
+struct Stopped {
+    killed_after: Option<Duration>,
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.killed_after {
+            None => f.write_str("SIGTERM"),
+            Some(grace) => write!(f, "SIGTERM, then SIGKILL after {}", duration(grace)),
+        }
+    }
+}
+
 /// Stops the command: SIGTERM, SIGKILL at `kill_at`. Signals meanwhile still reach its group.
-async fn stop(command: &mut Command, signals: &mut Signals, kill_at: Instant) {
+async fn stop(command: &mut Command, signals: &mut Signals, kill_at: Instant) -> Stopped {
     let group = command.group();
+    let began = Instant::now();
     let stopped = command.terminate(kill_at);
     tokio::pin!(stopped);
     loop {
         tokio::select! {
-            _ = &mut stopped => break,
+            (status, killed) = &mut stopped => {
+                if let Err(e) = status {
+                    tracing::debug!("{e}");
+                }
+                return Stopped {
+                    killed_after: killed.then(|| kill_at.saturating_duration_since(began)),
+                };
+            }
             signal = signals.recv() => group.signal(signal),
         }
     }

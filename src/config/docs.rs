@@ -119,11 +119,21 @@ pub fn yaml_example() -> String {
         out.push_str(&key_comment(spec));
         out.push_str(&match spec.example {
             Some(example) => yaml_entry(spec, example, false),
-            // A made-up certificate or password file would not work: show the key only.
-            None => yaml_entry(spec, &format!("/etc/distlock/{}", spec.name), true),
+            // A made-up certificate, password file or user would not work: show the key
+            // only, commented out, with a value of its kind.
+            None => yaml_entry(spec, &inert_value(spec), true),
         });
     }
     out
+}
+
+/// What a commented-out key of distlock.yaml.example shows: where such a file would be, or a
+/// name (the etcd user is a user name, not a file).
+fn inert_value(spec: &OptionSpec) -> String {
+    match spec.value {
+        Some("FILE") => format!("/etc/distlock/{}", spec.name),
+        _ => "distlock".to_string(),
+    }
 }
 
 /// The README's configuration table.
@@ -214,6 +224,27 @@ mod tests {
         ];
         let failures: Vec<String> = checks.into_iter().filter_map(Result::err).collect();
         assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    }
+
+    #[test]
+    fn the_example_shows_a_path_only_for_a_file() {
+        let example = yaml_example();
+        for spec in OPTIONS
+            .iter()
+            .filter(|d| d.example.is_none() && d.yaml != Yaml::No)
+        {
+            let line = example
+                .lines()
+                .find(|l| l.starts_with(&format!("#{}:", spec.name)))
+                .unwrap_or_else(|| panic!("no #{}: line", spec.name));
+            assert_eq!(
+                line.contains('/'),
+                spec.value == Some("FILE"),
+                "{line} ({:?})",
+                spec.value
+            );
+        }
+        assert!(example.contains("\n#user: distlock\n"));
     }
 
     #[test]

@@ -361,15 +361,15 @@ pub const MAX_RUNTIME: Def<Duration> = Def {
         run_only: true,
         more: "Counted from the command's start; waiting for the lock does not count. The \
                command's process group gets SIGTERM, then SIGKILL after kill_grace; the lock \
-               is released (or kept as hold_at_least says) and distlock exits 124, as \
-               timeout(1) does.",
+               is released (or kept as hold_at_least says) and distlock exits 124, or 137 \
+               when SIGKILL was needed, as timeout(1) does.",
         example: Some("2h"),
         ..setting(
             "max_runtime",
             "max-runtime",
             "DISTLOCK_MAX_RUNTIME",
             "D",
-            "Stop the command if it runs longer than D (exit 124)",
+            "Stop the command if it runs longer than D (exit 124, 137 after SIGKILL)",
         )
     },
     parse: values::positive_duration,

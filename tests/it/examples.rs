@@ -3,6 +3,9 @@
 //! distlock itself (its options and values are checked with `--show-config`, which resolves
 //! and validates the configuration without talking to etcd).
 //!
+//! The Ansible playbook is read as YAML and its distlock task templated with Jinja2, as
+//! Ansible would (Ansible itself is not needed).
+//!
 //! Needs bash, shellcheck, python3 with PyYAML and Jinja2, systemd-analyze and puppet
 //! (scripts/setup installs them). A test whose tool is missing skips, saying so, and fails
 //! under DISTLOCK_REQUIRE_ALL=1 (scripts/test).
@@ -313,6 +316,13 @@ fn puppet_manifest_parses_and_locks_around_the_change() {
     let release = assert_distlock_accepts(&shell_words(&commands[1]), "puppet release");
     assert!(take.iter().any(|o| o == "--lock"), "{take:?}");
     assert!(release.iter().any(|o| o == "--unlock"), "{release:?}");
+    // RHEL-family hosts check for an upgrade with yum (dnf), Debian's with apt-get.
+    for checker in [
+        "'RedHat' => \"yum -q check-update",
+        "default  => \"apt-get -s",
+    ] {
+        assert!(source.contains(checker), "no {checker}");
+    }
 }
 
 /// The first python3 that has PyYAML and Jinja2 (the one on PATH may be a separate install
@@ -328,16 +338,28 @@ fn salt_state_renders_and_is_well_formed() {
     if !needs(&[Need::PythonYamlJinja]) {
         return;
     }
+    // RHEL-family minions check for an upgrade with yum (dnf), Debian's with apt-get.
+    for (family, checker) in [("RedHat", "yum -q check-update"), ("Debian", "apt-get -s")] {
+        let onlyif = salt_state_for(family);
+        assert!(onlyif.starts_with(checker), "{family}: {onlyif}");
+    }
+}
+
+/// Renders the Salt state for a minion of `family`, checks it, and returns the take state's
+/// `onlyif`.
+fn salt_state_for(family: &str) -> String {
     // Salt renders a state with Jinja, then reads it as YAML.
     const RENDER: &str = "import json, sys, jinja2, yaml
 env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-text = env.from_string(open(sys.argv[1]).read()).render(grains={'id': 'db-1'}, pillar={})
+grains = {'id': 'db-1', 'os_family': sys.argv[2]}
+text = env.from_string(open(sys.argv[1]).read()).render(grains=grains, pillar={})
 print(json.dumps(yaml.safe_load(text)))";
     let out = run_tool(
         "python3",
         Command::new(python())
             .args(["-c", RENDER])
-            .arg(example("percona-upgrade.sls")),
+            .arg(example("percona-upgrade.sls"))
+            .arg(family),
     );
     assert!(out.status.success(), "render:\n{}", text(&out));
     let states: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -346,6 +368,7 @@ print(json.dumps(yaml.safe_load(text)))";
     // Each state: { "module.function": [ {arg: value}, ... ] }; requisites name existing
     // states of the named module.
     let mut distlock_commands = Vec::new();
+    let mut onlyif = Vec::new();
     for (id, state) in states {
         let state = state
             .as_object()
@@ -382,6 +405,9 @@ print(json.dumps(yaml.safe_load(text)))";
             if function == "cmd.run" && key == "name" {
                 distlock_commands.push(value.as_str().unwrap().to_string());
             }
+            if key == "onlyif" {
+                onlyif.push(value.as_str().unwrap().to_string());
+            }
         }
     }
     assert_eq!(distlock_commands.len(), 2, "{distlock_commands:?}");
@@ -389,6 +415,69 @@ print(json.dumps(yaml.safe_load(text)))";
     let release = assert_distlock_accepts(&shell_words(&distlock_commands[1]), "salt release");
     assert!(take.iter().any(|o| o == "--lock"), "{take:?}");
     assert!(release.iter().any(|o| o == "--unlock"), "{release:?}");
+    assert_eq!(onlyif.len(), 1, "{family}: {onlyif:?}");
+    onlyif.remove(0)
+}
+
+#[test]
+fn ansible_playbook_parses_and_runs_the_upgrade_under_the_lock_in_batches() {
+    if !needs(&[Need::PythonYamlJinja]) {
+        return;
+    }
+    // The playbook as YAML, and the distlock task's argv as Ansible templates it, with the
+    // play's vars, for a host of each OS family.
+    const RENDER: &str = "import json, sys, jinja2, yaml
+plays = yaml.safe_load(open(sys.argv[1]))
+env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+out = {'plays': plays, 'argv': {}}
+for play in plays:
+    for task in play.get('tasks', []):
+        argv = task.get('ansible.builtin.command', {})
+        if isinstance(argv, dict) and 'argv' in argv:
+            for family in ['RedHat', 'Debian']:
+                names = dict(play.get('vars', {}), ansible_facts={'os_family': family},
+                             inventory_hostname='db-1')
+                out['argv'][family] = [env.from_string(a).render(names) for a in argv['argv']]
+print(json.dumps(out))";
+    let out = run_tool(
+        "python3",
+        Command::new(python())
+            .args(["-c", RENDER])
+            .arg(example("percona-upgrade.yml")),
+    );
+    assert!(out.status.success(), "render:\n{}", text(&out));
+    let rendered: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plays = rendered["plays"].as_array().expect("a list of plays");
+    assert_eq!(plays.len(), 1, "{plays:?}");
+    let play = &plays[0];
+    assert!(play["hosts"].is_string(), "{play}");
+    assert!(play["serial"].as_u64().is_some_and(|n| n > 1), "{play}");
+    assert_eq!(play["max_fail_percentage"], 0, "{play}");
+    for (family, upgrade) in [
+        ("RedHat", "yum -y upgrade"),
+        ("Debian", "apt-get -y install"),
+    ] {
+        let words: Vec<String> = rendered["argv"][family]
+            .as_array()
+            .unwrap_or_else(|| panic!("no distlock task with argv: {rendered}"))
+            .iter()
+            .map(|w| w.as_str().unwrap().to_string())
+            .collect();
+        let options = assert_distlock_accepts(&words, &format!("ansible ({family})"));
+        assert!(
+            options.iter().any(|o| o == "--lock-name=percona_prod"),
+            "{options:?}"
+        );
+        let command: Vec<&str> = words
+            .iter()
+            .skip_while(|w| *w != "--")
+            .skip(1)
+            .map(String::as_str)
+            .collect();
+        assert_eq!(command[..2], ["sh", "-c"], "{family}: {words:?}");
+        assert!(command[2].starts_with(upgrade), "{family}: {}", command[2]);
+        assert!(command[2].contains("systemctl restart"), "{}", command[2]);
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The lock modes, against the real binary, a real etcd and `etcdctl lock` as a peer:
-//! `--max-runtime` (exit 124), `--extend` of a lock taken with `--lock`, `--max-holders N` (a
-//! semaphore) and `--shared` (readers/writer), and the bad values of each (exit 2, nothing
-//! written to etcd); a `--lock` whose detaching write lands unanswered leaves no key held by
+//! `--max-runtime` (exit 124, or 137 when SIGKILL was needed), `--extend` of a lock taken with
+//! `--lock`, `--max-holders N` (a semaphore) and `--shared` (readers/writer), and the bad
+//! values of each (exit 2, nothing written to etcd); a `--lock` whose detaching write lands unanswered leaves no key held by
 //! nobody. Each test starts its own etcd and uses its own key prefix.
 
 use std::path::Path;
@@ -127,6 +127,8 @@ fn max_runtime_stops_the_whole_group_releases_and_exits_124() {
     let took = started.elapsed();
     let line = r.code(124).one_error_line().to_string();
     assert!(line.contains("--max-runtime"), "{r}");
+    // It ended on SIGTERM: SIGKILL went only to what it left in its group, not to it.
+    assert!(line.ends_with(": SIGTERM"), "{r}");
     assert!(
         took >= Duration::from_millis(1500),
         "stopped before its max runtime: {r}"
@@ -147,8 +149,30 @@ fn max_runtime_stops_the_whole_group_releases_and_exits_124() {
     assert_eq!(get_prefix(&ep, &p), vec![], "released: {r}");
 }
 
+/// As `timeout 1.5s sleep 10`: exit 124, and the one line says what happened, SIGTERM only.
 #[test]
-fn max_runtime_kills_a_command_that_ignores_sigterm_after_the_grace() {
+fn max_runtime_says_sigterm_and_exits_124_when_sigterm_was_enough() {
+    let etcd = Etcd::start();
+    let p = prefix("maxrt-term");
+    let r = run(distlock(&etcd, &p).args([
+        "--lock-name=job",
+        "--max-runtime=1500ms",
+        "--",
+        "sleep",
+        "10",
+    ]));
+    let line = r.code(124).one_error_line();
+    assert_eq!(
+        line, "distlock: the command was stopped after 1.5s (--max-runtime): SIGTERM",
+        "{r}"
+    );
+    assert!(!r.stderr.contains("SIGKILL"), "{r}");
+    assert_eq!(get_prefix(&etcd.endpoint(), &p), vec![]);
+}
+
+/// As `timeout -k 500ms 1s sh -c "trap '' TERM; sleep 30"`: SIGKILL was needed, exit 137.
+#[test]
+fn max_runtime_kills_a_command_that_ignores_sigterm_after_the_grace_and_exits_137() {
     let etcd = Etcd::start();
     let p = prefix("maxrt-kill");
     let r = run(distlock(&etcd, &p).args([
@@ -160,7 +184,13 @@ fn max_runtime_kills_a_command_that_ignores_sigterm_after_the_grace() {
         "-c",
         "trap '' TERM; sleep 30",
     ]));
-    r.code(124);
+    let line = r.code(137).one_error_line();
+    assert_eq!(
+        line,
+        "distlock: the command was stopped after 1s (--max-runtime): SIGTERM, then SIGKILL \
+         after 500ms",
+        "{r}"
+    );
     assert!(
         r.took < Duration::from_secs(8),
         "SIGKILL after the grace: {r}"

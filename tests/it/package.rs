@@ -47,6 +47,7 @@ const EXPECTED_FILES: &[&str] = &[
     "usr/share/doc/distlock/examples/distlock-backup.cron",
     "usr/share/doc/distlock/examples/percona-upgrade.pp",
     "usr/share/doc/distlock/examples/percona-upgrade.sls",
+    "usr/share/doc/distlock/examples/percona-upgrade.yml",
     "usr/share/doc/distlock/examples/report-worker.service",
     "usr/share/doc/distlock/examples/rolling-upgrade.sh",
 ];
@@ -63,6 +64,7 @@ const EXPECTED_RPM_FILES: &[&str] = &[
     "/usr/share/doc/distlock/examples/distlock-backup.cron",
     "/usr/share/doc/distlock/examples/percona-upgrade.pp",
     "/usr/share/doc/distlock/examples/percona-upgrade.sls",
+    "/usr/share/doc/distlock/examples/percona-upgrade.yml",
     "/usr/share/doc/distlock/examples/report-worker.service",
     "/usr/share/doc/distlock/examples/rolling-upgrade.sh",
     "/usr/share/fish/vendor_completions.d/distlock.fish",
@@ -419,6 +421,8 @@ fn man_page_renders_with_exit_status_environment_and_files() {
         "ENVIRONMENT",
         "EXIT STATUS",
         "FILES",
+        "EXAMPLES",
+        "SEE ALSO",
     ] {
         assert!(
             rendered.lines().any(|l| l == section),
@@ -467,6 +471,35 @@ fn man_page_renders_with_exit_status_environment_and_files() {
         );
     }
     assert!(section("FILES").contains("/etc/distlock/distlock.yaml"));
+    assert!(
+        section("FILES").contains("the tarball has it as distlock.yaml.example"),
+        "{}",
+        section("FILES")
+    );
+    let synopsis = section("SYNOPSIS");
+    for form in [
+        "distlock --lock-name=NAME [OPTIONS] [--] COMMAND [ARGS...]",
+        "distlock --lock-name=NAME --lock [OPTIONS]",
+        "distlock --lock-name=NAME --unlock[=KEY] [OPTIONS]",
+        "distlock --list [OPTIONS]",
+    ] {
+        assert!(
+            synopsis.lines().any(|l| l.trim() == form),
+            "SYNOPSIS lacks {form}:\n{synopsis}"
+        );
+    }
+    let examples = section("EXAMPLES");
+    for needle in [
+        "-- yum -y upgrade",
+        "0 0 * * * root distlock --lock-name=nightly --nowait",
+        "distlock --lock-name=db_prod --unlock",
+        "ExecStart=/usr/bin/distlock",
+    ] {
+        assert!(
+            examples.contains(needle),
+            "EXAMPLES lack {needle}:\n{examples}"
+        );
+    }
     assert!(rendered.contains(&format!("distlock {VERSION}")));
 }
 

@@ -576,7 +576,23 @@ fn a_lost_lease_with_on_lost_warn_lets_the_command_finish_and_exits_4() {
     let warned = wait_until(
         LOST_TTL + Duration::from_secs(2),
         "a warning about the lost lock",
-        || d.stderr().contains("lost").then(Instant::now),
+        || d.stderr().contains("lost the lock").then(Instant::now),
+    );
+    // Before it, once: etcd's silence, and when the lock may be lost.
+    let stderr = d.stderr();
+    let early: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("if it stays silent"))
+        .collect();
+    assert!(
+        early.len() == 1 && early[0].contains("the lock may be lost at"),
+        "{}",
+        d.report()
+    );
+    assert!(
+        stderr.lines().next() == Some(early[0]),
+        "the silence is warned about before the loss: {}",
+        d.report()
     );
     assert!(
         warned - stopped < LOST_TTL,
@@ -631,6 +647,115 @@ fn a_lost_lease_kills_a_command_that_ignores_sigterm_after_the_grace_period() {
     );
     assert_lost_exit(&mut d);
     etcd.resume();
+}
+
+/// The local time of day `phrase` is followed by in `line` (`... stopped at 14:03:07 ...`), in
+/// seconds since midnight.
+fn clock_after(line: &str, phrase: &str) -> u64 {
+    let at = line
+        .split(phrase)
+        .nth(1)
+        .and_then(|rest| rest.get(..8))
+        .unwrap_or_else(|| panic!("no `{phrase}HH:MM:SS` in {line:?}"));
+    let parts: Vec<u64> = at
+        .split(':')
+        .map(|n| n.parse().unwrap_or_else(|_| panic!("{at:?} in {line:?}")))
+        .collect();
+    assert_eq!(parts.len(), 3, "{at:?} in {line:?}");
+    parts[0] * 3600 + parts[1] * 60 + parts[2]
+}
+
+/// Seconds between two times of day, across midnight.
+fn clock_distance(a: u64, b: u64) -> u64 {
+    let d = a.abs_diff(b) % 86_400;
+    d.min(86_400 - d)
+}
+
+/// Whether `line` holds an RFC 3339 timestamp (`2026-12-06T14:03:07.123Z`).
+fn has_timestamp(line: &str) -> bool {
+    line.as_bytes().windows(11).any(|w| {
+        w[..4].iter().all(u8::is_ascii_digit) && w[4] == b'-' && w[7] == b'-' && w[10] == b'T'
+    })
+}
+
+/// etcd stops answering: one warning once it has been silent for a third of the TTL, while the
+/// command still runs, saying on the local clock when the command will be stopped; the command
+/// is stopped then; the loss is one line, with durations and local times of day.
+#[test]
+fn a_silent_etcd_is_warned_about_once_before_the_command_is_stopped() {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("silent"));
+    let (_tmp, dir) = scratch();
+    let script = format!("echo $$ > '{}'; exec sleep 1000", at(&dir, "P"));
+    // TTL 6s, grace 1s: warned about 2.6s into the silence, stopped 1.5s before the lease may
+    // expire, 4.5s at the latest.
+    let args = [&["--ttl=6", "--kill-grace=1s"][..], &sh(&script)].concat();
+    let mut cmd = distlock_cmd(&ep, &p, "silent", &args);
+    // The test reads the local clock of the messages as UTC.
+    cmd.env("TZ", "UTC");
+    let mut d = Background::logged(cmd, &dir, "distlock");
+    let command = read_pid(&dir.join("P"));
+    wait_contenders(&ep, &p, "silent", 1);
+
+    etcd.pause();
+    let warning = wait_until(Duration::from_secs(8), "a warning about etcd", || {
+        let stderr = d.stderr();
+        let line = stderr.lines().find(|l| l.contains("not answered"))?;
+        Some(line.to_string())
+    });
+    assert!(
+        alive(command),
+        "the warning came after the command was stopped: {}",
+        d.report()
+    );
+    assert!(
+        warning.starts_with("distlock: warning: etcd has not answered for "),
+        "{warning}"
+    );
+    let stop_at = clock_after(&warning, "the command will be stopped at ");
+    let expires_at = clock_after(&warning, "may expire at ");
+    assert!(
+        (1..=2).contains(&clock_distance(expires_at, stop_at)),
+        "stopped 1.5s (grace and margin) before the lease may expire: {warning}"
+    );
+    wait_gone(
+        Duration::from_secs(8),
+        "the command to be stopped",
+        &[command],
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        clock_distance(now % 86_400, stop_at) <= 1,
+        "the command was stopped at {}s of the day, the warning said {stop_at}s: {}",
+        now % 86_400,
+        d.report()
+    );
+    let code = d.wait_code(DEADLINE);
+    etcd.resume();
+    assert_eq!(code, 4, "{}", d.report());
+    let stderr = d.stderr();
+    eprintln!("{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "the warning, then the loss in one line: {}",
+        d.report()
+    );
+    assert_eq!(lines[0], warning);
+    assert!(
+        lines[1].starts_with("distlock: lost the lock ")
+            && lines[1].contains("etcd has not answered for ")
+            && lines[1].contains("stopped the command: SIGTERM"),
+        "{}",
+        d.report()
+    );
+    for line in lines {
+        assert!(!has_timestamp(line), "{line}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

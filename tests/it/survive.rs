@@ -300,6 +300,47 @@ fn a_waiter_whose_lease_expired_while_etcd_was_away_joins_again() {
     assert_eq!(get_prefix(&ep, &p), vec![]);
 }
 
+/// A holder whose etcd falls silent for a while, twice, and answers again each time before the
+/// command must be stopped: one warning per silence, one line each time etcd answers again,
+/// and the command runs to its end with its own status.
+#[test]
+fn a_silence_that_ends_is_warned_about_once_and_the_command_runs_on() {
+    let etcd = Etcd::start();
+    let ep = etcd.endpoint();
+    let p = prefix("silence");
+    let tmp = scratch_dir();
+    let dir = tmp.path();
+    // TTL 9s: warned about 3.9s into a silence, stopped at 6.5s; the test resumes etcd as soon
+    // as it sees the warning.
+    let mut cmd = distlock_std(&ep, &p);
+    cmd.args(["--lock-name=s", "--ttl=9", "--", "sh", "-c"])
+        .arg(waiting_script(dir));
+    let holder = Background::logged(cmd, dir, "holder");
+    let count = |text: &str| holder.stderr().matches(text).count();
+    wait_for(DEADLINE, "the command to start", || dir.join("P").exists());
+    for silence in 1..=2 {
+        etcd.pause();
+        wait_for(DEADLINE, "a warning about the silence", || {
+            count("has not answered") == silence
+        });
+        etcd.resume();
+        wait_for(DEADLINE, "etcd to answer again", || {
+            count("etcd answers again") == silence
+        });
+    }
+    let stderr = holder.stderr();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", holder.report());
+    for (i, line) in lines.iter().enumerate() {
+        let said = match i % 2 {
+            0 => "distlock: warning: etcd has not answered for ",
+            _ => "distlock: warning: etcd answers again",
+        };
+        assert!(line.starts_with(said), "{}", holder.report());
+    }
+    finish(holder, dir, &ep, &p);
+}
+
 /// distlock paused (SIGSTOP) while its command ends, and woken after its lease expired on the
 /// server: the command's own status comes back (7), not a lost lock (4).
 #[test]
