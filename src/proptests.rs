@@ -435,7 +435,7 @@ proptest! {
     #[test]
     fn any_contender_can_be_shown(c in contender()) {
         let view = View::of(&c);
-        for line in [view.describe(), view.describe_holder()] {
+        for line in [view.describe(), view.who(true)] {
             prop_assert!(
                 !line.chars().any(char::is_control),
                 "{c:?} is described as {line:?}"

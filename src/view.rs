@@ -124,7 +124,9 @@ impl View {
         view
     }
 
-    /// `node-3 (pid 4242, root) for 2m13s: "Upgrade RPMs"`.
+    /// Who it is, then for how long and why: `node-3 (pid 4242, root) for 2m13s: "Upgrade
+    /// RPMs"`, with `this host (node-3, …)` and `(exited; --lock)` as `who` says. Every
+    /// message that names a holder or waiter says it so.
     pub fn describe(&self) -> String {
         let age = self
             .age_seconds
@@ -135,21 +137,8 @@ impl View {
             Some(r) => format!(": {}", quoted(r, 200)),
         };
         match self.kind {
-            Kind::Distlock => format!(
-                "{} (pid {}, {}){age}{reason}",
-                clean(self.host.as_deref().unwrap_or("?"), 100),
-                self.pid.unwrap_or_default(),
-                clean(self.user.as_deref().unwrap_or("?"), 100),
-            ),
-            Kind::Legacy => format!(
-                "{} (the old Go distlock){age}{reason}",
-                clean(self.host.as_deref().unwrap_or("?"), 100)
-            ),
-            Kind::Other => format!(
-                "{} (not distlock's, e.g. etcdctl lock; lease {})",
-                clean(&self.key, 300),
-                self.lease.as_deref().unwrap_or("none")
-            ),
+            Kind::Other => self.who(true),
+            _ => format!("{}{age}{reason}", self.who(true)),
         }
     }
 }
@@ -207,19 +196,6 @@ impl View {
                 self.lease.as_deref().unwrap_or("none")
             ),
         }
-    }
-
-    /// `who`, then for how long and why: `node-3 (pid 4242, root) for 2m13s: "Upgrade RPMs"`.
-    pub fn describe_holder(&self) -> String {
-        let age = self
-            .age_seconds
-            .map(|s| format!(" for {}", format_age(Duration::from_secs(s))))
-            .unwrap_or_default();
-        let reason = match self.reason.as_deref() {
-            Some("") | None => String::new(),
-            Some(r) => format!(": {}", quoted(r, 200)),
-        };
-        format!("{}{age}{reason}", self.who(true))
     }
 }
 

@@ -42,7 +42,7 @@ pub fn print_status(format: Format, name: &LockName, views: &[View], stamp: Opti
     // Say how each contender takes the lock only where that is not all exclusive.
     let modes = views.iter().any(|v| v.access != Access::Exclusive.as_str());
     if holders.len() == 1 && n == 1 {
-        say!("{name}: held by {}", first.describe_holder());
+        say!("{name}: held by {}", first.describe());
         print_holder(first, modes, "  ");
     } else {
         match n {
@@ -50,7 +50,7 @@ pub fn print_status(format: Format, name: &LockName, views: &[View], stamp: Opti
             n => say!("{name}: held by {} of at most {n}", holders.len()),
         }
         for (i, holder) in holders.iter().enumerate() {
-            say!("  holder {}: {}", i + 1, holder.describe_holder());
+            say!("  holder {}: {}", i + 1, holder.describe());
             print_holder(holder, modes, "    ");
         }
     }

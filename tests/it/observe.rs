@@ -94,16 +94,21 @@ fn waiting_lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Checks `distlock: waiting for NAME: held by HOST (pid PID, USER) for AGE: "REASON"`.
+/// Checks `distlock: waiting for NAME: held by this host (HOST, pid PID, USER) for AGE:
+/// "REASON"` (every test's holder runs on this host), the pid marked `(exited; --lock)` for a
+/// `--lock` holder.
 fn assert_waiting_line(line: &str, name: &str, pid: u64, reason: &str) {
-    let head = format!(
-        "distlock: waiting for {name}: held by {} (pid {pid}, {}) for ",
-        hostname(),
-        username()
-    );
-    let rest = line
-        .strip_prefix(&head)
-        .unwrap_or_else(|| panic!("waiting line {line:?} does not start with {head:?}"));
+    let heads = ["", " (exited; --lock)"].map(|exited| {
+        format!(
+            "distlock: waiting for {name}: held by this host ({}, pid {pid}{exited}, {}) for ",
+            hostname(),
+            username()
+        )
+    });
+    let rest = heads
+        .iter()
+        .find_map(|head| line.strip_prefix(head.as_str()))
+        .unwrap_or_else(|| panic!("waiting line {line:?} does not start with {heads:?}"));
     let (age, quoted) = rest
         .split_once(": ")
         .unwrap_or_else(|| panic!("no reason in waiting line {line:?}"));
@@ -286,7 +291,7 @@ fn status_shows_holder_mode_key_token_and_waiters_in_queue_order() {
         .zip([(w1.pid(), "first waiter"), (w2.pid(), "second waiter")])
         .enumerate()
     {
-        let head = format!("{}: {host} (pid {pid}, {user}) for ", i + 1);
+        let head = format!("{}: this host ({host}, pid {pid}, {user}) for ", i + 1);
         assert!(
             line.starts_with(&head) && line.ends_with(&format!(": \"{why}\"")),
             "waiter {} should be {head}…: \"{why}\": {r}",
@@ -1028,7 +1033,7 @@ fn a_waiter_says_who_holds_the_lock_and_again_when_the_holder_changes() {
             let lines = waiting_lines(&err);
             lines
                 .iter()
-                .any(|l| l.contains(&format!("(pid {second_pid}, ")))
+                .any(|l| l.contains(&format!(", pid {second_pid}")))
                 .then_some(())
         },
     );
