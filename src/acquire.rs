@@ -6,6 +6,7 @@ use crate::access::{self, Access};
 use crate::error::{duration, wall_clock, Error, Result};
 use crate::etcd::{Etcd, KeepAlive, Lease, LeaseState};
 use crate::held::{at_risk, lease_problem, Held};
+use crate::history;
 use crate::name::LockName;
 use crate::queue::{self, Contender, Queue, Ticket, Turn};
 use crate::record::{Mode as RecordMode, Record};
@@ -33,6 +34,9 @@ pub struct Request<'a> {
     /// `max_holders` and `shared` are set from `access`: the others read them to know how we
     /// hold, so they must say the same.
     pub record: &'a Record,
+    /// How many history entries the lock keeps (0: none): the joining transaction then reads
+    /// the newest keys, for `Held::history_seen` (see `history::write`).
+    pub history: u32,
 }
 
 /// What the caller of `acquire` hears while it waits, and how it cancels the wait.
@@ -103,6 +107,8 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
         until: request.timeout.map(|d| started + d),
         refresh: hooks.refresh(),
         holder: RefCell::new(None),
+        history: (request.history > 0)
+            .then(|| history::newest(request.prefix, request.name, request.history)),
     };
     // Once we have been in the queue, an etcd failure while waiting is a reason to join
     // again, not to give up: the first join fails at once (exit 3) when etcd is down.
@@ -225,6 +231,8 @@ struct Turns<'a> {
     refresh: Option<Duration>,
     /// The holder as far as the wait knows it, for progress lines and the busy error.
     holder: RefCell<Option<Contender>>,
+    /// The read of the newest history keys that joining adds (`history::newest`).
+    history: Option<etcd_client::TxnOp>,
 }
 
 impl Turns<'_> {
@@ -266,7 +274,14 @@ impl Turns<'_> {
         let (etcd, queue, me) = (self.etcd, self.queue, self.me);
         // Before our key exists: the watch then sees whatever happens to it.
         let mut watches = Watches::open(etcd, &queue.key(lease.id)).await?;
-        let (ticket, turn) = queue::enqueue(etcd, queue, lease.id, self.record, me).await?;
+        let (ticket, turn) = queue::enqueue(
+            etcd,
+            queue,
+            lease.id,
+            self.record,
+            (me, self.history.clone()),
+        )
+        .await?;
         if place
             .replace(ticket.revision)
             .is_some_and(|r| r != ticket.revision)

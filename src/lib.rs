@@ -41,6 +41,7 @@
 //!     timeout: Some(Duration::ZERO), // busy: skip this run (Error::Conflict)
 //!     access: Access::Exclusive,
 //!     record: &record,
+//!     history: 20,
 //! };
 //! let held: Held = acquire(&etcd, &request, &mut ()).await?;
 //! println!("fencing token {}", held.token());
@@ -58,6 +59,7 @@ pub mod acquire;
 pub mod error;
 pub mod etcd;
 pub mod held;
+pub mod history;
 pub mod holders;
 mod lease;
 pub mod name;

@@ -10,6 +10,7 @@
 use crate::access::Access;
 use crate::error::{Error, Result};
 use crate::etcd::Etcd;
+use crate::history;
 use crate::name::LockName;
 use crate::record::Record;
 use etcd_client::{
@@ -67,6 +68,9 @@ pub(crate) struct Ticket {
     pub key: String,
     /// Create revision of our key: our place in line, and the fencing token once we hold it.
     pub revision: i64,
+    /// The tokens of the newest history entries when we joined, newest first (see
+    /// `history::write`); `None`: not read (no history, or not allowed to).
+    pub history: Option<Vec<i64>>,
 }
 
 /// Whose turn it is, from our point of view.
@@ -101,7 +105,7 @@ pub(crate) async fn enqueue(
     queue: &Queue,
     lease: i64,
     record: &Record,
-    me: Access,
+    (me, history_op): (Access, Option<TxnOp>),
 ) -> Result<(Ticket, Turn)> {
     let key = queue.key(lease);
     let put = |record: &Record| {
@@ -115,28 +119,54 @@ pub(crate) async fn enqueue(
         held: true,
         ..record.clone()
     };
-    let txn = Txn::new()
-        .when([
-            // A range compare on an empty range compares a key of version 0: true.
-            Compare::version(queue.dir.clone(), CompareOp::Equal, 0).with_prefix(),
-            Compare::version(queue.legacy.clone(), CompareOp::Equal, 0),
-        ])
-        .and_then([put(&held), TxnOp::get(key.clone(), None)])
-        .or_else([
-            put(record),
-            TxnOp::get(key.clone(), None),
-            TxnOp::get(queue.dir.clone(), Some(newest(2, None))),
-            TxnOp::get(queue.legacy.clone(), None),
-            // Our own key may be among them: one more than needed.
-            TxnOp::get(
-                queue.dir.clone(),
-                Some(oldest(me.ahead_needed().map(|n| n as i64 + 1))),
-            ),
-            TxnOp::get(queue.dir.clone(), Some(count(None))),
-        ]);
-    let response = etcd.txn("join the lock's queue", txn).await?;
+    // The newest history keys (`history::newest`) ride along, last in both branches: what
+    // the history write trims by, at no extra request.
+    let txn = |history_op: Option<TxnOp>| {
+        Txn::new()
+            .when([
+                // A range compare on an empty range compares a key of version 0: true.
+                Compare::version(queue.dir.clone(), CompareOp::Equal, 0).with_prefix(),
+                Compare::version(queue.legacy.clone(), CompareOp::Equal, 0),
+            ])
+            .and_then(
+                [put(&held), TxnOp::get(key.clone(), None)]
+                    .into_iter()
+                    .chain(history_op.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .or_else(
+                [
+                    put(record),
+                    TxnOp::get(key.clone(), None),
+                    TxnOp::get(queue.dir.clone(), Some(newest(2, None))),
+                    TxnOp::get(queue.legacy.clone(), None),
+                    // Our own key may be among them: one more than needed.
+                    TxnOp::get(
+                        queue.dir.clone(),
+                        Some(oldest(me.ahead_needed().map(|n| n as i64 + 1))),
+                    ),
+                    TxnOp::get(queue.dir.clone(), Some(count(None))),
+                ]
+                .into_iter()
+                .chain(history_op)
+                .collect::<Vec<_>>(),
+            )
+    };
+    const JOIN: &str = "join the lock's queue";
+    let (response, read_history) = match etcd.txn(JOIN, txn(history_op.clone())).await {
+        // A role that may not read the history must still be able to take the lock: etcd
+        // applied nothing of a denied transaction, so join without the read (and without
+        // history, `Ticket::history` None).
+        Err(Error::Denied(e)) if history_op.is_some() && e.contains("permission") => {
+            tracing::warn!("the lock's history is not kept for this run: {e}");
+            (etcd.txn(JOIN, txn(None)).await?, false)
+        }
+        response => (response?, history_op.is_some()),
+    };
     let revision = response.header().map(|h| h.revision()).unwrap_or_default();
-    let [mine, newest, legacy, head] = gets(&response.op_responses());
+    let mut responses = response.op_responses();
+    let history = read_history.then(|| history::tokens(responses.pop()));
+    let [mine, newest, legacy, head] = gets(&responses);
     let ticket = Ticket {
         // If an earlier attempt of this request did go through, the put kept the key's
         // create revision: that, not this response's revision, is our place in line. (Its
@@ -144,6 +174,7 @@ pub(crate) async fn enqueue(
         // merely asks etcd once more.)
         revision: mine.first().map_or(revision, |m| m.create_revision),
         key,
+        history,
     };
     if response.succeeded() {
         return Ok((ticket, Turn::Mine { revision }));
@@ -155,7 +186,7 @@ pub(crate) async fn enqueue(
     }
     let ahead = newest.into_iter().nth(1);
     // The count includes our own key.
-    let before_us = last_count(&response.op_responses()) - 1;
+    let before_us = last_count(&responses) - 1;
     // The oldest keys ahead of ours (the read may reach ours), after the legacy key.
     let oldest: Vec<Contender> = head
         .into_iter()
@@ -390,6 +421,10 @@ pub async fn all_locks(etcd: &Etcd, prefix: &str) -> Result<Vec<(String, Vec<Con
             Some((name, _)) => (name.to_string(), false),
             None => (rest.to_string(), true),
         };
+        // distlock's own metadata (the history), not a lock.
+        if name == history::RESERVED {
+            continue;
+        }
         let slot = match locks.iter().position(|(n, _)| *n == name) {
             Some(i) => i,
             None => {
