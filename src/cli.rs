@@ -25,6 +25,7 @@ pub struct Cli {
     pub holder: Option<String>,
     pub list: bool,
     pub status: bool,
+    pub history: bool,
     pub show_config: bool,
     /// `--generate=man|bash|zsh|fish`: print the man page or a completion script (packaging).
     pub generate: Option<String>,
@@ -285,6 +286,7 @@ impl Cli {
             holder: matches.get_one::<String>(settings::HOLDER.name).cloned(),
             list: flag(settings::LIST.name),
             status: flag(settings::STATUS.name),
+            history: flag(settings::HISTORY.name),
             show_config: flag(settings::SHOW_CONFIG.name),
             generate: matches.get_one::<String>("generate").cloned(),
             nowait: flag(settings::NOWAIT.name),

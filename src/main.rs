@@ -18,7 +18,7 @@ mod settings;
 
 // The lock itself is the library (src/lib.rs); the binary's modules name its parts as if they
 // were their own (`crate::etcd`).
-use distlock::{access, acquire, error, etcd, held, holders, name, queue, record, view};
+use distlock::{access, acquire, error, etcd, held, history, holders, name, queue, record, view};
 
 use exit::Failure;
 use std::process::ExitCode;

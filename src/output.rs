@@ -20,7 +20,9 @@ use serde_json::json;
 use std::time::Duration;
 use tokio::time::Instant;
 
+mod history;
 mod locks;
+pub use history::print_history;
 pub use locks::{print_list, print_status};
 
 fn print_json(value: &serde_json::Value) {

@@ -16,6 +16,7 @@ use crate::record::Record;
 use std::time::Duration;
 use tokio::time::Instant;
 
+mod history;
 mod modes;
 mod release;
 mod supervise;
@@ -41,6 +42,7 @@ pub async fn dispatch(config: Config) -> Result<Outcome> {
             extend_mode(&config, name, *expiry, which.as_deref()).await
         }
         Mode::Status(name) => status_mode(&config, name).await,
+        Mode::History(name) => history::history_mode(&config, name).await,
         Mode::List => list_mode(&config).await,
         Mode::ShowConfig => {
             output::print_settings(config.output, &config.settings);
@@ -68,6 +70,7 @@ async fn acquire(
         },
         access: Access::new(config.max_holders, config.shared),
         record,
+        history: config.history_size,
     };
     let mut hooks = Hooks {
         progress: Progress::new(name, config.quiet),

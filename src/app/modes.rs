@@ -1,6 +1,6 @@
 //! The modes that take, give back, extend or look at a lock without running a command.
 
-use super::{acquire, Outcome};
+use super::{acquire, history, Outcome};
 use crate::command::Signals;
 use crate::config::{Config, Expiry, LockName};
 use crate::etcd::Etcd;
@@ -15,6 +15,7 @@ pub(super) async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcom
     let mut signals = Signals::catch()?;
     let record = Record::new(RecordMode::Lock, None, &config.reason, Some(config.ttl))
         .sharing(config.max_holders, config.shared);
+    let queued = std::time::SystemTime::now();
     let held = acquire(config, name, &record, &mut signals).await?;
     // The key leaves our lease (for one of --ttl that nobody keeps alive, or none), keeping its
     // place, so the lock outlives us.
@@ -24,6 +25,9 @@ pub(super) async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcom
             held.key()
         )));
     }
+    // Held until someone unlocks it (or its --ttl passes): `--unlock` completes the entry.
+    let entry = history::entry(name, &held, &record, queued);
+    history::write(config, &held, &entry).await;
     output::print_locked(
         config.output,
         name,
@@ -43,6 +47,7 @@ pub(super) async fn unlock_mode(
     let queue = Queue::new(&config.prefix, name);
     let holder = holders::unlock(&etcd, &queue, name, which).await?;
     tracing::info!("removed {}", holder.key);
+    history::unlocked(config, &etcd, name, &holder).await;
     Ok(Outcome::Code(0))
 }
 

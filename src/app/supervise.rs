@@ -2,6 +2,7 @@
 //! it runs, and stop it (before etcd may expire the lease) when the lock is lost or
 //! `--max-runtime` passes.
 
+use super::history;
 use super::release::{release, release_after_loss, release_or_hold};
 use super::{acquire, Outcome};
 use crate::command::{self, Command, Signals};
@@ -34,7 +35,9 @@ pub(super) async fn run_mode(
     // Before the queue, not after the hand-over: forking distlock there would delay the
     // command's start.
     let watchdog = command::Watchdog::start()?;
+    let queued = std::time::SystemTime::now();
     let held = acquire(config, name, &record, &mut signals).await?;
+    let entry = history::entry(name, &held, &record, queued);
 
     let token = held.token().to_string();
     let env = [
@@ -47,16 +50,19 @@ pub(super) async fn run_mode(
     ];
     if let Err(e) = lease_for_the_command(config, &held, &mut signals).await {
         release_after_loss(&held).await;
+        history::write(config, &held, &history::failed(entry, &e)).await;
         return Err(e);
     }
     let mut command = match Command::spawn(argv, &env, watchdog.group()) {
         Ok(command) => command,
         Err(e) => {
             release(&held).await;
+            history::write(config, &held, &history::failed(entry, &e)).await;
             return Err(e);
         }
     };
     let ended = supervise(config, &held, &mut command, &mut signals).await;
+    let entry = history::run_outcome(entry, &ended);
     // The lock first: the next holder is waiting for it, the clean-up is not. Stopped for
     // --max-runtime, the lock is still ours, to release or keep as usual.
     match &ended {
@@ -64,6 +70,8 @@ pub(super) async fn run_mode(
         Err(_) => release_after_loss(&held).await,
     }
     drop(watchdog);
+    // After the release: the next holder does not wait for this write.
+    history::write(config, &held, &entry).await;
     let status = ended?;
     Ok(match status.signal() {
         Some(signal) if signal == nix::libc::SIGINT => Outcome::Signal(signal),
