@@ -10,6 +10,7 @@ mod cost;
 mod examples;
 mod faults;
 mod harness;
+mod history;
 mod hostile;
 mod library;
 mod modes;
