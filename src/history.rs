@@ -270,6 +270,18 @@ pub async fn write(
     }
 }
 
+/// The token of the oldest entry to keep, when writing ours (`own`) knowing of `seen`: the
+/// `size`th newest of them. Never past our own (`seen` was read when our key was the newest,
+/// so it cannot be, but etcd would refuse a transaction that both writes a key and deletes a
+/// range holding it).
+fn trim_before(seen: &[i64], own: i64, size: u32) -> Option<i64> {
+    let mut tokens: Vec<i64> = seen.iter().copied().chain([own]).collect();
+    tokens.sort_unstable_by(|a, b| b.cmp(a));
+    tokens.dedup();
+    let oldest_kept = *tokens.get(size.max(1) as usize - 1)?;
+    Some(oldest_kept.min(own))
+}
+
 async fn write_now(
     etcd: &Etcd,
     prefix: &str,
@@ -280,18 +292,11 @@ async fn write_now(
     let name = crate::name::LockName::parse(&entry.lock).map_err(crate::error::Error::Invalid)?;
     let key = entry_key(prefix, &name, entry.token);
     let mut put = vec![TxnOp::put(key.clone(), entry.to_json(), None)];
-    let mut tokens: Vec<i64> = seen.iter().copied().chain([entry.token]).collect();
-    tokens.sort_unstable_by(|a, b| b.cmp(a));
-    tokens.dedup();
-    if let Some(&oldest_kept) = tokens.get(size.max(1) as usize - 1) {
-        // Everything before the oldest entry kept: [history dir, its key).
+    if let Some(end) = trim_before(seen, entry.token, size) {
+        // Everything before it: [history dir, its key).
         put.push(TxnOp::delete(
             self::prefix(prefix, &name),
-            Some(etcd_client::DeleteOptions::new().with_range(entry_key(
-                prefix,
-                &name,
-                oldest_kept,
-            ))),
+            Some(etcd_client::DeleteOptions::new().with_range(entry_key(prefix, &name, end))),
         ));
     }
     let txn = Txn::new()
@@ -364,6 +369,20 @@ fn seconds(d: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trimming_keeps_the_newest_and_ours() {
+        // Nothing to trim until there are more than `size`.
+        assert_eq!(trim_before(&[5, 3], 9, 3), Some(3));
+        assert_eq!(trim_before(&[5], 9, 3), None);
+        // The newest 3 of 9, 7, 5, 3: delete below 5.
+        assert_eq!(trim_before(&[7, 5, 3], 9, 3), Some(5));
+        // Were ours older than the 3 newest: delete below ours only.
+        assert_eq!(trim_before(&[9, 8, 7, 6], 2, 3), Some(2));
+        // Our own key read back by an earlier try of the same write.
+        assert_eq!(trim_before(&[9, 7], 9, 2), Some(7));
+        assert_eq!(trim_before(&[], 9, 1), Some(9));
+    }
 
     #[test]
     fn keys_sort_by_token_and_merge_keeps_both_sides() {
