@@ -408,14 +408,38 @@ pub async fn contenders(etcd: &Etcd, queue: &Queue) -> Result<Vec<Contender>> {
     Ok(legacy.into_iter().chain(queued).collect())
 }
 
+/// The end of the range of every key that starts with `prefix` (as etcd's `--prefix`).
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // No end: every key from the start (etcd's "\0").
+    vec![0]
+}
+
 /// Every lock under `prefix`, by name, each with its contenders holder first.
 pub async fn all_locks(etcd: &Etcd, prefix: &str) -> Result<Vec<(String, Vec<Contender>)>> {
-    let options = GetOptions::new()
-        .with_prefix()
-        .with_sort(SortTarget::Create, SortOrder::Ascend);
-    let response = etcd.get("list the locks", prefix, Some(options)).await?;
+    // Everything under the prefix but distlock's own metadata (the history, which may hold
+    // many keys per lock): the keys before `<prefix>.distlock/`, and those after it.
+    let meta = history::meta(prefix);
+    let sorted = GetOptions::new().with_sort(SortTarget::Create, SortOrder::Ascend);
+    let txn = Txn::new().and_then([
+        TxnOp::get(prefix, Some(sorted.clone().with_range(meta.clone()))),
+        TxnOp::get(
+            format!("{}0", meta.trim_end_matches('/')),
+            Some(sorted.with_range(prefix_end(prefix))),
+        ),
+    ]);
+    let response = etcd.txn("list the locks", txn).await?;
+    let [before, after] = gets(&response.op_responses());
+    let mut all: Vec<Contender> = before.into_iter().chain(after).collect();
+    all.sort_by_key(|c| c.create_revision);
     let mut locks: Vec<(String, Vec<Contender>)> = Vec::new();
-    for contender in response.kvs().iter().map(Contender::from) {
+    for contender in all {
         let rest = contender.key.strip_prefix(prefix).unwrap_or(&contender.key);
         let (name, legacy) = match rest.split_once('/') {
             Some((name, _)) => (name.to_string(), false),
