@@ -158,8 +158,9 @@ pub(crate) async fn enqueue(
         // applied nothing of a denied transaction, so join without the read (and without
         // history, `Ticket::history` None).
         Err(Error::Denied(e)) if history_op.is_some() && e.contains("permission") => {
+            let response = etcd.txn(JOIN, txn(None)).await?;
             tracing::warn!("the lock's history is not kept for this run: {e}");
-            (etcd.txn(JOIN, txn(None)).await?, false)
+            (response, false)
         }
         response => (response?, history_op.is_some()),
     };
