@@ -77,9 +77,10 @@ pub fn get_prefix(endpoints: &str, prefix: &str) -> Vec<Kv> {
         .collect()
 }
 
-/// Whether `key` is in distlock's metadata under `prefix` (its lock history), not a lock.
+/// Whether `key` is in distlock's metadata (its lock history) under `prefix` or under a test's
+/// prefix below it, not a lock.
 pub(super) fn is_history(prefix: &str, key: &str) -> bool {
-    key.starts_with(&format!("{prefix}.distlock/"))
+    key.starts_with(prefix) && key.contains("/.distlock/")
 }
 
 /// The history entries of lock `name` under `prefix`, oldest first.
