@@ -14,6 +14,8 @@
 //! - Release: [`Held::release`]; from any node, [`holders::unlock`].
 //! - Status and list: [`queue::contenders`] and [`queue::all_locks`] read the queues,
 //!   [`holders::views`] says who holds and who they are ([`view::View`]).
+//! - History: with [`Request::history`] set, [`history::write`] leaves one [`history::Entry`]
+//!   per acquisition (one request, after the release); [`history::read`] reads them back.
 //!
 //! ```no_run
 //! use distlock::{acquire, etcd, Access, Etcd, Held, LockName, Record, Request};
