@@ -4,6 +4,7 @@
 //! lock is given back, so the next holder never waits for it.
 
 use super::Outcome;
+use crate::command::Signals;
 use crate::config::{Config, LockName};
 use crate::error::signal_name;
 use crate::etcd::Etcd;
@@ -67,21 +68,23 @@ pub(super) fn entry(name: &LockName, held: &Held, record: &Record, queued: Syste
 }
 
 /// Writes `entry` of the lock `held` held, unless history is off (or could not be read when
-/// it joined, which it warned of then); a failure is a warning.
-pub(super) async fn write(config: &Config, held: &Held, entry: &Entry) {
+/// it joined, which it warned of then); a failure is a warning. A signal (one that came
+/// while releasing, too) ends the write: distlock must end within maxtime and a second.
+pub(super) async fn write(config: &Config, held: &Held, entry: &Entry, signals: &mut Signals) {
     let Some(seen) = held.history_seen().filter(|_| config.history_size > 0) else {
         return;
     };
-    let written = history::write(
-        held.etcd(),
-        &config.prefix,
-        entry,
-        seen,
-        config.history_size,
-    )
-    .await;
-    if let Err(e) = written {
-        tracing::warn!("the lock's history was not written: {e}");
+    let size = config.history_size;
+    let write = history::write(held.etcd(), &config.prefix, entry, seen, size);
+    tokio::select! {
+        written = write => {
+            if let Err(e) = written {
+                tracing::warn!("the lock's history was not written: {e}");
+            }
+        }
+        signal = signals.recv() => {
+            tracing::debug!("the lock's history was not written: {}", signal_name(signal));
+        }
     }
 }
 

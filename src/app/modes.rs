@@ -27,7 +27,7 @@ pub(super) async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcom
     }
     // Held until someone unlocks it (or its --ttl passes): `--unlock` completes the entry.
     let entry = history::entry(name, &held, &record, queued);
-    history::write(config, &held, &entry).await;
+    history::write(config, &held, &entry, &mut signals).await;
     output::print_locked(
         config.output,
         name,

@@ -50,14 +50,14 @@ pub(super) async fn run_mode(
     ];
     if let Err(e) = lease_for_the_command(config, &held, &mut signals).await {
         release_after_loss(&held).await;
-        history::write(config, &held, &history::failed(entry, &e)).await;
+        history::write(config, &held, &history::failed(entry, &e), &mut signals).await;
         return Err(e);
     }
     let mut command = match Command::spawn(argv, &env, watchdog.group()) {
         Ok(command) => command,
         Err(e) => {
             release(&held).await;
-            history::write(config, &held, &history::failed(entry, &e)).await;
+            history::write(config, &held, &history::failed(entry, &e), &mut signals).await;
             return Err(e);
         }
     };
@@ -71,7 +71,7 @@ pub(super) async fn run_mode(
     }
     drop(watchdog);
     // After the release: the next holder does not wait for this write.
-    history::write(config, &held, &entry).await;
+    history::write(config, &held, &entry, &mut signals).await;
     let status = ended?;
     Ok(match status.signal() {
         Some(signal) if signal == nix::libc::SIGINT => Outcome::Signal(signal),
