@@ -36,6 +36,22 @@ pub(super) fn run_outcome(entry: Entry, ended: &Result<ExitStatus>) -> Entry {
     }
 }
 
+/// A run whose lock `--hold-at-least` keeps (as `release_or_hold` decides) lets go of it at
+/// `min` after taking it, not when its command ended.
+pub(super) fn held_at_least(entry: Entry, config: &Config, held: &Held) -> Entry {
+    match config.hold_at_least {
+        Some(min) if held.taken().elapsed() < min => {
+            let released = held.taken_at() + min;
+            Entry {
+                released: Some(humantime::format_rfc3339_seconds(released).to_string()),
+                held_s: Some(min.as_secs_f64()),
+                ..entry
+            }
+        }
+        _ => entry,
+    }
+}
+
 /// The entry of a run that failed while holding the lock.
 pub(super) fn failed(entry: Entry, failure: &Failure) -> Entry {
     let what = match failure {

@@ -62,7 +62,7 @@ pub(super) async fn run_mode(
         }
     };
     let ended = supervise(config, &held, &mut command, &mut signals).await;
-    let entry = history::run_outcome(entry, &ended);
+    let entry = history::held_at_least(history::run_outcome(entry, &ended), config, &held);
     // The lock first: the next holder is waiting for it, the clean-up is not. Stopped for
     // --max-runtime, the lock is still ours, to release or keep as usual.
     match &ended {

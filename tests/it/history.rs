@@ -120,6 +120,21 @@ fn each_run_leaves_one_entry_saying_who_when_and_how_it_ended() {
 }
 
 #[test]
+fn a_lock_kept_by_hold_at_least_is_released_when_that_ends() {
+    let etcd = Etcd::start();
+    let p = prefix("hist-hold");
+    run(distlock(&etcd, &p).args(["--lock-name=db", "--hold-at-least=5", "--", "true"])).code(0);
+    let e = newest(&etcd, &p, "db");
+    assert_eq!(e["outcome"], "exit", "{e}");
+    assert_eq!(e["held_s"], 5.0, "{e}");
+    let held = time(&e["released"])
+        .duration_since(time(&e["took"]))
+        .unwrap();
+    // Whole seconds in the entry: 5, or 4 when `took` was stamped late in its second.
+    assert!((4..=5).contains(&held.as_secs()), "{e}");
+}
+
+#[test]
 fn a_lost_lock_is_an_entry_that_says_why() {
     let etcd = Etcd::start();
     let (ep, p) = (etcd.endpoint(), prefix("hist-lost"));
