@@ -274,7 +274,7 @@ impl Turns<'_> {
         let (etcd, queue, me) = (self.etcd, self.queue, self.me);
         // Before our key exists: the watch then sees whatever happens to it.
         let mut watches = Watches::open(etcd, &queue.key(lease.id)).await?;
-        let (ticket, turn) = queue::enqueue(
+        let (mut ticket, turn) = queue::enqueue(
             etcd,
             queue,
             lease.id,
@@ -324,7 +324,10 @@ impl Turns<'_> {
             Err(e @ Error::Removed(_)) if lease_alive() => return Ok(Outcome::GaveUp(e)),
             Err(e) => return Err(e),
         };
-        let stamped = self.confirm(lease, &ticket, waited, unread, &ahead).await?;
+        let (stamped, history) = self.confirm(lease, &ticket, waited, unread, &ahead).await?;
+        if history.is_some() {
+            ticket.history = history;
+        }
         if stamped == Some(false) {
             return Ok(Outcome::GaveUp(queue::removed(queue, &ticket)));
         }
@@ -349,28 +352,33 @@ impl Turns<'_> {
         waited: bool,
         unread: Unread,
         ahead: &[Contender],
-    ) -> Result<Option<bool>> {
+    ) -> Result<(Option<bool>, Option<Vec<i64>>)> {
         let etcd = self.etcd;
         let semaphore = waited
             && matches!(self.me, Access::Semaphore(_))
             && self.record.mode == RecordMode::Run;
         if !semaphore && unread == Unread::No {
-            return Ok(None);
+            return Ok((None, None));
         }
         let stamped = self.record.taken_at(SystemTime::now(), Some(lease.ttl));
         if semaphore {
             return wait::stamp(etcd, ticket, lease.id, &stamped, ahead)
                 .await
-                .map(Some);
+                .map(|written| (Some(written), None));
         }
-        match queue::rewrite(etcd, ticket, lease.id, &stamped).await {
-            Ok(written) => Ok(Some(written)),
+        // Taking over from the holder ahead: what the history holds now (the history is
+        // trimmed by it), read in the same write.
+        let history = ticket.history.as_ref().and(self.history.clone());
+        match queue::rewrite_reading(etcd, ticket, lease.id, &stamped, history).await {
+            Ok((written, history)) => Ok((Some(written), history)),
             // etcd takes no write (its quota is full, say): a read confirms our key instead,
             // so the queue still drains. A plain read: etcd 3.5 refuses even a read-only
             // transaction while its quota is full.
             Err(e) => {
                 tracing::debug!("{e}; reading our key instead");
-                queue::still_there(etcd, ticket).await.map(Some)
+                queue::still_there(etcd, ticket)
+                    .await
+                    .map(|there| (Some(there), None))
             }
         }
     }

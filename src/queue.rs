@@ -311,17 +311,35 @@ pub(crate) async fn rewrite(
     lease: i64,
     record: &Record,
 ) -> Result<bool> {
+    Ok(rewrite_reading(etcd, ticket, lease, record, None).await?.0)
+}
+
+/// `rewrite`, also reading the newest history keys (`history::newest`) when it writes: the
+/// mutex's hand-over write, so that the history is trimmed by what was there when we took the
+/// lock rather than when we joined.
+pub(crate) async fn rewrite_reading(
+    etcd: &Etcd,
+    ticket: &Ticket,
+    lease: i64,
+    record: &Record,
+    history_op: Option<TxnOp>,
+) -> Result<(bool, Option<Vec<i64>>)> {
+    let read = history_op.is_some();
+    let put = TxnOp::put(
+        ticket.key.clone(),
+        record.to_json(),
+        Some(PutOptions::new().with_lease(lease)),
+    );
     let txn = Txn::new()
         .when([
             Compare::create_revision(ticket.key.clone(), CompareOp::Equal, ticket.revision),
             Compare::lease(ticket.key.clone(), CompareOp::Equal, lease),
         ])
-        .and_then([TxnOp::put(
-            ticket.key.clone(),
-            record.to_json(),
-            Some(PutOptions::new().with_lease(lease)),
-        )]);
-    Ok(etcd.txn("keep the lock", txn).await?.succeeded())
+        .and_then(std::iter::once(put).chain(history_op).collect::<Vec<_>>());
+    let response = etcd.txn("keep the lock", txn).await?;
+    let written = response.succeeded();
+    let history = (written && read).then(|| history::tokens(response.op_responses().pop()));
+    Ok((written, history))
 }
 
 /// Whether our key is still there (not deleted, nor deleted and made again).

@@ -257,18 +257,20 @@ fn history_size_bounds_what_etcd_keeps_and_zero_writes_nothing() {
         .collect();
     assert_eq!(kept, newest3);
 
-    // A queue: each trims by what it saw when it joined; the next run sees them all.
-    let runs: Vec<Background> = (0..6)
+    // A queue: each holder trims by what the history held when it took the lock (read in its
+    // hand-over write), which misses at most its predecessor's entry, written just after.
+    let runs: Vec<Background> = (0..8)
         .map(|i| {
             let mut cmd = distlock_std(&ep, &p);
-            cmd.args(["--lock-name=db", "--history-size=3", "--", "true"]);
+            cmd.args(["--lock-name=db", "--history-size=3", "--", "sleep", "0.2"]);
             Background::spawn(cmd, &format!("contender {i}"))
         })
         .collect();
     for r in runs {
         assert_eq!(shell_status(r.output(DEADLINE).status), 0);
     }
-    assert!(history_kvs(&ep, &p, "db").len() <= 3 + 6);
+    let left = history_kvs(&ep, &p, "db").len();
+    assert!(left <= 3 + 1, "{left} entries kept of at most 3 (+1)");
     run(distlock(&etcd, &p).args(["--lock-name=db", "--history-size=3", "--", "true"])).code(0);
     assert_eq!(history_kvs(&ep, &p, "db").len(), 3);
 
