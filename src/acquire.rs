@@ -34,8 +34,9 @@ pub struct Request<'a> {
     /// `max_holders` and `shared` are set from `access`: the others read them to know how we
     /// hold, so they must say the same.
     pub record: &'a Record,
-    /// How many history entries the lock keeps (0: none): the joining transaction then reads
-    /// the newest keys, for `Held::history_seen` (see `history::write`).
+    /// How many history entries the lock keeps (0: none): the joining transaction (and the
+    /// mutex's hand-over write) then read the newest keys, for `Held::history_seen` (see
+    /// `history::write`).
     pub history: u32,
 }
 
@@ -231,7 +232,8 @@ struct Turns<'a> {
     refresh: Option<Duration>,
     /// The holder as far as the wait knows it, for progress lines and the busy error.
     holder: RefCell<Option<Contender>>,
-    /// The read of the newest history keys that joining adds (`history::newest`).
+    /// The read of the newest history keys that joining and the hand-over write add
+    /// (`history::newest`).
     history: Option<etcd_client::TxnOp>,
 }
 

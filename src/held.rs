@@ -97,7 +97,7 @@ impl Held {
         &self.ticket.key
     }
 
-    /// The tokens of the lock's newest history entries when we joined its queue, newest first
+    /// The tokens of the lock's newest history entries when we took over (or else joined), newest first
     /// (`None` without `Request::history`, or if etcd did not let us read them): what
     /// `history::write` trims by.
     pub fn history_seen(&self) -> Option<&[i64]> {
