@@ -3,7 +3,7 @@
 
 Usage: bench/bench.py [--no-build] [--distlock PATH] [--runs N] [--check]
                       [--only a,b,c,d,queue,semaphore,nowait,fleet] [--queues 10,50,200]
-                      [--hold 0.3] [--semaphores 30,60] [--holders 3]
+                      [--hold 0.3] [--history-size 20] [--semaphores 30,60] [--holders 3]
                       [--nowait-runs 1000] [--fleet 1000]
 
 Starts its own etcd on free loopback ports with its data in /dev/shm, builds
@@ -23,7 +23,9 @@ target/release/distlock (unless --no-build), then runs both tools alternately, r
      (a helper that stamps its start and end into a file): etcd requests per acquisition
      (as in d), the hand-over gap (end of one holder's command to the start of the next's,
      median and p99), total wall time, and the most holders ever seen at once (must be 1).
-     distlock runs twice, as is and with -q; etcdctl once; a queue is run again until each
+     distlock runs three times, as is and with -q (both with --history-size, default 20) and
+     with --history-size=0 (the history's cost: requests and gap side by side); etcdctl once;
+     a queue is run again until each
      tool has about GAPS_PER_TOOL gaps (a median of 40 moved by +-0.07 of the ratio from one
      run to the next). `holders` in queue_run() pairs each start with the end that
      freed its slot, so a semaphore of N holders fits as is.
@@ -605,16 +607,23 @@ def extra(args, etcd, etcdctl_bin, env, rows, notes, errors):
         workdir = tempfile.mkdtemp(prefix="distlock-bench-queue.")
         try:
             hold_cmd = hold_command(workdir)
+            history = f"--history-size={args.history_size}"
             kinds = {
-                "distlock": lambda lock, cmd: [args.distlock, f"--endpoints={etcd.url}",
+                "distlock": lambda lock, cmd: [args.distlock, f"--endpoints={etcd.url}", history,
                                                f"--prefix={PREFIX}", f"--lock-name={lock}", "--"] + cmd,
                 "distlock -q": lambda lock, cmd: [args.distlock, f"--endpoints={etcd.url}", "-q",
-                                                  f"--prefix={PREFIX}", f"--lock-name={lock}", "--"] + cmd,
+                                                  history, f"--prefix={PREFIX}", f"--lock-name={lock}",
+                                                  "--"] + cmd,
+                # The same without history: what its one write per acquisition costs.
+                "distlock no history": lambda lock, cmd: [
+                    args.distlock, f"--endpoints={etcd.url}", "--history-size=0",
+                    f"--prefix={PREFIX}", f"--lock-name={lock}", "--"] + cmd,
                 "etcdctl": lambda lock, cmd: [etcdctl_bin, f"--endpoints={etcd.url}", "lock",
                                               PREFIX + lock, "--"] + cmd,
             }
             for run, n in enumerate(args.queues):
-                log(f"queue: {n} contenders holding {args.hold} s, distlock, distlock -q and etcdctl, "
+                log(f"queue: {n} contenders holding {args.hold} s, distlock (history "
+                    f"{args.history_size}, and 0), distlock -q and etcdctl, "
                     f"one after the other (about {n * args.hold:.0f} s each, "
                     f"{max(1, -(-GAPS_PER_TOOL // (n - 1)))} time(s))")
                 # A short queue gives few gaps: run it again until there are enough a tool,
@@ -634,14 +643,24 @@ def extra(args, etcd, etcdctl_bin, env, rows, notes, errors):
                     row(f"queue {n}: requests/acquisition", "error", "", "", "", False)
                     continue
                 d, q, e = res["distlock"], res["distlock -q"], res["etcdctl"]
-                for name, r in (("distlock", d), ("distlock -q", q)):
-                    ok = r["requests"] <= GOAL_QUEUE_REQUESTS + 1e-9
+                o = res["distlock no history"]
+                # The history's write is one request per acquisition, on top of the goal.
+                on = GOAL_QUEUE_REQUESTS + (1 if args.history_size > 0 else 0)
+                for name, r, goal in (("distlock", d, on), ("distlock -q", q, on),
+                                      ("no history", o, GOAL_QUEUE_REQUESTS)):
+                    ok = r["requests"] <= goal + 1e-9
                     row(f"queue {n}: requests/acquisition ({name})", fmt_n(r["requests"]),
                         fmt_n(e["requests"]), f"{r['requests'] / e['requests']:.2f}",
-                        f"<= {GOAL_QUEUE_REQUESTS:g}", ok)
+                        f"<= {goal:g}", ok)
                 dm, em = statistics.median(d["gaps"]), statistics.median(e["gaps"])
                 row(f"queue {n}: hand-over gap, median", fmt_ms(dm), fmt_ms(em), f"{dm / em:.2f}",
                     f"<= {GOAL_GAP}", dm / em <= GOAL_GAP)
+                om = statistics.median(o["gaps"])
+                row(f"queue {n}: hand-over gap, median (no history)", fmt_ms(om), fmt_ms(em),
+                    f"{om / em:.2f}", f"<= {GOAL_GAP}", om / em <= GOAL_GAP)
+                # distlock column: requests/acquisition history adds; ratio: gap on / gap off.
+                row(f"queue {n}: history on vs off", f"+{fmt_n(d['requests'] - o['requests'])}",
+                    "-", f"{dm / om:.2f}", "(info)", None)
                 qm = statistics.median(q["gaps"])
                 row(f"queue {n}: hand-over gap, median (-q)", fmt_ms(qm), fmt_ms(em),
                     f"{qm / em:.2f}", "(info)", None)
@@ -655,7 +674,8 @@ def extra(args, etcd, etcdctl_bin, env, rows, notes, errors):
                     "1", most == 1)
                 row(f"queue {n}: keep-alive msgs/acq (apart)", fmt_n(d["keepalive"]),
                     fmt_n(e["keepalive"]), "", "(info)", None)
-                for name, r in (("distlock", d), ("distlock -q", q), ("etcdctl", e)):
+                for name, r in (("distlock", d), ("distlock -q", q), ("distlock no history", o),
+                                 ("etcdctl", e)):
                     notes.append(f"queue {n}, {name}, per acquisition: " + describe_calls(r["calls"]))
             if hold_cmd[0] == "bash":
                 notes.append("queue: no C compiler, so the command is bash: its start is in every gap")
@@ -789,6 +809,9 @@ def main():
                     help="scenarios to run, comma-separated (default: all)")
     ap.add_argument("--queues", default="10,50,200",
                     help="queue lengths for the queue scenario (default 10,50,200)")
+    ap.add_argument("--history-size", type=int, default=20,
+                    help="history_size of the queue scenario's distlock (default 20); it runs "
+                         "with 0 too, side by side")
     ap.add_argument("--hold", type=float, default=0.3,
                     help="seconds each queued contender holds the lock (default 0.3)")
     ap.add_argument("--nowait-runs", type=int, default=1000,

@@ -6,6 +6,7 @@ use crate::access::{self, Access};
 use crate::error::{duration, wall_clock, Error, Result};
 use crate::etcd::{Etcd, KeepAlive, Lease, LeaseState};
 use crate::held::{at_risk, lease_problem, Held};
+use crate::history;
 use crate::name::LockName;
 use crate::queue::{self, Contender, Queue, Ticket, Turn};
 use crate::record::{Mode as RecordMode, Record};
@@ -33,6 +34,10 @@ pub struct Request<'a> {
     /// `max_holders` and `shared` are set from `access`: the others read them to know how we
     /// hold, so they must say the same.
     pub record: &'a Record,
+    /// How many history entries the lock keeps (0: none): the joining transaction (and the
+    /// mutex's hand-over write) then read the newest keys, for `Held::history_seen` (see
+    /// `history::write`).
+    pub history: u32,
 }
 
 /// What the caller of `acquire` hears while it waits, and how it cancels the wait.
@@ -104,6 +109,8 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
         timeout: request.timeout,
         refresh: hooks.refresh(),
         holder: RefCell::new(None),
+        history: (request.history > 0)
+            .then(|| history::newest(request.prefix, request.name, request.history)),
     };
     // Once we have been in the queue, an etcd failure while waiting is a reason to join
     // again, not to give up: the first join fails at once (exit 3) when etcd is down.
@@ -228,6 +235,9 @@ struct Turns<'a> {
     refresh: Option<Duration>,
     /// The holder as far as the wait knows it, for progress lines and the busy error.
     holder: RefCell<Option<Contender>>,
+    /// The read of the newest history keys that joining and the hand-over write add
+    /// (`history::newest`).
+    history: Option<etcd_client::TxnOp>,
 }
 
 impl Turns<'_> {
@@ -269,7 +279,14 @@ impl Turns<'_> {
         let (etcd, queue, me) = (self.etcd, self.queue, self.me);
         // Before our key exists: the watch then sees whatever happens to it.
         let mut watches = Watches::open(etcd, &queue.key(lease.id)).await?;
-        let (ticket, turn) = queue::enqueue(etcd, queue, lease.id, self.record, me).await?;
+        let (mut ticket, turn) = queue::enqueue(
+            etcd,
+            queue,
+            lease.id,
+            self.record,
+            (me, self.history.clone()),
+        )
+        .await?;
         if place
             .replace(ticket.revision)
             .is_some_and(|r| r != ticket.revision)
@@ -312,7 +329,10 @@ impl Turns<'_> {
             Err(e @ Error::Removed(_)) if lease_alive() => return Ok(Outcome::GaveUp(e)),
             Err(e) => return Err(e),
         };
-        let stamped = self.confirm(lease, &ticket, waited, unread, &ahead).await?;
+        let (stamped, history) = self.confirm(lease, &ticket, waited, unread, &ahead).await?;
+        if history.is_some() {
+            ticket.history = history;
+        }
         if stamped == Some(false) {
             return Ok(Outcome::GaveUp(queue::removed(queue, &ticket)));
         }
@@ -337,28 +357,33 @@ impl Turns<'_> {
         waited: bool,
         unread: Unread,
         ahead: &[Contender],
-    ) -> Result<Option<bool>> {
+    ) -> Result<(Option<bool>, Option<Vec<i64>>)> {
         let etcd = self.etcd;
         let semaphore = waited
             && matches!(self.me, Access::Semaphore(_))
             && self.record.mode == RecordMode::Run;
         if !semaphore && unread == Unread::No {
-            return Ok(None);
+            return Ok((None, None));
         }
         let stamped = self.record.taken_at(SystemTime::now(), Some(lease.ttl));
         if semaphore {
             return wait::stamp(etcd, ticket, lease.id, &stamped, ahead)
                 .await
-                .map(Some);
+                .map(|written| (Some(written), None));
         }
-        match queue::rewrite(etcd, ticket, lease.id, &stamped).await {
-            Ok(written) => Ok(Some(written)),
+        // Taking over from the holder ahead: what the history holds now (the history is
+        // trimmed by it), read in the same write.
+        let history = ticket.history.as_ref().and(self.history.clone());
+        match queue::rewrite_reading(etcd, ticket, lease.id, &stamped, history).await {
+            Ok((written, history)) => Ok((Some(written), history)),
             // etcd takes no write (its quota is full, say): a read confirms our key instead,
             // so the queue still drains. A plain read: etcd 3.5 refuses even a read-only
             // transaction while its quota is full.
             Err(e) => {
                 tracing::debug!("{e}; reading our key instead");
-                queue::still_there(etcd, ticket).await.map(Some)
+                queue::still_there(etcd, ticket)
+                    .await
+                    .map(|there| (Some(there), None))
             }
         }
     }

@@ -26,6 +26,7 @@ pub struct Cli {
     pub status: bool,
     /// `--follow`, with `--list` or `--status`.
     pub follow: bool,
+    pub history: bool,
     pub show_config: bool,
     /// `--generate=man|bash|zsh|fish`: print the man page or a completion script (packaging).
     pub generate: Option<String>,
@@ -302,6 +303,7 @@ impl Cli {
             list: flag(settings::LIST.name),
             status: flag(settings::STATUS.name),
             follow: flag(settings::FOLLOW.name),
+            history: flag(settings::HISTORY.name),
             show_config: flag(settings::SHOW_CONFIG.name),
             generate: matches.get_one::<String>("generate").cloned(),
             nowait: flag(settings::NOWAIT.name),

@@ -11,6 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::etcd::Etcd;
+use crate::history::{self, Entry};
 use crate::holders::holding;
 use crate::queue::{self, Contender};
 use crate::record::{Mode, Record};
@@ -82,8 +83,8 @@ pub struct Event {
     pub revision: i64,
     /// The contender the event is about, as etcd last showed its key.
     pub contender: Option<Contender>,
-    /// The history entry, as written (JSON).
-    pub entry: Option<Vec<u8>>,
+    /// The history entry, when it is one distlock wrote.
+    pub entry: Option<Entry>,
     pub detail: Option<String>,
 }
 
@@ -335,16 +336,14 @@ impl Feed {
                 Key::History { name }
                     if self.wanted(name) && event.event_type() == EventType::Put =>
                 {
-                    let lost = serde_json::from_slice::<serde_json::Value>(kv.value())
-                        .ok()
-                        .and_then(|v| Some(v.get("outcome")?.as_str()? == "lost"))
-                        .unwrap_or(false);
+                    let lost = Entry::from_json(kv.value())
+                        .is_some_and(|e| e.outcome == history::outcome::LOST);
                     events.push(Event {
                         kind: if lost { Kind::Lost } else { Kind::History },
                         lock: name.to_string(),
                         revision: kv.mod_revision(),
                         contender: None,
-                        entry: Some(kv.value().to_vec()),
+                        entry: Entry::from_json(kv.value()),
                         detail: None,
                     });
                 }

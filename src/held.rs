@@ -97,6 +97,23 @@ impl Held {
         &self.ticket.key
     }
 
+    /// The tokens of the lock's newest history entries when we took over (or else joined), newest first
+    /// (`None` without `Request::history`, or if etcd did not let us read them): what
+    /// `history::write` trims by.
+    pub fn history_seen(&self) -> Option<&[i64]> {
+        self.ticket.history.as_deref()
+    }
+
+    /// The connection the lock was taken on.
+    pub fn etcd(&self) -> &Etcd {
+        &self.etcd
+    }
+
+    /// Wall-clock time we took the lock.
+    pub fn taken_at(&self) -> SystemTime {
+        self.taken_at
+    }
+
     /// The id of the lease our key is on.
     pub fn lease_id(&self) -> i64 {
         self.lease.id

@@ -16,6 +16,8 @@
 //!   a lease etcd counts down.
 //! - Status and list: [`queue::contenders`] and [`queue::all_locks`] read the queues,
 //!   [`holders::views`] says who holds and who they are ([`view::View`]).
+//! - History: with [`Request::history`] set, [`history::write`] leaves one [`history::Entry`]
+//!   per acquisition (one request, after the release); [`history::read`] reads them back.
 //!
 //! ```no_run
 //! use distlock::{acquire, etcd, Access, Etcd, Held, LockName, Record, Request};
@@ -43,6 +45,7 @@
 //!     timeout: Some(Duration::ZERO), // busy: skip this run (Error::Conflict)
 //!     access: Access::Exclusive,
 //!     record: &record,
+//!     history: 20,
 //! };
 //! let held: Held = acquire(&etcd, &request, &mut ()).await?;
 //! println!("fencing token {}", held.token());
@@ -61,6 +64,7 @@ pub mod error;
 pub mod etcd;
 pub mod feed;
 pub mod held;
+pub mod history;
 pub mod holders;
 mod lease;
 pub mod name;

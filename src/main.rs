@@ -19,7 +19,7 @@ mod settings;
 // The lock itself is the library (src/lib.rs); the binary's modules name its parts as if they
 // were their own (`crate::etcd`).
 use distlock::{
-    access, acquire, error, etcd, feed, held, holders, name, queue, record, stamp, view,
+    access, acquire, error, etcd, feed, held, history, holders, name, queue, record, stamp, view,
 };
 
 use exit::Failure;

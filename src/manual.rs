@@ -40,8 +40,9 @@ const SYNOPSIS: &[&str] = &[
     "--lock-name=NAME --lock [OPTIONS]",
     "--lock-name=NAME --unlock[=KEY] [OPTIONS]",
     "--lock-name=NAME --extend=D [--holder=KEY] [OPTIONS]",
-    "--lock-name=NAME --status [OPTIONS]",
-    "--list [OPTIONS]",
+    "--lock-name=NAME --status [--follow] [OPTIONS]",
+    "--lock-name=NAME --history [OPTIONS]",
+    "--list [--follow | --output=prometheus] [OPTIONS]",
     "--show-config [OPTIONS]",
 ];
 
@@ -131,6 +132,13 @@ const EXAMPLES: &[(&str, &str)] = &[
          ExecStart=/usr/bin/distlock --lock-name=report-worker -- /usr/local/bin/report-worker\n\
          KillMode=mixed\n\
          Restart=always",
+    ),
+    (
+        "Who ran the job last, and how did it end; then every change as it happens, into the \
+         system log; and the locks as metrics for node_exporter, every minute from cron:",
+        "distlock --lock-name=percona_prod --history\n\
+         distlock --list --follow | logger -t distlock\n\
+         * * * * * root distlock --list --output=prometheus > /var/lib/prometheus/node-exporter/distlock.prom.tmp && mv /var/lib/prometheus/node-exporter/distlock.prom.tmp /var/lib/prometheus/node-exporter/distlock.prom",
     ),
 ];
 

@@ -26,6 +26,11 @@ impl LockName {
                 "the lock name {name:?} contains {c:?}; '/', whitespace and control characters are not allowed"
             ));
         }
+        if name == crate::history::RESERVED {
+            return Err(format!(
+                "the lock name {name:?} is reserved: distlock keeps its history under it"
+            ));
+        }
         Ok(LockName(name.to_string()))
     }
 }
@@ -58,6 +63,7 @@ mod tests {
             "tab\there",
             "nl\n",
             "bell\u{7}",
+            ".distlock",
             &"x".repeat(256),
         ] {
             assert!(LockName::parse(bad).is_err(), "{bad:?}");

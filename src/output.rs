@@ -21,10 +21,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 mod feed;
+mod history;
 mod locks;
 mod manage;
 mod metrics;
 pub use feed::print_event;
+pub use history::print_history;
 pub use locks::{print_list, print_status};
 pub use manage::{print_extended, print_unlocked};
 pub use metrics::print_metrics;

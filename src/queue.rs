@@ -10,6 +10,7 @@
 use crate::access::Access;
 use crate::error::{Error, Result};
 use crate::etcd::Etcd;
+use crate::history;
 use crate::name::LockName;
 use crate::record::Record;
 use etcd_client::{
@@ -45,7 +46,7 @@ impl Queue {
 /// distlock's own metadata, apart from the lock's queue (`<prefix><name>/`), which etcdctl and
 /// the Go tool read too. See `stamp.rs`.
 pub fn stamp_key(prefix: &str, name: &LockName) -> String {
-    format!("{prefix}.distlock/stamp/{name}")
+    format!("{}stamp/{name}", history::meta(prefix))
 }
 
 /// A key that holds or waits for the lock, as read from etcd.
@@ -74,6 +75,9 @@ pub(crate) struct Ticket {
     pub key: String,
     /// Create revision of our key: our place in line, and the fencing token once we hold it.
     pub revision: i64,
+    /// The tokens of the newest history entries when we joined, newest first (see
+    /// `history::write`); `None`: not read (no history, or not allowed to).
+    pub history: Option<Vec<i64>>,
 }
 
 /// Whose turn it is, from our point of view.
@@ -108,7 +112,7 @@ pub(crate) async fn enqueue(
     queue: &Queue,
     lease: i64,
     record: &Record,
-    me: Access,
+    (me, history_op): (Access, Option<TxnOp>),
 ) -> Result<(Ticket, Turn)> {
     let key = queue.key(lease);
     let put = |record: &Record| {
@@ -122,28 +126,55 @@ pub(crate) async fn enqueue(
         held: true,
         ..record.clone()
     };
-    let txn = Txn::new()
-        .when([
-            // A range compare on an empty range compares a key of version 0: true.
-            Compare::version(queue.dir.clone(), CompareOp::Equal, 0).with_prefix(),
-            Compare::version(queue.legacy.clone(), CompareOp::Equal, 0),
-        ])
-        .and_then([put(&held), TxnOp::get(key.clone(), None)])
-        .or_else([
-            put(record),
-            TxnOp::get(key.clone(), None),
-            TxnOp::get(queue.dir.clone(), Some(newest(2, None))),
-            TxnOp::get(queue.legacy.clone(), None),
-            // Our own key may be among them: one more than needed.
-            TxnOp::get(
-                queue.dir.clone(),
-                Some(oldest(me.ahead_needed().map(|n| n as i64 + 1))),
-            ),
-            TxnOp::get(queue.dir.clone(), Some(count(None))),
-        ]);
-    let response = etcd.txn("join the lock's queue", txn).await?;
+    // The newest history keys (`history::newest`) ride along, last in both branches: what
+    // the history write trims by, at no extra request.
+    let txn = |history_op: Option<TxnOp>| {
+        Txn::new()
+            .when([
+                // A range compare on an empty range compares a key of version 0: true.
+                Compare::version(queue.dir.clone(), CompareOp::Equal, 0).with_prefix(),
+                Compare::version(queue.legacy.clone(), CompareOp::Equal, 0),
+            ])
+            .and_then(
+                [put(&held), TxnOp::get(key.clone(), None)]
+                    .into_iter()
+                    .chain(history_op.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .or_else(
+                [
+                    put(record),
+                    TxnOp::get(key.clone(), None),
+                    TxnOp::get(queue.dir.clone(), Some(newest(2, None))),
+                    TxnOp::get(queue.legacy.clone(), None),
+                    // Our own key may be among them: one more than needed.
+                    TxnOp::get(
+                        queue.dir.clone(),
+                        Some(oldest(me.ahead_needed().map(|n| n as i64 + 1))),
+                    ),
+                    TxnOp::get(queue.dir.clone(), Some(count(None))),
+                ]
+                .into_iter()
+                .chain(history_op)
+                .collect::<Vec<_>>(),
+            )
+    };
+    const JOIN: &str = "join the lock's queue";
+    let (response, read_history) = match etcd.txn(JOIN, txn(history_op.clone())).await {
+        // A role that may not read the history must still be able to take the lock: etcd
+        // applied nothing of a denied transaction, so join without the read (and without
+        // history, `Ticket::history` None).
+        Err(Error::Denied(e)) if history_op.is_some() && e.contains("permission") => {
+            let response = etcd.txn(JOIN, txn(None)).await?;
+            tracing::warn!("the lock's history is not kept for this run: {e}");
+            (response, false)
+        }
+        response => (response?, history_op.is_some()),
+    };
     let revision = response.header().map(|h| h.revision()).unwrap_or_default();
-    let [mine, newest, legacy, head] = gets(&response.op_responses());
+    let mut responses = response.op_responses();
+    let history = read_history.then(|| history::tokens(responses.pop()));
+    let [mine, newest, legacy, head] = gets(&responses);
     let ticket = Ticket {
         // If an earlier attempt of this request did go through, the put kept the key's
         // create revision: that, not this response's revision, is our place in line. (Its
@@ -151,6 +182,7 @@ pub(crate) async fn enqueue(
         // merely asks etcd once more.)
         revision: mine.first().map_or(revision, |m| m.create_revision),
         key,
+        history,
     };
     if response.succeeded() {
         return Ok((ticket, Turn::Mine { revision }));
@@ -162,7 +194,7 @@ pub(crate) async fn enqueue(
     }
     let ahead = newest.into_iter().nth(1);
     // The count includes our own key.
-    let before_us = last_count(&response.op_responses()) - 1;
+    let before_us = last_count(&responses) - 1;
     // The oldest keys ahead of ours (the read may reach ours), after the legacy key.
     let oldest: Vec<Contender> = head
         .into_iter()
@@ -286,17 +318,35 @@ pub(crate) async fn rewrite(
     lease: i64,
     record: &Record,
 ) -> Result<bool> {
+    Ok(rewrite_reading(etcd, ticket, lease, record, None).await?.0)
+}
+
+/// `rewrite`, also reading the newest history keys (`history::newest`) when it writes: the
+/// mutex's hand-over write, so that the history is trimmed by what was there when we took the
+/// lock rather than when we joined.
+pub(crate) async fn rewrite_reading(
+    etcd: &Etcd,
+    ticket: &Ticket,
+    lease: i64,
+    record: &Record,
+    history_op: Option<TxnOp>,
+) -> Result<(bool, Option<Vec<i64>>)> {
+    let read = history_op.is_some();
+    let put = TxnOp::put(
+        ticket.key.clone(),
+        record.to_json(),
+        Some(PutOptions::new().with_lease(lease)),
+    );
     let txn = Txn::new()
         .when([
             Compare::create_revision(ticket.key.clone(), CompareOp::Equal, ticket.revision),
             Compare::lease(ticket.key.clone(), CompareOp::Equal, lease),
         ])
-        .and_then([TxnOp::put(
-            ticket.key.clone(),
-            record.to_json(),
-            Some(PutOptions::new().with_lease(lease)),
-        )]);
-    Ok(etcd.txn("keep the lock", txn).await?.succeeded())
+        .and_then(std::iter::once(put).chain(history_op).collect::<Vec<_>>());
+    let response = etcd.txn("keep the lock", txn).await?;
+    let written = response.succeeded();
+    let history = (written && read).then(|| history::tokens(response.op_responses().pop()));
+    Ok((written, history))
 }
 
 /// Whether our key is still there (not deleted, nor deleted and made again).
@@ -384,24 +434,50 @@ pub async fn contenders(etcd: &Etcd, queue: &Queue) -> Result<Vec<Contender>> {
     Ok(legacy.into_iter().chain(queued).collect())
 }
 
+/// The end of the range of every key that starts with `prefix` (as etcd's `--prefix`).
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // No end: every key from the start (etcd's "\0").
+    vec![0]
+}
+
 /// Every lock under `prefix`, by name, each with its contenders holder first.
 /// The lock a key under `prefix` belongs to: `<prefix><name>/<lease>` is a contender of
 /// `name`, `<prefix><name>` its legacy key (`true`).
+/// `None` for a key that is no lock's: distlock's own metadata (`history::RESERVED`).
 pub(crate) fn lock_of<'a>(prefix: &str, key: &'a str) -> Option<(&'a str, bool)> {
     let rest = key.strip_prefix(prefix)?;
-    Some(match rest.split_once('/') {
+    let (name, legacy) = match rest.split_once('/') {
         Some((name, _)) => (name, false),
         None => (rest, true),
-    })
+    };
+    (name != history::RESERVED).then_some((name, legacy))
 }
 
 pub async fn all_locks(etcd: &Etcd, prefix: &str) -> Result<Vec<(String, Vec<Contender>)>> {
-    let options = GetOptions::new()
-        .with_prefix()
-        .with_sort(SortTarget::Create, SortOrder::Ascend);
-    let response = etcd.get("list the locks", prefix, Some(options)).await?;
+    // Everything under the prefix but distlock's own metadata (the history, which may hold
+    // many keys per lock): the keys before `<prefix>.distlock/`, and those after it.
+    let meta = history::meta(prefix);
+    let sorted = GetOptions::new().with_sort(SortTarget::Create, SortOrder::Ascend);
+    let txn = Txn::new().and_then([
+        TxnOp::get(prefix, Some(sorted.clone().with_range(meta.clone()))),
+        TxnOp::get(
+            format!("{}0", meta.trim_end_matches('/')),
+            Some(sorted.with_range(prefix_end(prefix))),
+        ),
+    ]);
+    let response = etcd.txn("list the locks", txn).await?;
+    let [before, after] = gets(&response.op_responses());
+    let mut all: Vec<Contender> = before.into_iter().chain(after).collect();
+    all.sort_by_key(|c| c.create_revision);
     let mut locks: Vec<(String, Vec<Contender>)> = Vec::new();
-    for contender in response.kvs().iter().map(Contender::from) {
+    for contender in all {
         let Some((name, legacy)) = lock_of(prefix, &contender.key) else {
             continue;
         };

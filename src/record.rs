@@ -142,7 +142,7 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-/// This host's name, as records store it.
+/// This machine's host name, as records and history entries give it.
 pub fn hostname() -> String {
     nix::unistd::gethostname()
         .ok()

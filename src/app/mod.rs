@@ -16,6 +16,7 @@ use crate::record::Record;
 use std::time::Duration;
 use tokio::time::Instant;
 
+mod history;
 mod interval;
 mod modes;
 mod release;
@@ -42,6 +43,7 @@ pub async fn dispatch(config: Config) -> Result<Outcome> {
             extend_mode(&config, name, *expiry, which.as_deref()).await
         }
         Mode::Status(name) => status_mode(&config, name).await,
+        Mode::History(name) => history::history_mode(&config, name).await,
         Mode::List => list_mode(&config).await,
         Mode::Follow(name) => follow_mode(&config, name.as_ref()).await,
         Mode::ShowConfig => {
@@ -81,6 +83,7 @@ async fn acquire_on(
         },
         access: Access::new(config.max_holders, config.shared),
         record,
+        history: config.history_size,
     };
     let mut hooks = Hooks {
         progress: Progress::new(name, config.quiet).locking(matches!(config.mode, Mode::Lock(_))),

@@ -1,6 +1,6 @@
 //! The modes that take, give back, extend or look at a lock without running a command.
 
-use super::{acquire, Outcome};
+use super::{acquire, history, Outcome};
 use crate::command::Signals;
 use crate::config::{Config, Expiry, Format, LockName};
 use crate::etcd::Etcd;
@@ -17,6 +17,7 @@ pub(super) async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcom
     let mut signals = Signals::catch()?;
     let record = Record::new(RecordMode::Lock, None, &config.reason, Some(config.ttl))
         .sharing(config.max_holders, config.shared);
+    let queued = std::time::SystemTime::now();
     let held = acquire(config, name, &record, &mut signals)
         .await
         .map_err(Failure::without_command)?;
@@ -28,6 +29,9 @@ pub(super) async fn lock_mode(config: &Config, name: &LockName) -> Result<Outcom
             held.key()
         )));
     }
+    // Held until someone unlocks it (or its --ttl passes): `--unlock` completes the entry.
+    let entry = history::entry(name, &held, &record, queued);
+    history::write(config, &held, &entry, &mut signals).await;
     output::print_locked(
         config.output,
         name,
@@ -47,6 +51,7 @@ pub(super) async fn unlock_mode(
     let queue = Queue::new(&config.prefix, name);
     let holder = holders::unlock(&etcd, &queue, name, which).await?;
     output::print_unlocked(config.output, name, &View::of(&holder));
+    history::unlocked(config, &etcd, name, &holder).await;
     Ok(Outcome::Code(0))
 }
 
@@ -85,7 +90,8 @@ pub(super) async fn list_mode(config: &Config) -> Result<Outcome> {
     if config.output == Format::Prometheus {
         // Metrics are a dump for a file, whatever is held: their exit says only that the list
         // was read, so a cron job replaces its file exactly when it should.
-        output::print_metrics(&locks);
+        let last = crate::history::newest_per_lock(&etcd, &config.prefix).await?;
+        output::print_metrics(&locks, &last);
         return Ok(Outcome::Code(exit::OK));
     }
     output::print_list(config.output, &locks);

@@ -2,6 +2,7 @@
 //! it runs, and stop it (before etcd may expire the lease) when the lock is lost or
 //! `--max-runtime` passes.
 
+use super::history;
 use super::release::{release, release_after_loss, release_or_hold};
 use super::{acquire, acquire_on, interval, Outcome};
 use crate::command::{self, Command, Signals};
@@ -39,6 +40,7 @@ pub(super) async fn run_mode(
     // Before the queue, not after the hand-over: forking distlock there would delay the
     // command's start.
     let watchdog = command::Watchdog::start()?;
+    let queued = std::time::SystemTime::now();
     let (held, stamp) = match config.min_interval {
         None => (acquire(config, name, &record, &mut signals).await?, None),
         Some(every) => {
@@ -49,6 +51,7 @@ pub(super) async fn run_mode(
             (held, Some((pending, every)))
         }
     };
+    let entry = history::entry(name, &held, &record, queued);
 
     let token = held.token().to_string();
     let env = [
@@ -62,6 +65,7 @@ pub(super) async fn run_mode(
     if let Err(e) = lease_for_the_command(config, &held, &mut signals).await {
         let note = release_after_loss(&held).await;
         cancel_stamp(&stamp).await;
+        history::write(config, &held, &history::failed(entry, &e), &mut signals).await;
         return Err(with_note(e, note));
     }
     let mut command = match Command::spawn(argv, &env, watchdog.group()) {
@@ -69,6 +73,7 @@ pub(super) async fn run_mode(
         Err(e) => {
             release(&held).await;
             cancel_stamp(&stamp).await;
+            history::write(config, &held, &history::failed(entry, &e), &mut signals).await;
             return Err(e);
         }
     };
@@ -78,6 +83,7 @@ pub(super) async fn run_mode(
     if let (Some((pending, every)), true) = (&stamp, succeeded) {
         interval::finish(pending, &held, *every).await;
     }
+    let entry = history::held_at_least(history::run_outcome(entry, &ended), config, &held);
     // The lock first: the next holder is waiting for it, the clean-up is not. Stopped for
     // --max-runtime, the lock is still ours, to release or keep as usual.
     let ended = match ended {
@@ -94,6 +100,8 @@ pub(super) async fn run_mode(
         cancel_stamp(&stamp).await;
     }
     drop(watchdog);
+    // After the release: the next holder does not wait for this write.
+    history::write(config, &held, &entry, &mut signals).await;
     let status = ended?;
     Ok(match status.signal() {
         Some(signal) if signal == nix::libc::SIGINT => Outcome::Signal(signal),

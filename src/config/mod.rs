@@ -78,6 +78,8 @@ pub struct Config {
     pub max_runtime: Option<Duration>,
     pub on_lost: OnLost,
     pub kill_grace: Duration,
+    /// How many history entries etcd keeps per lock (0: none).
+    pub history_size: u32,
     pub conflict_exit_code: u8,
     pub output: Format,
     pub log_format: Format,
@@ -123,6 +125,7 @@ impl Config {
         let max_runtime = l.get(&settings::MAX_RUNTIME)?;
         let on_lost = l.value(&settings::ON_LOST)?;
         let kill_grace = kill_grace(&mut l, ttl)?;
+        let history_size = l.value(&settings::HISTORY_SIZE)?;
         let conflict_exit_code = l.value(&settings::CONFLICT_EXIT_CODE)?;
         let output = l.value(&settings::OUTPUT)?;
         // Only a list of every lock is a set of metrics; other modes print nothing, or text
@@ -159,6 +162,7 @@ impl Config {
             max_runtime,
             on_lost,
             kill_grace,
+            history_size,
             conflict_exit_code,
             output,
             log_format,

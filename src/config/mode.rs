@@ -20,6 +20,7 @@ pub enum Mode {
     /// key when several hold the lock.
     Extend(LockName, Expiry, Option<String>),
     Status(LockName),
+    History(LockName),
     List,
     /// `--list --follow` (every lock) or `--status --follow` (this one).
     Follow(Option<LockName>),
@@ -38,6 +39,7 @@ fn modes() -> String {
         &settings::UNLOCK,
         &settings::EXTEND.spec,
         &settings::STATUS,
+        &settings::HISTORY,
         &settings::LIST,
     ]
     .map(long)
@@ -72,7 +74,13 @@ pub(super) fn choose(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
         .transpose()?;
     let which = holder(cli, extend.is_some())?;
     if !cli.command.is_empty()
-        && (cli.lock || cli.unlock || extend.is_some() || cli.status || cli.list || cli.show_config)
+        && (cli.lock
+            || cli.unlock
+            || extend.is_some()
+            || cli.status
+            || cli.history
+            || cli.list
+            || cli.show_config)
     {
         return Err(Failure::Usage(format!(
             "a command ({}) cannot be combined with {} or {}",
@@ -98,7 +106,9 @@ pub(super) fn choose(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
     if cli.show_config {
         return Ok(Mode::ShowConfig);
     }
-    if !(cli.lock || cli.unlock || cli.status || extend.is_some()) && cli.command.is_empty() {
+    if !(cli.lock || cli.unlock || cli.status || cli.history || extend.is_some())
+        && cli.command.is_empty()
+    {
         return Err(Failure::Usage(format!(
             "nothing to do: give a command to run (distlock --lock-name=NAME -- CMD ...) \
              or one of {}",
@@ -121,6 +131,8 @@ pub(super) fn choose(cli: &Cli, name: Option<LockName>) -> Result<Mode> {
         Mode::Follow(Some(name))
     } else if cli.status {
         Mode::Status(name)
+    } else if cli.history {
+        Mode::History(name)
     } else {
         Mode::Run(name, cli.command.clone())
     })
@@ -135,6 +147,7 @@ pub(super) fn check_run_flags(cli: &Cli, mode: &Mode) -> Result<()> {
     | Mode::Unlock(..)
     | Mode::Extend(..)
     | Mode::Status(_)
+    | Mode::History(_)
     | Mode::List
     | Mode::Follow(_)) = mode
     else {
@@ -168,6 +181,7 @@ impl Mode {
             Mode::Unlock(..) => Some(&settings::UNLOCK),
             Mode::Extend(..) => Some(&settings::EXTEND.spec),
             Mode::Status(_) => Some(&settings::STATUS),
+            Mode::History(_) => Some(&settings::HISTORY),
             Mode::List => Some(&settings::LIST),
             Mode::Follow(None) => Some(&settings::LIST),
             Mode::Follow(Some(_)) => Some(&settings::STATUS),

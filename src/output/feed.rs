@@ -3,9 +3,10 @@
 
 use crate::config::Format;
 use crate::feed::{Event, Kind};
+use crate::history::Entry;
 use crate::record::now_rfc3339;
 use crate::view::{clean, format_age, View};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::Write;
 use std::time::Duration;
 
@@ -17,10 +18,7 @@ pub fn print_event(format: Format, event: &Event) -> std::io::Result<()> {
         holds: matches!(event.kind, Kind::Holds | Kind::Took),
         ..View::of(c)
     });
-    let entry: Option<Value> = event
-        .entry
-        .as_deref()
-        .and_then(|e| serde_json::from_slice(e).ok());
+    let entry = event.entry.as_ref();
     let line = match format {
         Format::Json => {
             let mut line = json!({
@@ -33,7 +31,7 @@ pub fn print_event(format: Format, event: &Event) -> std::io::Result<()> {
                 line["contender"] = json!(view);
             }
             if let Some(entry) = entry {
-                line["entry"] = entry;
+                line["entry"] = json!(entry);
             }
             if let Some(detail) = &event.detail {
                 line["detail"] = json!(detail);
@@ -43,7 +41,7 @@ pub fn print_event(format: Format, event: &Event) -> std::io::Result<()> {
             }
             line.to_string()
         }
-        _ => format!("{time} {}", text(event, view.as_ref(), entry.as_ref())),
+        _ => format!("{time} {}", text(event, view.as_ref(), entry)),
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")?;
@@ -51,7 +49,7 @@ pub fn print_event(format: Format, event: &Event) -> std::io::Result<()> {
 }
 
 /// The event in words, after the time.
-fn text(event: &Event, view: Option<&View>, entry: Option<&Value>) -> String {
+fn text(event: &Event, view: Option<&View>, entry: Option<&Entry>) -> String {
     let kind = event.kind.as_str();
     let lock = clean(&event.lock, 255);
     match event.kind {
@@ -81,36 +79,29 @@ fn text(event: &Event, view: Option<&View>, entry: Option<&Value>) -> String {
 }
 
 /// A history entry in one line: who, how it ended, how long it held.
-fn ended(entry: &Value) -> String {
-    let text = |field: &str| {
-        entry
-            .get(field)
-            .and_then(Value::as_str)
-            .map(|t| clean(t, 100))
-    };
-    let number = |field: &str| entry.get(field).and_then(Value::as_f64);
+fn ended(entry: &Entry) -> String {
     let mut line = format!(
         "{} (pid {})",
-        text("host").unwrap_or_else(|| "?".into()),
-        number("pid").unwrap_or_default()
+        clean(entry.host.as_deref().unwrap_or("?"), 100),
+        entry.pid.unwrap_or_default()
     );
-    if let Some(program) = text("program") {
-        line.push_str(&format!(" {program}"));
+    if let Some(program) = &entry.program {
+        line.push_str(&format!(" {}", clean(program, 100)));
     }
-    line.push_str(&format!(
-        ": {}",
-        text("outcome").unwrap_or_else(|| "?".into())
-    ));
-    if let Some(code) = number("exit_code") {
+    line.push_str(&format!(": {}", clean(&entry.outcome, 40)));
+    if let Some(code) = entry.exit_code {
         line.push_str(&format!(" {code}"));
     }
-    if let Some(signal) = number("signal") {
-        line.push_str(&format!(" (signal {signal})"));
+    if let Some(signal) = &entry.signal {
+        line.push_str(&format!(" ({})", clean(signal, 20)));
     }
-    if let Some(detail) = text("detail") {
-        line.push_str(&format!(", {detail}"));
+    if let Some(host) = &entry.unlocked_by {
+        line.push_str(&format!(" by {}", clean(host, 100)));
     }
-    if let Some(held) = number("held_s") {
+    if let Some(detail) = &entry.detail {
+        line.push_str(&format!(", {}", clean(detail, 200)));
+    }
+    if let Some(held) = entry.held_s {
         line.push_str(&format!(
             "; held {}",
             format_age(Duration::from_secs_f64(held.max(0.0)))

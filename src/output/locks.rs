@@ -67,9 +67,9 @@ pub fn print_status(format: Format, name: &LockName, views: &[View], stamp: Opti
     print_stamp(stamp);
 }
 
-/// The `--min-interval` stamp in `--status`'s JSON: the last successful run, and when etcd
-/// expires the stamp (`null`: never, it is on no lease).
-fn stamp_json(found: &Found) -> serde_json::Value {
+/// The `--min-interval` stamp in `--status`'s (and `--history`'s) JSON: the last successful
+/// run, and when etcd expires the stamp (`null`: never, it is on no lease).
+pub(super) fn stamp_json(found: &Found) -> serde_json::Value {
     let s = found.stamp.as_ref();
     json!({
         "key": found.key,
@@ -82,20 +82,20 @@ fn stamp_json(found: &Found) -> serde_json::Value {
     })
 }
 
-/// The `--min-interval` stamp in `--status`'s text, if one stands.
-fn print_stamp(stamp: Option<&Found>) {
+/// The `--min-interval` stamp in `--status`'s (and `--history`'s) text, if one stands.
+pub(super) fn print_stamp(stamp: Option<&Found>) {
     let Some(found) = stamp else { return };
     let runs_out = match found.expires_in_s {
-        Some(secs) => format!("next run allowed in {}s", secs.max(0)),
+        Some(secs) => format!("next run allowed in {}", human_duration(secs.max(0) as u64)),
         None => "on no lease: runs are skipped until it is deleted".into(),
     };
     match &found.stamp {
         Some(s) => say!(
-            "  min-interval:  last run {} on {} (token {}), every {}s; {runs_out}",
-            clean(&s.started, 40),
+            "  min-interval:  last run {} on {} (token {}), every {}; {runs_out}",
+            utc_of(&s.started),
             clean(&s.host, 60),
             s.token,
-            s.interval_s
+            human_duration(s.interval_s)
         ),
         None => say!(
             "  min-interval:  stamp {}; {runs_out}",

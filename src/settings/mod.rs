@@ -136,6 +136,11 @@ pub const STATUS: OptionSpec = mode(
     "Show one lock: its holder and waiters; exit 0 if it is held, 1 if it is free",
 );
 
+pub const HISTORY: OptionSpec = mode(
+    "history",
+    "Show the lock's history: its last holders, newest first, and how each ended",
+);
+
 pub const SHOW_CONFIG: OptionSpec = mode(
     "show-config",
     "Print every effective setting and where it came from, then exit",
@@ -412,6 +417,24 @@ pub const KILL_GRACE: Def<Duration> = Def {
     parse: values::positive_duration,
 };
 
+pub const HISTORY_SIZE: Def<u32> = Def {
+    spec: OptionSpec {
+        default: Some("20"),
+        more: "Each run, --lock/--unlock pair and forced release leaves one entry (who, why, \
+               when, how long, how it ended) under <prefix>.distlock/history/<name>/; the \
+               writer removes older ones. 0 writes none. Shown by --history.",
+        example: Some("20"),
+        ..setting(
+            "history_size",
+            "history-size",
+            "DISTLOCK_HISTORY_SIZE",
+            "N",
+            "How many history entries etcd keeps per lock (0: no history)",
+        )
+    },
+    parse: values::history_size,
+};
+
 pub const CONFLICT_EXIT_CODE: Def<u8> = Def {
     spec: OptionSpec {
         default: Some("1"),
@@ -440,8 +463,8 @@ pub const OUTPUT: Def<Format> = Def {
             "output",
             "DISTLOCK_OUTPUT",
             "FORMAT",
-            "Output of --status, --list, --lock, --unlock, --extend and --show-config: text or \
-             json; --list also prometheus",
+            "Output of --status, --list, --history, --lock, --unlock, --extend and --show-config: \
+             text or json; --list also prometheus",
         )
     },
     parse: values::output,
@@ -482,7 +505,7 @@ pub const VERBOSE: OptionSpec = OptionSpec {
 };
 
 /// The modes `--help` shows first, before `OPTIONS`.
-pub const MODES: &[&OptionSpec] = &[&LOCK, &UNLOCK, &LIST, &STATUS, &SHOW_CONFIG];
+pub const MODES: &[&OptionSpec] = &[&LOCK, &UNLOCK, &LIST, &STATUS, &HISTORY, &SHOW_CONFIG];
 
 /// Every option but the modes above, in the order of `--help`, the README and `--show-config`.
 pub const OPTIONS: &[&OptionSpec] = &[
@@ -506,6 +529,7 @@ pub const OPTIONS: &[&OptionSpec] = &[
     &MAX_RUNTIME.spec,
     &ON_LOST.spec,
     &KILL_GRACE.spec,
+    &HISTORY_SIZE.spec,
     &CONFLICT_EXIT_CODE.spec,
     &OUTPUT.spec,
     &LOG_FORMAT.spec,

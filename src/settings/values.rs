@@ -313,6 +313,19 @@ pub fn max_holders(text: &str) -> Result<u32, String> {
     }
 }
 
+/// The most history entries a lock may keep (`history_size`).
+pub const MAX_HISTORY: u32 = 1000;
+
+/// `history_size`: how many entries etcd keeps per lock, 0 (none) to `MAX_HISTORY`.
+pub fn history_size(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(n) if n <= MAX_HISTORY => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of entries from 0 (no history) to {MAX_HISTORY}"
+        )),
+    }
+}
+
 /// A switch given as a YAML value or a variable, one rule for both: true/false, yes/no, on/off
 /// or 1/0, in any case.
 pub fn switch(text: &str) -> Result<bool, String> {

@@ -90,7 +90,27 @@ fn list_follow_tells_a_queue_as_it_happens_in_text_and_json() {
         ("took", "b"),
         ("released", "b"),
     ];
-    let text_lines = wait_lines(dir.path(), "text", &["holds maint", "released b"]);
+    // Each run and each --lock/--unlock pair also leaves a history entry, after its release.
+    let text_lines = wait_lines(
+        dir.path(),
+        "text",
+        &[
+            "holds maint",
+            "history b",
+            "unlocked b",
+            "history b",
+            "released b",
+            "history b",
+        ],
+    );
+    let (history, text_lines): (Vec<String>, Vec<String>) = text_lines
+        .into_iter()
+        .partition(|l| l.contains(" history "));
+    let host = hostname();
+    let ends = [": held".to_string(), format!(": unlocked by {host}; held ")];
+    assert!(history[0].ends_with(&ends[0]), "{history:?}");
+    assert!(history[1].contains(&ends[1]), "{history:?}");
+    assert!(history[2].contains(" true: exit 0; held "), "{history:?}");
     let said: Vec<(String, String)> = text_lines
         .iter()
         .map(|l| {
@@ -107,8 +127,14 @@ fn list_follow_tells_a_queue_as_it_happens_in_text_and_json() {
     assert_eq!(said, want, "{}", text.report());
     assert!(text_lines[0].contains(r#""kernel""#), "{}", text.report());
 
-    let json_lines = wait_lines(dir.path(), "json", &[r#""released""#]);
+    let json_lines = wait_lines(dir.path(), "json", &[r#""released""#, r#""history""#]);
+    let (history, json_lines): (Vec<String>, Vec<String>) = json_lines
+        .into_iter()
+        .partition(|l| l.contains(r#""event":"history""#));
     assert_eq!(events(&json_lines), want, "{}", json.report());
+    let entry: Value = serde_json::from_str(&history[2]).unwrap();
+    assert_eq!(entry["entry"]["outcome"], "exit", "{entry}");
+    assert_eq!(entry["entry"]["exit_code"], 0, "{entry}");
     let revisions: Vec<i64> = json_lines
         .iter()
         .skip(1)
@@ -139,8 +165,9 @@ fn status_follow_shows_one_lock_and_ends_on_sigterm_with_exit_0() {
     );
     lock(&etcd, &p, "other", &[]);
     lock(&etcd, &p, "mine", &[]);
-    let said = wait_lines(dir.path(), "mine", &["took mine"]);
-    assert_eq!(said.len(), 1, "only lock mine's events: {said:?}");
+    // The --lock's history entry follows its take.
+    let said = wait_lines(dir.path(), "mine", &["took mine", "history mine"]);
+    assert_eq!(said.len(), 2, "only lock mine's events: {said:?}");
     let keys_before = etcd.keys(&p);
     mine.signal(Signal::SIGTERM);
     assert_eq!(mine.wait_code(DEADLINE), 0, "{}", mine.report());
@@ -262,6 +289,8 @@ fn list_as_prometheus_metrics_that_promtool_accepts() {
     lock(&etcd, &p, "window", &["--ttl=1h"]);
     lock(&etcd, &p, "sem", &["--max-holders=3"]);
     lock(&etcd, &p, r#"odd"name\x"#, &[]);
+    // A job that failed and holds nothing now: free, and its last run's end from the history.
+    run(distlock(&etcd, &p).args(["--lock-name=job", "--", "sh", "-c", "exit 3"])).code(3);
     let mut cmd = distlock_std(&ep, &p);
     cmd.args(["--lock-name=window", "--", "true"]);
     let _waiter = Background::spawn(cmd, "waiter");
@@ -307,6 +336,30 @@ fn list_as_prometheus_metrics_that_promtool_accepts() {
         sample(m, r#"distlock_lock_expiry_timestamp_seconds{lock="sem"}"#),
         None,
         "a lock held until unlocked has no expiry: {m}"
+    );
+    assert_eq!(
+        sample(m, r#"distlock_lock_holders{lock="job"}"#),
+        Some(0.0),
+        "{m}"
+    );
+    let last = r#"distlock_lock_last_outcome{lock="job",outcome="exit"}"#;
+    assert_eq!(sample(m, last), Some(1.0), "{m}");
+    assert_eq!(
+        sample(m, r#"distlock_lock_last_exit_code{lock="job"}"#),
+        Some(3.0),
+        "{m}"
+    );
+    let ended = sample(
+        m,
+        r#"distlock_lock_last_released_timestamp_seconds{lock="job"}"#,
+    )
+    .unwrap_or_else(|| panic!("no end for job: {m}"));
+    assert!((now - ended).abs() < 60.0, "{ended} vs {now}: {m}");
+    let held = r#"distlock_lock_last_outcome{lock="window",outcome="held"}"#;
+    assert_eq!(
+        sample(m, held),
+        Some(1.0),
+        "a --lock's entry until --unlock: {m}"
     );
 
     if !needs(&[Need::Program("promtool")]) {

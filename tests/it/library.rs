@@ -63,6 +63,7 @@ async fn take_as(
         timeout,
         access,
         record: &record,
+        history: 0,
     };
     acquire(etcd, &request, &mut ()).await
 }

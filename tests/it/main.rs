@@ -12,6 +12,7 @@ mod faults;
 mod flock;
 mod follow;
 mod harness;
+mod history;
 mod hostile;
 mod library;
 mod min_interval;

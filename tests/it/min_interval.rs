@@ -499,7 +499,12 @@ fn status_shows_the_stamp_and_when_it_runs_out() {
     let text = status("text");
     let shown = text.code(1).stdout.clone();
     assert!(shown.starts_with(&format!("{NAME}: free\n")), "{shown}");
+    // `2026-12-06T03:10:51Z` shown as `2026-12-06 03:10:51 UTC`.
     let started = written["started"].as_str().unwrap();
+    let started = format!(
+        "{} UTC",
+        started.trim_end_matches('Z').replacen('T', " ", 1)
+    );
     assert!(
         shown.contains(&format!(
             "min-interval:  last run {started} on {}",
@@ -508,7 +513,7 @@ fn status_shows_the_stamp_and_when_it_runs_out() {
         "{shown}"
     );
     assert!(
-        shown.contains("every 3600s; next run allowed in 3"),
+        shown.contains("every 1h; next run allowed in 59m"),
         "{shown}"
     );
 }

@@ -14,7 +14,7 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
-use super::etcdctl::{parse_kvs, stdout_of};
+use super::etcdctl::{is_history, parse_kvs, stdout_of};
 use super::{
     all_threads_stopped, etcdctl, etcdctl_cmd, in_netns, scratch_dir, wait_for, wait_until, Kv,
     Pki, DEADLINE,
@@ -615,7 +615,7 @@ impl Etcd {
     pub fn keys(&self, prefix: &str) -> Vec<String> {
         self.etcdctl(&["get", "--prefix", "--keys-only", "--", prefix])
             .lines()
-            .filter(|l| !l.is_empty())
+            .filter(|l| !l.is_empty() && !is_history(prefix, l))
             .map(String::from)
             .collect()
     }
@@ -624,6 +624,9 @@ impl Etcd {
     /// authentication is on.
     pub fn kvs(&self, prefix: &str) -> Vec<Kv> {
         parse_kvs(&self.etcdctl(&["get", "--prefix", "-w", "json", "--", prefix]))
+            .into_iter()
+            .filter(|kv| !is_history(prefix, &kv.key))
+            .collect()
     }
 
     /// The ids of the leases etcd holds (`etcdctl lease list`, as `etcdctl_cmd`).

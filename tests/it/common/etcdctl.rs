@@ -67,9 +67,29 @@ pub(super) fn stdout_of(mut cmd: Command) -> String {
 
 /// Every key under `prefix` (in key order), decoded from `etcdctl get -w json`, where keys and
 /// values are base64.
+/// The lock history distlock keeps under `<prefix>.distlock/` is left out: it is meant to
+/// stay (see `history_kvs`).
 pub fn get_prefix(endpoints: &str, prefix: &str) -> Vec<Kv> {
     let out = etcdctl(endpoints, ["get", "--prefix", "-w", "json", "--", prefix]);
     parse_kvs(&out)
+        .into_iter()
+        .filter(|kv| !is_history(prefix, &kv.key))
+        .collect()
+}
+
+/// Whether `key` is in distlock's metadata (its lock history) under `prefix` or under a test's
+/// prefix below it, not a lock.
+pub(super) fn is_history(prefix: &str, key: &str) -> bool {
+    key.starts_with(prefix) && key.contains("/.distlock/")
+}
+
+/// The history entries of lock `name` under `prefix`, oldest first.
+pub fn history_kvs(endpoints: &str, prefix: &str, name: &str) -> Vec<Kv> {
+    let dir = format!("{prefix}.distlock/history/{name}/");
+    parse_kvs(&etcdctl(
+        endpoints,
+        ["get", "--prefix", "-w", "json", "--", &dir],
+    ))
 }
 
 /// One key, if it exists.

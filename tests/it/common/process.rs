@@ -53,8 +53,8 @@ pub struct Background {
 }
 
 impl Background {
-    /// Starts `cmd` with stdin from /dev/null and stdout/stderr captured (keep them small:
-    /// they are pipes, read after exit).
+    /// Starts `cmd` with stdin from /dev/null and stdout/stderr captured (pipes, read by
+    /// `output`).
     pub fn spawn(mut cmd: Command, what: &str) -> Background {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         Self::start(cmd, what, None)
@@ -155,15 +155,22 @@ impl Background {
 
     /// Waits at most `timeout` for it to exit and returns its status, stdout and stderr.
     pub fn output(mut self, timeout: Duration) -> Output {
+        // Drained while it runs: a process that says more than a pipe holds (trace logging)
+        // would otherwise block on its next write and never exit.
+        fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    pipe.read_to_end(&mut bytes).ok();
+                }
+                bytes
+            })
+        }
+        let stdout = drain(self.child.stdout.take());
+        let stderr = drain(self.child.stderr.take());
         let status = self.wait(timeout);
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
-        if let Some(mut s) = self.child.stdout.take() {
-            s.read_to_end(&mut stdout).ok();
-        }
-        if let Some(mut s) = self.child.stderr.take() {
-            s.read_to_end(&mut stderr).ok();
-        }
+        let mut stdout = stdout.join().unwrap_or_default();
+        let mut stderr = stderr.join().unwrap_or_default();
         if let Some((out, err)) = &self.logs {
             stdout = fs::read(out).unwrap_or_default();
             stderr = fs::read(err).unwrap_or_default();
