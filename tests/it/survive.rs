@@ -234,8 +234,9 @@ fn a_member_without_a_leader_says_so_at_once() {
     wait_for(DEADLINE, "the member to have a leader again", || {
         metric(port, "etcd_server_has_leader") == Some(1)
     });
+    // Answered: the lock is free, which --status says with exit 1.
     let (out, _) = status("5s");
-    assert_eq!(out.status.code(), Some(0), "{}", report(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", report(&out));
 }
 
 /// A waiter (TTL 2s) whose lease expires while its only member is frozen for longer than that
