@@ -15,7 +15,7 @@ use crate::exit::{Failure, Result};
 use crate::held::Held;
 use crate::queue::stamp_key;
 use crate::stamp::{self, Found, Pending};
-use crate::view::clean;
+use crate::view::{clean, utc_of};
 use std::time::Duration;
 
 /// Skips the run (a "not acquired" failure, exit 1 or `--conflict-exit-code`) if the stamp
@@ -88,7 +88,7 @@ fn skipped(name: &LockName, found: &Found) -> String {
     match &found.stamp {
         Some(s) => format!(
             "skipped {name}: it ran at {} on {} and --min-interval {} allows the next run {next}",
-            clean(&s.started, 40),
+            utc_of(&s.started),
             clean(&s.host, 60),
             humantime::format_duration(Duration::from_secs(s.interval_s))
         ),
