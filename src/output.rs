@@ -31,6 +31,26 @@ pub use locks::{print_list, print_status};
 pub use manage::{print_extended, print_unlocked};
 pub use metrics::print_metrics;
 
+/// Rows under a header, in columns as wide as their widest cell (counted in characters), two
+/// spaces apart, without trailing blanks.
+fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+    let header = header.map(String::from);
+    let mut widths = [0; N];
+    for row in std::iter::once(&header).chain(rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:w$}"))
+            .collect();
+        say!("{}", line.join("  ").trim_end());
+    }
+}
+
 fn print_json(value: &serde_json::Value) {
     // A Value always serializes.
     say!(

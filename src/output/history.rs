@@ -1,7 +1,7 @@
 //! `--history`: a lock's last holders, newest first, as a table or a JSON list of entries.
 
 use super::locks::{print_stamp, stamp_json};
-use super::print_json;
+use super::{print_json, print_table};
 use crate::config::{Format, LockName};
 use crate::history::Entry;
 use crate::stamp::Found;
@@ -34,22 +34,8 @@ pub fn print_history(format: Format, name: &LockName, entries: &[Entry], stamp: 
     let rows: Vec<[String; 8]> = entries.iter().map(row).collect();
     let header = [
         "TOKEN", "TOOK", "WAITED", "HELD", "HOST", "MODE", "OUTCOME", "REASON",
-    ]
-    .map(String::from);
-    let mut widths = [0; 8];
-    for r in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    for r in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = r
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        say!("{}", cells.join("  ").trim_end());
-    }
+    ];
+    print_table(header, &rows);
     print_stamp(stamp);
 }
 

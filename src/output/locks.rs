@@ -1,7 +1,7 @@
 //! `--status` and `--list`: which contenders hold a lock (one, or several with `--max-holders`
 //! and `--shared`) and who waits, as text or JSON.
 
-use super::print_json;
+use super::{print_json, print_table};
 use crate::access::Access;
 use crate::config::{Format, LockName};
 use crate::stamp::Found;
@@ -220,22 +220,8 @@ pub fn print_list(format: Format, locks: &[(String, Vec<View>)]) {
         .collect();
     let header = [
         "LOCK", "HOLDER", "FOR", "EXPIRES", "HOLDERS", "WAITING", "REASON",
-    ]
-    .map(String::from);
-    let mut widths = [0; 7];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:w$}"))
-            .collect();
-        say!("{}", line.join("  ").trim_end());
-    }
+    ];
+    print_table(header, &rows);
 }
 
 /// When the holder's lock expires by itself, for `--list` (from its record, no request):
