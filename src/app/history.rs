@@ -85,8 +85,9 @@ pub(super) fn entry(name: &LockName, held: &Held, record: &Record, queued: Syste
 }
 
 /// Writes `entry` of the lock `held` held, unless history is off (or could not be read when
-/// it joined, which it warned of then); a failure is a warning. A signal (one that came
-/// while releasing, too) ends the write: distlock must end within maxtime and a second.
+/// it joined, which it warned of then); a failure is a warning, but for a lost lock, whose
+/// one line already says what etcd did. A signal (one that came while releasing, too) ends
+/// the write: distlock must end within maxtime and a second.
 pub(super) async fn write(config: &Config, held: &Held, entry: &Entry, signals: &mut Signals) {
     let Some(seen) = held.history_seen().filter(|_| config.history_size > 0) else {
         return;
@@ -95,8 +96,12 @@ pub(super) async fn write(config: &Config, held: &Held, entry: &Entry, signals: 
     let write = history::write(held.etcd(), &config.prefix, entry, seen, size);
     tokio::select! {
         written = write => {
-            if let Err(e) = written {
-                tracing::warn!("the lock's history was not written: {e}");
+            match written {
+                Err(e) if entry.outcome == outcome::LOST => {
+                    tracing::debug!("the lock's history was not written: {e}")
+                }
+                Err(e) => tracing::warn!("the lock's history was not written: {e}"),
+                Ok(_) => {}
             }
         }
         signal = signals.recv() => {

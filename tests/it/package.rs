@@ -481,7 +481,8 @@ fn man_page_renders_with_exit_status_environment_and_files() {
         "distlock --lock-name=NAME [OPTIONS] [--] COMMAND [ARGS...]",
         "distlock --lock-name=NAME --lock [OPTIONS]",
         "distlock --lock-name=NAME --unlock[=KEY] [OPTIONS]",
-        "distlock --list [OPTIONS]",
+        "distlock --lock-name=NAME --history [OPTIONS]",
+        "distlock --list [--follow | --output=prometheus] [OPTIONS]",
     ] {
         assert!(
             synopsis.lines().any(|l| l.trim() == form),
