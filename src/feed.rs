@@ -16,7 +16,7 @@ use crate::holders::holding;
 use crate::queue::{self, Contender};
 use crate::record::{Mode, Record};
 use etcd_client::{EventType, GetOptions, WatchOptions, WatchResponse, WatchStream};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
 /// What happened.
@@ -102,12 +102,9 @@ enum Key<'a> {
 }
 
 fn classify<'a>(prefix: &str, key: &'a str) -> Key<'a> {
-    let Some(rest) = key.strip_prefix(prefix) else {
-        return Key::Other;
-    };
-    if let Some(meta) = rest.strip_prefix(".distlock/") {
-        return match meta
-            .strip_prefix("history/")
+    if key.starts_with(&history::meta(prefix)) {
+        return match key
+            .strip_prefix(&history::root(prefix))
             .and_then(|r| r.split_once('/'))
         {
             Some((name, _)) => Key::History { name },
@@ -298,10 +295,8 @@ impl Feed {
         let mut events = vec![self.own(Kind::Compacted { compacted }, None)];
         let (queues, revision) = self.read().await?;
         let before = std::mem::replace(&mut self.queues, queues);
-        for name in before.keys().chain(self.queues.keys()) {
-            if events.iter().any(|e| e.lock == *name) {
-                continue;
-            }
+        let names: BTreeSet<&String> = before.keys().chain(self.queues.keys()).collect();
+        for name in names {
             let old = before.get(name).map_or(&[][..], Vec::as_slice);
             let new = self.queues.get(name).map_or(&[][..], Vec::as_slice);
             events.extend(compare(name, old, new, revision));
@@ -336,14 +331,16 @@ impl Feed {
                 Key::History { name }
                     if self.wanted(name) && event.event_type() == EventType::Put =>
                 {
-                    let lost = Entry::from_json(kv.value())
+                    let entry = Entry::from_json(kv.value());
+                    let lost = entry
+                        .as_ref()
                         .is_some_and(|e| e.outcome == history::outcome::LOST);
                     events.push(Event {
                         kind: if lost { Kind::Lost } else { Kind::History },
                         lock: name.to_string(),
                         revision: kv.mod_revision(),
                         contender: None,
-                        entry: Entry::from_json(kv.value()),
+                        entry,
                         detail: None,
                     });
                 }

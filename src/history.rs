@@ -11,6 +11,7 @@
 use crate::error::Result;
 use crate::etcd::Etcd;
 use crate::name::LockName;
+use crate::queue::Contender;
 use crate::record::Record;
 use etcd_client::{
     Compare, CompareOp, GetOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
@@ -31,9 +32,14 @@ pub fn meta(prefix: &str) -> String {
     format!("{prefix}{RESERVED}/")
 }
 
+/// `<prefix>.distlock/history/`: every lock's entries, one directory per lock.
+pub fn root(prefix: &str) -> String {
+    format!("{}history/", meta(prefix))
+}
+
 /// `<prefix>.distlock/history/<name>/`: the entries of one lock.
 pub fn prefix(prefix: &str, name: &LockName) -> String {
-    format!("{}history/{name}/", meta(prefix))
+    format!("{}{name}/", root(prefix))
 }
 
 /// The key of the entry of the holder with fencing token `token`: zero-padded, so that key
@@ -201,6 +207,19 @@ impl Entry {
     pub fn from_json(value: &[u8]) -> Option<Entry> {
         serde_json::from_slice(value).ok()
     }
+
+    /// The entry as the lock's queue `queue` shows it now: a `--lock`'s entry says `held`
+    /// until `--unlock` completes it, so one whose key (with its token as create revision) is
+    /// gone expired.
+    fn settled(mut self, queue: &[Contender]) -> Entry {
+        let alive = queue
+            .iter()
+            .any(|c| c.key == self.key && c.create_revision == self.token);
+        if self.outcome == outcome::HELD && !alive {
+            self.outcome = outcome::EXPIRED.to_string();
+        }
+        self
+    }
 }
 
 /// Two writers of one entry: the holder, and an `--unlock` that removed it (in either order).
@@ -346,23 +365,19 @@ pub async fn read(etcd: &Etcd, prefix: &str, name: &LockName, limit: u32) -> Res
     Ok(entries
         .iter()
         .filter_map(|kv| Entry::from_json(&kv.value))
-        .map(|mut entry| {
-            let alive = queued
-                .iter()
-                .any(|c| c.key == entry.key && c.create_revision == entry.token);
-            if entry.outcome == outcome::HELD && !alive {
-                entry.outcome = outcome::EXPIRED.to_string();
-            }
-            entry
-        })
+        .map(|entry| entry.settled(&queued))
         .collect())
 }
 
-/// The newest entry of every lock that has a history, by lock name: one read of the whole
-/// history (at most `history_size` entries per lock), for `--list --output=prometheus`.
-/// A `held` entry stays `held` here: whether its key is gone is the caller's to see.
-pub async fn newest_per_lock(etcd: &Etcd, prefix: &str) -> Result<Vec<(String, Entry)>> {
-    let root = format!("{}history/", meta(prefix));
+/// The newest entry of every lock that has a history, by lock name, as `read` shows it
+/// against the queues `locks` (from `queue::all_locks`): one read of the whole history (at
+/// most `history_size` entries per lock), for `--list --output=prometheus`.
+pub async fn newest_per_lock(
+    etcd: &Etcd,
+    prefix: &str,
+    locks: &[(String, Vec<Contender>)],
+) -> Result<Vec<(String, Entry)>> {
+    let root = root(prefix);
     let sorted = GetOptions::new()
         .with_prefix()
         .with_sort(SortTarget::Key, SortOrder::Ascend);
@@ -381,6 +396,13 @@ pub async fn newest_per_lock(etcd: &Etcd, prefix: &str) -> Result<Vec<(String, E
             Some((last, e)) if last == name => *e = entry,
             _ => newest.push((name.to_string(), entry)),
         }
+    }
+    for (name, entry) in &mut newest {
+        let queue = locks
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(&[][..], |(_, q)| q);
+        *entry = entry.clone().settled(queue);
     }
     Ok(newest)
 }

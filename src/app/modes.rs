@@ -82,15 +82,15 @@ pub(super) async fn status_mode(config: &Config, name: &LockName) -> Result<Outc
 
 pub(super) async fn list_mode(config: &Config) -> Result<Outcome> {
     let etcd = Etcd::connect(&config.etcd()).await?;
-    let locks: Vec<(String, Vec<View>)> = queue::all_locks(&etcd, &config.prefix)
-        .await?
-        .into_iter()
-        .map(|(name, contenders)| (name, holders::views(&contenders)))
+    let queues = queue::all_locks(&etcd, &config.prefix).await?;
+    let locks: Vec<(String, Vec<View>)> = queues
+        .iter()
+        .map(|(name, contenders)| (name.clone(), holders::views(contenders)))
         .collect();
     if config.output == Format::Prometheus {
         // Metrics are a dump for a file, whatever is held: their exit says only that the list
         // was read, so a cron job replaces its file exactly when it should.
-        let last = crate::history::newest_per_lock(&etcd, &config.prefix).await?;
+        let last = crate::history::newest_per_lock(&etcd, &config.prefix, &queues).await?;
         output::print_metrics(&locks, &last);
         return Ok(Outcome::Code(exit::OK));
     }

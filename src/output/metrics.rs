@@ -2,7 +2,7 @@
 //! format (the Prometheus text exposition format), for a cron job that writes it to a file
 //! node_exporter reads. `promtool check metrics` accepts it (tests/it/follow.rs checks).
 
-use crate::history::{outcome, Entry};
+use crate::history::Entry;
 use crate::view::View;
 use std::fmt::Write;
 use std::time::UNIX_EPOCH;
@@ -70,16 +70,7 @@ const FAMILIES: &[Family] = &[
         name: "distlock_lock_last_outcome",
         help: "How the newest entry of the lock's history ended (outcome label: exit, signal, \
                lost, max_runtime, unlocked, held, expired, interrupted, not_started); always 1.",
-        sample: |l| {
-            let last = l.last?;
-            // A --lock's entry says `held` until --unlock completes it; its key gone, it expired.
-            let gone = !l.views.iter().any(|v| v.fencing_token == last.token);
-            let what = match last.outcome.as_str() {
-                outcome::HELD if gone => outcome::EXPIRED,
-                other => other,
-            };
-            Some((format!(",outcome=\"{}\"", label(what)), 1.0))
-        },
+        sample: |l| Some((format!(",outcome=\"{}\"", label(&l.last?.outcome)), 1.0)),
     },
     Family {
         name: "distlock_lock_last_exit_code",
