@@ -159,22 +159,27 @@ impl fmt::Display for Failure {
             | Failure::TimedOutKilled(m)
             | Failure::CannotExecute(m)
             | Failure::NotFound(m) => f.write_str(&one_line(m)),
-            Failure::Interrupted(signal, left) => write!(
-                f,
-                "interrupted by {} before the command ran; {}",
-                signal_name(*signal),
-                left.as_deref()
-                    .map_or("nothing is left in etcd".into(), one_line)
-            ),
-            Failure::InterruptedWaiting(signal, left) => write!(
-                f,
-                "interrupted by {} while waiting for the lock; {}",
-                signal_name(*signal),
-                left.as_deref()
-                    .map_or("nothing is left in etcd".into(), one_line)
-            ),
+            Failure::Interrupted(signal, left) => {
+                interrupted(f, *signal, "before the command ran", left)
+            }
+            Failure::InterruptedWaiting(signal, left) => {
+                interrupted(f, *signal, "while waiting for the lock", left)
+            }
         }
     }
+}
+
+/// `interrupted by SIGTERM <when>; nothing is left in etcd` (or what is left).
+fn interrupted(
+    f: &mut fmt::Formatter<'_>,
+    signal: i32,
+    when: &str,
+    left: &Option<String>,
+) -> fmt::Result {
+    let left = left
+        .as_deref()
+        .map_or("nothing is left in etcd".into(), one_line);
+    write!(f, "interrupted by {} {when}; {left}", signal_name(signal))
 }
 
 impl std::error::Error for Failure {}

@@ -48,7 +48,7 @@ pub(super) async fn run_mode(
             interval::look(&etcd, config, name).await?;
             let held = acquire_on(&etcd, config, name, &record, &mut signals).await?;
             let pending = interval::start(&etcd, config, name, &held, every).await?;
-            (held, Some((pending, every)))
+            (held, Some(pending))
         }
     };
     let entry = history::entry(name, &held, &record, queued);
@@ -80,8 +80,8 @@ pub(super) async fn run_mode(
     let ended = supervise(config, &held, &mut command, &mut signals).await;
     // --min-interval: the stamp before the lock, so that the next holder sees it.
     let succeeded = matches!(&ended, Ok(status) if status.success());
-    if let (Some((pending, every)), true) = (&stamp, succeeded) {
-        interval::finish(pending, &held, *every).await;
+    if let (Some(pending), Some(every), true) = (&stamp, config.min_interval, succeeded) {
+        interval::finish(pending, &held, every).await;
     }
     let entry = history::held_at_least(history::run_outcome(entry, &ended), config, &held);
     // The lock first: the next holder is waiting for it, the clean-up is not. Stopped for
@@ -110,8 +110,8 @@ pub(super) async fn run_mode(
 }
 
 /// A run that stamps nothing (its command failed or never ran) lets its stamp's lease go.
-async fn cancel_stamp(stamp: &Option<(Pending, Duration)>) {
-    if let Some((pending, _)) = stamp {
+async fn cancel_stamp(stamp: &Option<Pending>) {
+    if let Some(pending) = stamp {
         interval::cancel(pending).await;
     }
 }
