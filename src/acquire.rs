@@ -89,9 +89,13 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
     let queue = Queue::new(request.prefix, request.name);
     let nowait = request.timeout == Some(Duration::ZERO);
     if nowait {
-        look_before_joining(etcd, &queue, me, request.name).await?;
+        tokio::select! {
+            looked = look_before_joining(etcd, &queue, me, request.name) => looked?,
+            // Nothing is written yet.
+            e = hooks.interrupted() => return Err(e),
+        }
     }
-    let mut lease = etcd.grant(request.ttl).await?;
+    let mut lease = grant(etcd, request.ttl, hooks).await?;
     tracing::debug!(
         "lease {:x} granted with a TTL of {}",
         lease.id,
@@ -169,6 +173,26 @@ pub async fn acquire(etcd: &Etcd, request: &Request<'_>, hooks: &mut impl Waitin
         Outcome::GaveUp(e) => {
             let joined = joined || place.is_some();
             Err(give_up(etcd, &queue, lease, keepalive, joined, e).await)
+        }
+    }
+}
+
+/// Grants our lease, or ends as interrupted when the caller interrupts meanwhile (a frozen
+/// etcd may take `maxtime` to answer). The grant in flight is still awaited, so that a lease
+/// etcd granted is revoked rather than left behind; like `give_up` before joining, a revoke
+/// that fails leaves only a lease without a key, which expires by itself.
+async fn grant(etcd: &Etcd, ttl: Duration, hooks: &mut impl Waiting) -> Result<Lease> {
+    let granting = etcd.grant(ttl);
+    tokio::pin!(granting);
+    tokio::select! {
+        granted = &mut granting => granted,
+        e = hooks.interrupted() => {
+            if let Ok(lease) = granting.await {
+                if let Err(revoke) = etcd.revoke(lease.id).await {
+                    tracing::debug!("{revoke}");
+                }
+            }
+            Err(e)
         }
     }
 }

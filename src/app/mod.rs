@@ -61,8 +61,26 @@ async fn acquire(
     record: &Record,
     signals: &mut Signals,
 ) -> Result<Held> {
-    let etcd = Etcd::connect(&config.etcd()).await?;
+    let etcd = connect(config, signals).await?;
     acquire_on(&etcd, config, name, record, signals).await
+}
+
+/// Connects to etcd, unless a signal comes first (a frozen etcd may take `maxtime` to
+/// answer): then the run ends as interrupted, having written nothing.
+async fn connect(config: &Config, signals: &mut Signals) -> Result<Etcd> {
+    unless_interrupted(signals, async { Ok(Etcd::connect(&config.etcd()).await?) }).await
+}
+
+/// `step` (connecting, a read before the queue), or `Failure::Interrupted` if a signal
+/// comes first. Once a mode has caught the signals, every wait for etcd must watch them too.
+async fn unless_interrupted<T>(
+    signals: &mut Signals,
+    step: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::select! {
+        signal = signals.recv() => Err(Failure::Interrupted(signal, None)),
+        done = step => done,
+    }
 }
 
 /// `acquire`, on a connection the caller has made (and uses before or after).

@@ -1,6 +1,6 @@
 //! The modes that take, give back, extend or look at a lock without running a command.
 
-use super::{acquire, history, Outcome};
+use super::{acquire, history, unless_interrupted, Outcome};
 use crate::command::Signals;
 use crate::config::{Config, Expiry, Format, LockName};
 use crate::etcd::Etcd;
@@ -112,9 +112,16 @@ fn held_or_not(held: bool) -> u8 {
 /// signal ends it (exit 0: that is how a feed ends) or nobody reads stdout any more.
 pub(super) async fn follow_mode(config: &Config, name: Option<&LockName>) -> Result<Outcome> {
     let mut signals = Signals::catch()?;
-    let etcd = Etcd::connect(&config.etcd()).await?;
     let only = name.map(LockName::to_string);
-    let mut feed = Feed::start(&etcd, &config.prefix, only.as_deref()).await?;
+    let start = async {
+        let etcd = Etcd::connect(&config.etcd()).await?;
+        Ok(Feed::start(&etcd, &config.prefix, only.as_deref()).await?)
+    };
+    let mut feed = match unless_interrupted(&mut signals, start).await {
+        // Stopped before it began: a feed ends so.
+        Err(Failure::Interrupted(..)) => return Ok(Outcome::Code(0)),
+        started => started?,
+    };
     tracing::info!(
         "following {} from revision {}",
         only.as_deref().unwrap_or("every lock"),

@@ -4,11 +4,11 @@
 
 use super::history;
 use super::release::{release, release_after_loss, release_or_hold};
-use super::{acquire, acquire_on, interval, Outcome};
+use super::{acquire, acquire_on, connect, interval, unless_interrupted, Outcome};
 use crate::command::{self, Command, Signals};
 use crate::config::{Config, LockName, OnLost};
 use crate::error::{duration, local_clock, signal_name};
-use crate::etcd::{Etcd, LeaseState};
+use crate::etcd::LeaseState;
 use crate::exit::{Failure, Result};
 use crate::held::Held;
 use crate::record::{Mode as RecordMode, Record};
@@ -44,8 +44,8 @@ pub(super) async fn run_mode(
     let (held, stamp) = match config.min_interval {
         None => (acquire(config, name, &record, &mut signals).await?, None),
         Some(every) => {
-            let etcd = Etcd::connect(&config.etcd()).await?;
-            interval::look(&etcd, config, name).await?;
+            let etcd = connect(config, &mut signals).await?;
+            unless_interrupted(&mut signals, interval::look(&etcd, config, name)).await?;
             let held = acquire_on(&etcd, config, name, &record, &mut signals).await?;
             let pending = interval::start(&etcd, config, name, &held, every).await?;
             (held, Some(pending))

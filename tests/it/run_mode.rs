@@ -1176,3 +1176,69 @@ fn a_waiter_interrupted_by_a_signal_exits_128_plus_n_and_leaves_no_key() {
         assert!(!f.exists(), "the command must not have run");
     }
 }
+
+/// A signal while etcd is frozen before the lock is joined (connecting, the `--nowait` and
+/// `--min-interval` looks, the lease grant) ends distlock as interrupted, not as an etcd
+/// failure: exit 128+N, one line, nothing written; at most within `maxtime`, the time the
+/// grant in flight is awaited so that a granted lease is revoked. A feed ends with 0.
+#[test]
+fn a_signal_while_etcd_is_frozen_before_joining_ends_distlock_as_interrupted() {
+    let etcd = Etcd::start();
+    let (ep, p) = (etcd.endpoint(), prefix("frozen-start"));
+    let (_tmp, dir) = scratch();
+    etcd.pause();
+    let cases: [(&[&str], i32, &str); 5] = [
+        (
+            &["--lock-name=a", "--", "true"],
+            130,
+            "before the command ran",
+        ),
+        (
+            &["--lock-name=a", "--lock"],
+            130,
+            "while waiting for the lock",
+        ),
+        (
+            &["--lock-name=a", "-n", "--", "true"],
+            130,
+            "before the command ran",
+        ),
+        (
+            &["--lock-name=a", "--min-interval=1h", "--", "true"],
+            130,
+            "before the command ran",
+        ),
+        (&["--list", "--follow"], 0, ""),
+    ];
+    for (i, (args, code, when)) in cases.into_iter().enumerate() {
+        let mut cmd = distlock_std(&ep, &p);
+        cmd.args(["-v", "--maxtime=2s"]).args(args);
+        let what = format!("case{i}");
+        let mut d = Background::logged(cmd, &dir, &what);
+        // Its signal handlers are in place once it connects (debug line), before any request.
+        wait_for(DEADLINE, "distlock to connect", || {
+            d.stderr().contains("connecting to")
+        });
+        let sent = Instant::now();
+        d.signal(Signal::SIGINT);
+        assert_eq!(d.wait_code(DEADLINE), code, "{args:?}: {}", d.report());
+        assert!(
+            sent.elapsed() < Duration::from_secs(3),
+            "{args:?} took {:?} after SIGINT: {}",
+            sent.elapsed(),
+            d.report()
+        );
+        let last = d.stderr().lines().last().unwrap_or_default().to_string();
+        match code {
+            0 => assert!(!last.contains("interrupted"), "{args:?}: {}", d.report()),
+            _ => assert_eq!(
+                last,
+                format!("distlock: interrupted by SIGINT {when}; nothing is left in etcd"),
+                "{args:?}: {}",
+                d.report()
+            ),
+        }
+    }
+    etcd.resume();
+    assert!(etcd.keys(&p).is_empty(), "{:?}", etcd.keys(&p));
+}
