@@ -187,16 +187,17 @@ fn status_follow_shows_one_lock_and_ends_on_sigterm_with_exit_0() {
 fn a_feed_whose_reader_went_away_ends() {
     let etcd = Etcd::start();
     let p = prefix("follow-pipe");
+    // Held before the feed starts, so that its first line is the same every time.
+    lock(&etcd, &p, "a", &[]);
     let mut cmd = distlock_std(&etcd.endpoint(), &p);
     cmd.args(["--list", "--follow"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut feed = Background::spawn(cmd, "feed");
     let stdout = feed.child.stdout.take().unwrap();
-    lock(&etcd, &p, "a", &[]);
     let mut first = String::new();
     BufReader::new(stdout).read_line(&mut first).unwrap();
-    assert!(first.contains("took a"), "{first}");
+    assert!(first.contains("holds a"), "{first}");
     // The reader is gone (`| head -1`): the next line cannot be written, and the feed ends.
     lock(&etcd, &p, "b", &[]);
     let status = feed.wait(DEADLINE);
